@@ -1,0 +1,67 @@
+"""Build stcformer and its extension stcformer._C against the torch already installed.
+
+Install with ``pip install --no-build-isolation -e .``: an isolated build environment cannot
+import the installed torch (and must never pull a torch of its own).
+C++ CPU kernels are always built; CUDA kernels when torch has CUDA and nvcc is found
+(set STCFORMER_NO_CUDA=1 to skip them, STCFORMER_NO_EXTENSION=1 to skip the extension).
+"""
+import glob
+import os
+
+from setuptools import setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+# flags of the C++ CPU kernels (OpenMP drives at::parallel_for)
+CXX_FLAGS = ["-O3", "-std=c++17", "-fopenmp"]
+LINK_FLAGS = ["-fopenmp"]
+# flags of the CUDA kernels
+NVCC_FLAGS = ["-O3", "-std=c++17", "--use_fast_math", "-lineinfo"]
+
+
+def _sources(pattern):
+    return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
+
+
+def extensions():
+    if os.environ.get("STCFORMER_NO_EXTENSION") == "1":
+        return [], {}
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+    sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
+    cuda_sources = _sources("csrc/cuda/*.cu")
+    with_cuda = (torch.version.cuda is not None and CUDA_HOME is not None and cuda_sources
+                 and os.environ.get("STCFORMER_NO_CUDA") != "1")
+    if with_cuda:
+        arch = os.environ.get("TORCH_CUDA_ARCH_LIST")
+        if not arch:  # build for the card that is here, else for the common data-centre cards
+            arch = ("%d.%d" % torch.cuda.get_device_capability()) if torch.cuda.is_available() else "8.0;9.0"
+            os.environ["TORCH_CUDA_ARCH_LIST"] = arch
+        ext = CUDAExtension("stcformer._C", sources + cuda_sources,
+                            extra_compile_args={"cxx": CXX_FLAGS + ["-DSTCFORMER_WITH_CUDA"],
+                                                "nvcc": NVCC_FLAGS},
+                            extra_link_args=LINK_FLAGS)
+    else:
+        ext = CppExtension("stcformer._C", sources, extra_compile_args={"cxx": CXX_FLAGS},
+                           extra_link_args=LINK_FLAGS)
+    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+
+
+ext_modules, cmdclass = extensions()
+
+setup(
+    name="stcformer",
+    version="0.1.0",
+    description="STCFormer (CVPR 2023) 2D-to-3D pose lifting with fused Triton, C++ and CUDA kernels",
+    long_description=open(os.path.join(ROOT, "README.md")).read() if os.path.exists(os.path.join(ROOT, "README.md")) else "",
+    long_description_content_type="text/markdown",
+    packages=["stcformer", "stcformer.backends", "stcformer.data", "stcformer.kernels"],
+    package_dir={"stcformer.kernels": "kernels"},
+    python_requires=">=3.9",
+    # no torch pin here: install the torch you want first (CPU or CUDA build), then this package
+    install_requires=["torch>=2.5", "numpy", "tqdm", "matplotlib"],
+    extras_require={"triton": ["triton"], "dev": ["pytest", "pytest-benchmark", "ninja", "triton"]},
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+)

@@ -1,0 +1,79 @@
+"""The public op ``stc_attention`` and its backend dispatch.
+
+Everything between the qkv Linear and the proj Linear of one STCFormer block is one op:
+split-channel spatial attention (over joints) and temporal attention (over frames), each plus a
+3x3 depthwise conv of its v and an additive per-joint term, written in the official layout.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from . import dispatch
+from .reference import stc_attention_reference
+
+_MODULES = {"triton": "stcformer.backends.triton", "cpp": "stcformer.backends.compiled",
+            "cuda": "stcformer.backends.compiled"}
+
+
+def _impl(name: str):
+    if name == "reference":
+        return stc_attention_reference
+    return importlib.import_module(_MODULES[name]).stc_attention
+
+
+def _check(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads):
+    if qkv.dim() != 4 or qkv.shape[-1] % 6:
+        raise ValueError(f"stc_attention: qkv must be (B, T, J, 3C) with C even, got {tuple(qkv.shape)}")
+    half = qkv.shape[-1] // 6
+    if num_heads <= 0 or half % num_heads:
+        raise ValueError(f"stc_attention: C/2 = {half} is not divisible by num_heads = {num_heads}")
+    dh = half // num_heads
+    for name, w in (("w_s", w_s), ("w_t", w_t)):
+        if tuple(w.shape) != (half, 1, 3, 3):
+            raise ValueError(f"stc_attention: {name} must be ({half}, 1, 3, 3), got {tuple(w.shape)}")
+    for name, b in (("b_s", b_s), ("b_t", b_t)):
+        if tuple(b.shape) != (half,):
+            raise ValueError(f"stc_attention: {name} must be ({half},), got {tuple(b.shape)}")
+    for name, e in (("spe_s", spe_s), ("spe_t", spe_t)):
+        if e is not None and tuple(e.shape) != (qkv.shape[2], dh):
+            raise ValueError(f"stc_attention: {name} must be ({qkv.shape[2]}, {dh}), got {tuple(e.shape)}")
+
+
+def stc_attention(
+    qkv: Tensor,
+    w_s: Tensor,
+    b_s: Tensor,
+    w_t: Tensor,
+    b_t: Tensor,
+    spe_s: Optional[Tensor],
+    spe_t: Optional[Tensor],
+    num_heads: int,
+    scale: float,
+    backend: Optional[str] = None,
+) -> Tensor:
+    """Spatio-temporal criss-cross attention of one STCFormer block.
+
+    Args:
+        qkv: (B, T, J, 3C) output of the qkv Linear, official interleaved layout (channel i of
+            q, k, v at 3i, 3i+1, 3i+2; i < C/2 spatial, the rest temporal).
+        w_s, b_s: (C/2, 1, 3, 3), (C/2,) depthwise conv of the spatial v.
+        w_t, b_t: the same for the temporal v.
+        spe_s, spe_t: (J, dh) additive per-joint terms (already scaled) or None.
+        num_heads: H; dh = C / (2H).
+        scale: softmax scale, (C/2)^-1/2 for the H36M family, C^-1/2 for 3DHP.
+        backend: ``auto``, ``reference``, ``triton``, ``cpp`` or ``cuda``; default
+            $STCFORMER_BACKEND or ``auto``. A named backend that cannot run raises.
+
+    Returns:
+        (B, T, J, C) in qkv's dtype: per head, dh spatial channels then dh temporal channels.
+    """
+    _check(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads)
+    name = dispatch.choose(dispatch.requested_backend(backend), qkv.device.type, qkv.dtype)
+    return _impl(name)(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads, scale)
+
+
+__all__ = ["stc_attention", "stc_attention_reference"]
