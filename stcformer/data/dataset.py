@@ -1,0 +1,141 @@
+"""Sequences of a dataset and the windows cut from them, batched with numpy fancy indexing."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .skeleton import action_group
+from .windows import flip_pose, test_centres, train_centres, window_indices
+
+
+@dataclass
+class PoseSequence:
+    """One camera view of one recording.
+
+    keypoints: (F, J, 2) float32 screen-normalised 2D.
+    poses: (F, J, 3) float32 camera-space 3D, non-root joints relative to the root (the root keeps
+        its absolute position, as in the official data; windows zero it).
+    valid: (F,) bool frames to score (MPI-INF-3DHP test), or None for all.
+    """
+
+    subject: str
+    action: str
+    camera: str
+    keypoints: np.ndarray
+    poses: np.ndarray
+    valid: Optional[np.ndarray] = None
+
+    @property
+    def group(self) -> str:
+        """The action label the per-action tables use."""
+        return action_group(self.action)
+
+    def __len__(self) -> int:
+        return len(self.keypoints)
+
+
+@dataclass
+class PoseData:
+    """A dataset ready for windowing: train and test sequences plus its conventions."""
+
+    name: str                      # "h36m" or "3dhp"
+    train: List[PoseSequence]
+    test: List[PoseSequence]
+    root: int
+    left: Sequence[int]
+    right: Sequence[int]
+    unit_to_mm: float              # 1000 for metres (H36M), 1 for millimetres (3DHP)
+    files: List[str] = field(default_factory=list)
+
+
+class WindowSet:
+    """Windows of ``2*pad+1`` frames, ``tds`` apart, around chosen centres of many sequences.
+
+    Args:
+        sequences: the sequences.
+        centres: one int array of centre frames per sequence.
+        pad, tds: window half-width and temporal downsampling.
+        root, left, right: root joint (zeroed in targets) and the flip lists.
+        augment: list every window twice, as is and mirrored (the official training flip).
+        seq2seq: targets are all T frames of the window (training); else the centre frame only.
+    """
+
+    def __init__(self, sequences: Sequence[PoseSequence], centres: Sequence[np.ndarray], pad: int,
+                 tds: int, root: int, left: Sequence[int], right: Sequence[int],
+                 augment: bool = False, seq2seq: bool = False):
+        if len(sequences) != len(centres):
+            raise ValueError("one centre array per sequence")
+        self.sequences = list(sequences)
+        self.pad, self.tds, self.root = pad, tds, root
+        self.left, self.right = list(left), list(right)
+        self.seq2seq = seq2seq
+        lengths = np.array([len(s) for s in self.sequences], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        self.lengths = lengths
+        self.keypoints = np.concatenate([s.keypoints for s in self.sequences]).astype(np.float32, copy=False)
+        self.poses = np.concatenate([s.poses for s in self.sequences]).astype(np.float32, copy=False)
+        seq = np.concatenate([np.full(len(c), i, dtype=np.int64) for i, c in enumerate(centres)])
+        ctr = np.concatenate([np.asarray(c, dtype=np.int64) for c in centres])
+        flip = np.zeros(len(seq), dtype=bool)
+        if augment:
+            seq, ctr, flip = np.concatenate([seq, seq]), np.concatenate([ctr, ctr]), np.concatenate([flip, ~flip])
+        self.seq, self.centre, self.flip = seq, ctr, flip
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def frame_indices(self, idx) -> np.ndarray:
+        """Global frame indices (B, T) of windows ``idx`` into the concatenated arrays."""
+        idx = np.asarray(idx, dtype=np.int64)
+        seq = self.seq[idx]
+        offsets = (np.arange(2 * self.pad + 1, dtype=np.int64) - self.pad) * self.tds
+        local = np.clip(self.centre[idx, None] + offsets[None], 0, self.lengths[seq, None] - 1)
+        return local + self.offsets[seq, None]
+
+    def inputs(self, idx, flip: Optional[bool] = None) -> torch.Tensor:
+        """2D windows (B, T, J, 2); mirrored where the window is a flipped copy, or as ``flip`` says."""
+        idx = np.asarray(idx, dtype=np.int64)
+        x = self.keypoints[self.frame_indices(idx)]
+        mask = self.flip[idx] if flip is None else np.full(len(idx), flip)
+        if mask.any():
+            x[mask] = flip_pose(x[mask], self.left, self.right)
+        return torch.from_numpy(x)
+
+    def targets(self, idx) -> torch.Tensor:
+        """3D targets, root zeroed: (B, T, J, 3) for seq2seq, else the centre frame (B, 1, J, 3)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if self.seq2seq:
+            frames = self.frame_indices(idx)
+        else:
+            frames = (self.centre[idx] + self.offsets[self.seq[idx]])[:, None]
+        y = self.poses[frames]
+        mask = self.flip[idx]
+        if mask.any():
+            y[mask] = flip_pose(y[mask], self.left, self.right)
+        y[..., self.root, :] = 0
+        return torch.from_numpy(y)
+
+    def groups(self, idx) -> List[str]:
+        return [self.sequences[s].group for s in self.seq[np.asarray(idx, dtype=np.int64)]]
+
+
+def training_windows(data: PoseData, frames: int, tds: int, stride: int, augment: bool = True) -> WindowSet:
+    """Seq2seq training windows: a centre every ``stride`` frames, mirrored copies if ``augment``."""
+    pad = (frames - 1) // 2
+    centres = [train_centres(len(s), stride) for s in data.train]
+    return WindowSet(data.train, centres, pad, tds, data.root, data.left, data.right,
+                     augment=augment, seq2seq=True)
+
+
+def test_windows(data: PoseData, frames: int, tds: int) -> WindowSet:
+    """Test windows: every frame a centre (or every valid frame, where the data marks them)."""
+    pad = (frames - 1) // 2
+    centres = [np.flatnonzero(s.valid) if s.valid is not None else test_centres(len(s)) for s in data.test]
+    return WindowSet(data.test, centres, pad, tds, data.root, data.left, data.right,
+                     augment=False, seq2seq=False)
+
+
+__all__ = ["PoseSequence", "PoseData", "WindowSet", "training_windows", "test_windows", "window_indices"]

@@ -1,0 +1,213 @@
+"""STCFormer modules with the official parameter names.
+
+``STCFormer(family="h36m")`` has exactly the module tree of the official Human3.6M model, so an
+official state_dict loads strictly. The MPI-INF-3DHP model is a configuration of the same
+classes (4 heads, scale C^-1/2, a 20-row embedding with padding_idx 0, the unused
+``layer_norm2``); its official key names are mapped by ``to_official_key``/``from_official_key``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from .ops import stc_attention
+
+# body part of each joint, indexing the SPE embedding (official-reference A.1 step 7 and A.2)
+H36M_PARTS = (0, 1, 1, 1, 2, 2, 2, 0, 0, 0, 0, 3, 3, 3, 4, 4, 4)
+MPI3DHP_PARTS = (0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 0, 0, 0)
+
+FAMILIES = {
+    # heads, embedding rows, padding_idx, spatial SPE coef of the released weights, temporal coef
+    "h36m": dict(num_heads=8, emb_rows=5, padding_idx=None, spe_coef=1e-3, spe_t_coef=1e-9, parts=H36M_PARTS),
+    "3dhp": dict(num_heads=4, emb_rows=20, padding_idx=0, spe_coef=1e-4, spe_t_coef=None, parts=MPI3DHP_PARTS),
+}
+
+# our (H36M) module names <-> official 3DHP names, as substrings
+_3DHP_NAMES = (
+    ("stcformer.stc_block.", "mlpmixer.mixerblocks."),
+    ("regress_head.", "pose_lift."),
+    (".mlp.", ".mlp1."),
+    (".stc_att.", ".cross_att."),
+    (".sep2_s.", ".gate_s."),
+    (".sep2_t.", ".gate_t."),
+)
+# the block's LayerNorm (not the attention's) is layer_norm1 in 3DHP
+_BLOCK_LN = re.compile(r"^(stcformer\.stc_block\.\d+)\.layer_norm\.")
+_BLOCK_LN_3DHP = re.compile(r"^(mlpmixer\.mixerblocks\.\d+)\.layer_norm1\.")
+
+
+def to_official_key(key: str, family: str) -> str:
+    """Our parameter name -> the official checkpoint's name (identity for H36M)."""
+    if family != "3dhp":
+        return key
+    key = _BLOCK_LN.sub(r"\1.layer_norm1.", key)
+    for ours, theirs in _3DHP_NAMES:
+        key = key.replace(ours, theirs)
+    return key
+
+
+def from_official_key(key: str) -> str:
+    """Official name of either family (without ``module.``) -> our name."""
+    key = _BLOCK_LN_3DHP.sub(r"\1.layer_norm.", key)
+    for ours, theirs in _3DHP_NAMES:
+        key = key.replace(theirs, ours)
+    return key
+
+
+class DropPath(nn.Module):
+    """Stochastic depth on a whole tensor: one draw per call (the SPE terms have batch dim 1)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = (torch.rand((), device=x.device) < keep).to(x.dtype)
+        return x * (mask / keep)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, drop: float):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden, bias=False)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim, bias=False)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class STCAttention(nn.Module):
+    """Pre-norm criss-cross attention with residual: ``x + proj(stc_attention(qkv(LN(x))))``."""
+
+    def __init__(self, dim: int, num_heads: int, scale: float, parts: Sequence[int], emb_rows: int,
+                 padding_idx: Optional[int], spe_coef: float, spe_t_coef: Optional[float],
+                 drop_path: float, backend: Optional[str]):
+        super().__init__()
+        half = dim // 2
+        if half % num_heads:
+            raise ValueError(f"width {dim}: C/2 = {half} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.scale = scale
+        self.spe_coef = spe_coef
+        self.spe_t_coef = spe_t_coef
+        self.backend = backend
+        # creation order gives the official state_dict order
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.layer_norm = nn.LayerNorm(dim)
+        self.proj = nn.Linear(dim, dim)
+        self.emb = nn.Embedding(emb_rows, half // num_heads, padding_idx=padding_idx)
+        self.sep2_t = nn.Conv2d(half, half, kernel_size=3, padding=1, groups=half)
+        self.sep2_s = nn.Conv2d(half, half, kernel_size=3, padding=1, groups=half)
+        self.drop_path = DropPath(drop_path)
+        # a constant, kept out of the state_dict (official keys have none)
+        self.register_buffer("part", torch.tensor(parts, dtype=torch.long), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        qkv = self.qkv(self.layer_norm(x))
+        e = self.emb(self.part)  # (J, dh), shared by every head and frame
+        spe_s = self.spe_coef * self.drop_path(e)
+        spe_t = self.spe_t_coef * self.drop_path(e) if self.spe_t_coef else None
+        out = stc_attention(qkv, self.sep2_s.weight, self.sep2_s.bias, self.sep2_t.weight,
+                            self.sep2_t.bias, spe_s, spe_t, self.num_heads, self.scale,
+                            backend=self.backend)
+        return self.proj(out) + x
+
+
+class STCBlock(nn.Module):
+    def __init__(self, dim: int, attn_kwargs: dict, mlp_ratio: int, drop: float, unused_norm: bool):
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(dim)
+        if unused_norm:  # 3DHP: created and saved by the official code, never used
+            self.layer_norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, dim * mlp_ratio, drop)
+        self.stc_att = STCAttention(dim, **attn_kwargs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stc_att(x)
+        return x + self.mlp(self.layer_norm(x))
+
+
+class STCEncoder(nn.Module):
+    def __init__(self, layers: int, dim: int, **block_kwargs):
+        super().__init__()
+        self.stc_block = nn.ModuleList([STCBlock(dim, **block_kwargs) for _ in range(layers)])
+
+    def forward(self, x: Tensor) -> Tensor:
+        for block in self.stc_block:
+            x = block(x)
+        return x
+
+
+class STCFormer(nn.Module):
+    """2D keypoint sequence (B, T, J, 2) -> root-relative 3D poses (B, T, J, 3), any T.
+
+    Args:
+        layers, d_hid: depth and width (official: 6, 256).
+        num_joints: J (17; other J need ``parts``).
+        num_heads: default 8 for ``h36m``, 4 for ``3dhp``.
+        family: ``h36m`` or ``3dhp`` (official module naming and constants of each).
+        spe_coef: spatial SPE coefficient; default that of the released weights
+            (1e-3 for H36M, 1e-4 for 3DHP).
+        spe_t_coef: temporal SPE coefficient (H36M 1e-9, 3DHP none); ``None`` drops the term.
+        scale: attention scale; default (C/2)^-1/2 for H36M and C^-1/2 for 3DHP.
+        dropout, drop_path: MLP dropout (0.1) and DropPath on the SPE terms (0.5).
+        backend: backend of ``stc_attention`` (default: $STCFORMER_BACKEND or auto).
+    """
+
+    def __init__(self, layers: int = 6, d_hid: int = 256, num_joints: int = 17,
+                 num_heads: Optional[int] = None, family: str = "h36m",
+                 spe_coef: Optional[float] = None, spe_t_coef: Optional[float] = -1.0,
+                 scale: Optional[float] = None, dropout: float = 0.1, drop_path: float = 0.5,
+                 parts: Optional[Sequence[int]] = None, backend: Optional[str] = None):
+        super().__init__()
+        if family not in FAMILIES:
+            raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
+        fam = FAMILIES[family]
+        num_heads = num_heads or fam["num_heads"]
+        spe_coef = fam["spe_coef"] if spe_coef is None else spe_coef
+        spe_t_coef = fam["spe_t_coef"] if spe_t_coef == -1.0 else spe_t_coef
+        scale = scale if scale is not None else (d_hid // 2 if family == "h36m" else d_hid) ** -0.5
+        parts = tuple(parts) if parts is not None else fam["parts"]
+        if len(parts) != num_joints:
+            raise ValueError(f"{num_joints} joints need a part index per joint (got {len(parts)}): pass parts=")
+        self.config = dict(layers=layers, d_hid=d_hid, num_joints=num_joints, num_heads=num_heads,
+                           family=family, spe_coef=spe_coef, spe_t_coef=spe_t_coef, scale=scale,
+                           dropout=dropout, drop_path=drop_path, parts=list(parts))
+        attn = dict(num_heads=num_heads, scale=scale, parts=parts, emb_rows=fam["emb_rows"],
+                    padding_idx=fam["padding_idx"], spe_coef=spe_coef, spe_t_coef=spe_t_coef,
+                    drop_path=drop_path, backend=backend)
+        self.pose_emb = nn.Linear(2, d_hid, bias=False)
+        self.gelu = nn.GELU()
+        self.stcformer = STCEncoder(layers, d_hid, attn_kwargs=attn, mlp_ratio=4, drop=dropout,
+                                    unused_norm=family == "3dhp")
+        self.regress_head = nn.Linear(d_hid, 3, bias=False)
+
+    @property
+    def family(self) -> str:
+        return self.config["family"]
+
+    def set_backend(self, backend: Optional[str]) -> "STCFormer":
+        """Use ``backend`` for every block's attention (None: $STCFORMER_BACKEND or auto)."""
+        for block in self.stcformer.stc_block:
+            block.stc_att.backend = backend
+        return self
+
+    def official_state_dict(self) -> dict:
+        """state_dict under the official key names of this model's family."""
+        return {to_official_key(k, self.family): v for k, v in self.state_dict().items()}
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[-1] != 2:
+            raise ValueError(f"STCFormer expects (B, T, J, 2) keypoints, got {tuple(x.shape)}")
+        x = self.gelu(self.pose_emb(x))
+        x = self.stcformer(x)
+        return self.regress_head(x)
