@@ -13,7 +13,7 @@ from setuptools import setup
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 # flags of the C++ CPU kernels (OpenMP drives at::parallel_for)
-CXX_FLAGS = ["-O3", "-std=c++17", "-fopenmp"]
+CXX_FLAGS = ["-O3", "-std=c++20", "-fopenmp"] + (["-march=x86-64-v3"] if os.uname().machine == "x86_64" else [])
 LINK_FLAGS = ["-fopenmp"]
 # flags of the CUDA kernels
 NVCC_FLAGS = ["-O3", "-std=c++17", "--use_fast_math", "-lineinfo"]

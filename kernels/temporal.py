@@ -54,7 +54,9 @@ def temporal_fwd_kernel(
     dm = d < DH
     m2 = rm[:, None] & dm[None, :]
 
-    q_ptr = qkv_ptr + b.to(tl.int64) * s_qb + j * s_qj + (3 * (HALF + h * DH)) * s_qc
+    # *_grid pointers: element (t=0, j=0) of this head, for the 3x3 neighbourhoods
+    q_grid = qkv_ptr + b.to(tl.int64) * s_qb + (3 * (HALF + h * DH)) * s_qc
+    q_ptr = q_grid + j * s_qj
     d_off = d[None, :] * (3 * s_qc)
     q = tl.load(q_ptr + rows[:, None] * s_qt + d_off, mask=m2, other=0.0)
 
@@ -78,7 +80,7 @@ def temporal_fwd_kernel(
 
     o = acc / l_i[:, None]
     jv = tl.zeros([BLOCK], dtype=tl.int32) + j
-    o += dwconv3x3_rows(q_ptr + 2 * s_qc, rows, jv, d, w_ptr + (h * DH) * 9, T, J,
+    o += dwconv3x3_rows(q_grid + 2 * s_qc, rows, jv, d, w_ptr + (h * DH) * 9, T, J,
                         s_qt, s_qj, 3 * s_qc, DH, False)
     o += tl.load(b_ptr + h * DH + d, mask=dm, other=0.0).to(tl.float32)[None, :]
     if HAS_SPE:
@@ -118,14 +120,16 @@ def temporal_bwd_delta_kernel(
     dm = d < DH
     m2 = rm[:, None] & dm[None, :]
 
-    q_ptr = qkv_ptr + b.to(tl.int64) * s_qb + j * s_qj + (3 * (HALF + h * DH)) * s_qc
+    # *_grid pointers: element (t=0, j=0) of this head, for the 3x3 neighbourhoods
+    q_grid = qkv_ptr + b.to(tl.int64) * s_qb + (3 * (HALF + h * DH)) * s_qc
+    q_ptr = q_grid + j * s_qj
     ch = 2 * h * DH + DH
     o = tl.load(out_ptr + b.to(tl.int64) * s_ob + j * s_oj + ch * s_oc
                 + rows[:, None] * s_ot + d[None, :] * s_oc, mask=m2, other=0.0).to(tl.float32)
     do = tl.load(do_ptr + b.to(tl.int64) * s_gb + j * s_gj + ch * s_gc
                  + rows[:, None] * s_gt + d[None, :] * s_gc, mask=m2, other=0.0).to(tl.float32)
     jv = tl.zeros([BLOCK], dtype=tl.int32) + j
-    o -= dwconv3x3_rows(q_ptr + 2 * s_qc, rows, jv, d, w_ptr + (h * DH) * 9, T, J,
+    o -= dwconv3x3_rows(q_grid + 2 * s_qc, rows, jv, d, w_ptr + (h * DH) * 9, T, J,
                         s_qt, s_qj, 3 * s_qc, DH, False)
     o -= tl.load(b_ptr + h * DH + d, mask=dm, other=0.0).to(tl.float32)[None, :]
     if HAS_SPE:
@@ -167,8 +171,11 @@ def temporal_bwd_kernel(
     dm = d < DH
     m2 = rm[:, None] & dm[None, :]
 
-    q_ptr = qkv_ptr + b.to(tl.int64) * s_qb + j * s_qj + (3 * (HALF + h * DH)) * s_qc
-    g_ptr = do_ptr + b.to(tl.int64) * s_gb + j * s_gj + (2 * h * DH + DH) * s_gc
+    # *_grid pointers: element (t=0, j=0) of this head, for the 3x3 neighbourhoods
+    q_grid = qkv_ptr + b.to(tl.int64) * s_qb + (3 * (HALF + h * DH)) * s_qc
+    q_ptr = q_grid + j * s_qj
+    g_grid = do_ptr + b.to(tl.int64) * s_gb + (2 * h * DH + DH) * s_gc
+    g_ptr = g_grid + j * s_gj
     dq_ptr = dqkv_ptr + b.to(tl.int64) * s_db + j * s_dj + (3 * (HALF + h * DH)) * s_dc
     stat_row = ((b.to(tl.int64) * H + h) * J + j) * T
     d_off = d[None, :] * (3 * s_qc)
@@ -196,7 +203,7 @@ def temporal_bwd_kernel(
         dk += tl.dot(ds_t.to(q.dtype), q, input_precision=DOT_PREC)
     dk *= scale
     jv = tl.zeros([BLOCK], dtype=tl.int32) + j
-    dv += dwconv3x3_rows(g_ptr, rows, jv, d, w_ptr + (h * DH) * 9, T, J, s_gt, s_gj, s_gc,
+    dv += dwconv3x3_rows(g_grid, rows, jv, d, w_ptr + (h * DH) * 9, T, J, s_gt, s_gj, s_gc,
                          DH, True)
     ety = dqkv_ptr.dtype.element_ty
     d_doff = rows[:, None] * s_dt + d[None, :] * (3 * s_dc)
@@ -208,7 +215,7 @@ def temporal_bwd_kernel(
     dof = do_rows.to(tl.float32)
     tap = tl.arange(0, 16)
     acc = tl.where(tap[:, None] == 9, tl.sum(dof, axis=0)[None, :], 0.0)
-    acc = dwconv3x3_wgrad_rows(acc, dof, q_ptr + 2 * s_qc, rows, jv, d, T, J,
+    acc = dwconv3x3_wgrad_rows(acc, dof, q_grid + 2 * s_qc, rows, jv, d, T, J,
                                s_qt, s_qj, 3 * s_qc, DH)
     tl.store(part_ptr + pid.to(tl.int64) * 16 * DHP + tap[:, None] * DHP + d[None, :], acc)
 

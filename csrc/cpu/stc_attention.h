@@ -1,0 +1,53 @@
+// CPU kernels of stcformer::stc_attention_fwd / _bwd (contract: stcformer/backends/_autograd.py).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <tuple>
+
+namespace stcformer {
+namespace cpu {
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> stc_attention_fwd(
+    const at::Tensor& qkv, const at::Tensor& w_s, const at::Tensor& b_s, const at::Tensor& w_t,
+    const at::Tensor& b_t, const std::optional<at::Tensor>& spe_s,
+    const std::optional<at::Tensor>& spe_t, int64_t num_heads, double scale);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+stc_attention_bwd(const at::Tensor& grad_out, const at::Tensor& qkv, const at::Tensor& w_s,
+                  const at::Tensor& b_s, const at::Tensor& w_t, const at::Tensor& b_t,
+                  const std::optional<at::Tensor>& spe_s, const std::optional<at::Tensor>& spe_t,
+                  const at::Tensor& out, const at::Tensor& lse_s, const at::Tensor& lse_t,
+                  int64_t num_heads, double scale);
+
+// shape checks shared by both ops; returns H-consistent dh
+inline int64_t check_inputs(const char* op, const at::Tensor& qkv, const at::Tensor& w_s,
+                            const at::Tensor& b_s, const at::Tensor& w_t, const at::Tensor& b_t,
+                            const std::optional<at::Tensor>& spe_s,
+                            const std::optional<at::Tensor>& spe_t, int64_t num_heads) {
+  TORCH_CHECK(qkv.dim() == 4 && qkv.size(3) % 6 == 0, op,
+              ": qkv must be (B, T, J, 3C) with C even, got ", qkv.sizes());
+  const auto st = qkv.scalar_type();
+  TORCH_CHECK(st == at::kFloat || st == at::kBFloat16 || st == at::kDouble, op,
+              ": qkv dtype ", st, " is not supported (float32, bfloat16, float64)");
+  const int64_t half = qkv.size(3) / 6;
+  TORCH_CHECK(num_heads > 0 && half % num_heads == 0, op, ": C/2 = ", half,
+              " is not divisible by num_heads = ", num_heads);
+  for (const at::Tensor* w : {&w_s, &w_t})
+    TORCH_CHECK(w->dim() == 4 && w->size(0) == half && w->size(1) == 1 && w->size(2) == 3 &&
+                    w->size(3) == 3,
+                op, ": conv weight must be (", half, ", 1, 3, 3), got ", w->sizes());
+  for (const at::Tensor* b : {&b_s, &b_t})
+    TORCH_CHECK(b->dim() == 1 && b->size(0) == half, op, ": conv bias must be (", half,
+                ",), got ", b->sizes());
+  const int64_t dh = half / num_heads;
+  for (const auto* e : {&spe_s, &spe_t})
+    if (e->has_value())
+      TORCH_CHECK((*e)->dim() == 2 && (*e)->size(0) == qkv.size(2) && (*e)->size(1) == dh, op,
+                  ": spe must be (", qkv.size(2), ", ", dh, "), got ", (*e)->sizes());
+  return dh;
+}
+
+}  // namespace cpu
+}  // namespace stcformer

@@ -1,0 +1,204 @@
+// Backward of stc_attention on CPU, flash style: per line, P is recomputed row block by row block
+// from q, k and the saved log-sum-exp (no T x T tensor kept), D = rowsum(P * dP) comes from the
+// same rows (so `out` is not needed), and dK, dV accumulate in per-task scratch.
+// Weight gradients are summed per fixed group of lines, then reduced in a fixed order:
+// deterministic whatever the thread count. Bias and spe gradients are a separate column sum.
+#include <ATen/Parallel.h>
+
+#include "stc_attention.h"
+#include "stc_line.h"
+
+namespace stcformer {
+namespace cpu {
+namespace {
+
+// grad_qkv for the branch's channels and per-task partial weight gradients [task][9][dh]
+template <typename scalar_t, typename acc_t, int DH>
+void backward_branch(const LineGeom& g, const scalar_t* gout, const scalar_t* qkv, const acc_t* w,
+                     const acc_t* lse, acc_t scale, scalar_t* gqkv, acc_t* gw_part) {
+  const int64_t N = g.N, dh = g.dh, H = g.H, L = g.L;
+  const int64_t nr = round_up(N, kRows), nk = round_up(N, kKeyPad);
+  const int64_t per_task = lines_per_task(g), groups = (L + per_task - 1) / per_task;
+  const int64_t row_qkv = g.T * g.J * 3 * g.C, row_out = g.T * g.J * g.C;
+
+  at::parallel_for(0, g.B * H * groups, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> Q(nr * dh), Kt(dh * nk), Vt(dh * nk), dO(nr * dh), rowlse(nr),
+        Vc(3 * (N + 2) * dh), dOc(3 * (N + 2) * dh), P(kRows * nk), dS(kRows * nk), dQ(nr * dh),
+        dKt(dh * nk), dVt(dh * nk), taps(9 * dh);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / (H * groups), h = (task / groups) % H, grp = task % groups;
+      const scalar_t* qkv_b = qkv + b * row_qkv;
+      const scalar_t* gout_b = gout + b * row_out;
+      scalar_t* gqkv_b = gqkv + b * row_qkv;
+      acc_t* gw = gw_part + task * 9 * dh;
+      std::fill(gw, gw + 9 * dh, acc_t(0));
+      head_taps(w, h, dh, taps.data());
+      for (int64_t l = grp * per_task; l < std::min(L, (grp + 1) * per_task); ++l) {
+        gather_qkv(g, qkv_b, l, h, scale, nr, nk, Q.data(), Kt.data(), Vt.data());
+        gather_halo(g, qkv_b, l, h, 2, g.qkv_pos, g.qkv_line, g.qkv_chan0 + 3 * h * dh, Vc.data());
+        gather_halo(g, gout_b, l, h, -1, g.out_pos, g.out_line, 2 * dh * h + g.out_chan0, dOc.data());
+        const acc_t* dO_mid = dOc.data() + ((N + 2) + 1) * dh;  // line l, position 0
+        std::copy(dO_mid, dO_mid + N * dh, dO.begin());
+        std::fill(dO.begin() + N * dh, dO.end(), acc_t(0));
+        const acc_t* lse_line = lse + ((b * H + h) * L + l) * N;
+        std::copy(lse_line, lse_line + N, rowlse.begin());
+        std::fill(rowlse.begin() + N, rowlse.end(), acc_t(0));  // padded rows: dO = 0, so ds = 0
+        std::fill(dKt.begin(), dKt.end(), acc_t(0));
+        std::fill(dVt.begin(), dVt.end(), acc_t(0));
+
+        for (int64_t i0 = 0; i0 < nr; i0 += kRows) {
+          rows_x_cols<DH>(Q.data() + i0 * dh, Kt.data(), nk, dh, P.data());
+          rows_x_cols<DH>(dO.data() + i0 * dh, Vt.data(), nk, dh, dS.data());
+          for (int r = 0; r < kRows; ++r) {
+            acc_t* p = P.data() + r * nk;
+            acc_t* ds = dS.data() + r * nk;
+            const acc_t m = rowlse[i0 + r];
+            acc_t D = 0;
+#pragma omp simd reduction(+ : D)
+            for (int64_t k = 0; k < N; ++k) {
+              p[k] = fast_exp(p[k] - m);
+              D += p[k] * ds[k];
+            }
+#pragma omp simd
+            for (int64_t k = 0; k < N; ++k) ds[k] = p[k] * (ds[k] - D);
+            std::fill(p + N, p + nk, acc_t(0));
+            std::fill(ds + N, ds + nk, acc_t(0));
+          }
+          rows_x_rows<DH>(dS.data(), Kt.data(), nk, dh, scale, dQ.data() + i0 * dh);
+          add_outer<DH>(dS.data(), Q.data() + i0 * dh, nk, dh, dKt.data());
+          add_outer<DH>(P.data(), dO.data() + i0 * dh, nk, dh, dVt.data());
+        }
+
+        // epilogue: conv backward (dv gathers dO through the flipped taps), weight partials
+        for (int64_t n = 0; n < N; ++n) {
+          scalar_t* o = gqkv_b + g.qkv_off(l, n, h);
+          for (int64_t d = 0; d < dh; ++d) {
+            acc_t dv = dVt[d * nk + n];
+            const acc_t go = dO[n * dh + d];
+            for (int dl = -1; dl <= 1; ++dl)
+              for (int dn = -1; dn <= 1; ++dn) {
+                const int k = g.tap(dl, dn);
+                dv += taps[k * dh + d] * dOc[((1 - dl) * (N + 2) + n - dn + 1) * dh + d];
+                gw[k * dh + d] += go * Vc[((dl + 1) * (N + 2) + n + dn + 1) * dh + d];
+              }
+            o[3 * d] = static_cast<scalar_t>(dQ[n * dh + d]);
+            o[3 * d + 1] = static_cast<scalar_t>(dKt[d * nk + n]);
+            o[3 * d + 2] = static_cast<scalar_t>(dv);
+          }
+        }
+      }
+    }
+  });
+}
+
+// grad_w[c][k] = sum over tasks of head c / dh, in task order (double accumulation)
+template <typename acc_t>
+at::Tensor reduce_weight_grad(const LineGeom& g, const at::Tensor& part, const at::Tensor& like) {
+  const int64_t dh = g.dh, H = g.H, per_task = lines_per_task(g);
+  const int64_t groups = (g.L + per_task - 1) / per_task;
+  at::Tensor gw = at::empty({g.half, 1, 3, 3}, part.options().dtype(at::kDouble));
+  const acc_t* p = part.data_ptr<acc_t>();
+  double* o = gw.data_ptr<double>();
+  at::parallel_for(0, H, 1, [&](int64_t hb, int64_t he) {
+    for (int64_t h = hb; h < he; ++h)
+      for (int64_t i = 0; i < 9 * dh; ++i) {
+        double s = 0;
+        for (int64_t b = 0; b < g.B; ++b)
+          for (int64_t grp = 0; grp < groups; ++grp)
+            s += p[((b * H + h) * groups + grp) * 9 * dh + i];
+        const int64_t k = i / dh, d = i % dh;
+        o[(h * dh + d) * 9 + k] = s;
+      }
+  });
+  return gw.to(like.scalar_type());
+}
+
+// colsum[j][c] = sum_{b,t} grad_out[b,t,j,c]: gives grad_b_* and grad_spe_*
+template <typename scalar_t>
+at::Tensor column_sums(const scalar_t* gout, int64_t B, int64_t T, int64_t J, int64_t C) {
+  at::Tensor sums = at::empty({J, C}, at::TensorOptions().dtype(at::kDouble));
+  double* s = sums.data_ptr<double>();
+  at::parallel_for(0, J, 1, [&](int64_t jb, int64_t je) {
+    for (int64_t j = jb; j < je; ++j) {
+      double* acc = s + j * C;
+      std::fill(acc, acc + C, 0.0);
+      for (int64_t bt = 0; bt < B * T; ++bt) {
+        const scalar_t* row = gout + (bt * J + j) * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) acc[c] += static_cast<double>(row[c]);
+      }
+    }
+  });
+  return sums;
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+stc_attention_bwd(const at::Tensor& grad_out_in, const at::Tensor& qkv_in, const at::Tensor& w_s,
+                  const at::Tensor& b_s, const at::Tensor& w_t, const at::Tensor& b_t,
+                  const std::optional<at::Tensor>& spe_s, const std::optional<at::Tensor>& spe_t,
+                  const at::Tensor& /*out: D comes from the recomputed rows*/,
+                  const at::Tensor& lse_s_in, const at::Tensor& lse_t_in, int64_t H,
+                  double scale) {
+  const int64_t dh = check_inputs("stc_attention_bwd", qkv_in, w_s, b_s, w_t, b_t, spe_s, spe_t, H);
+  const at::Tensor qkv = qkv_in.contiguous();
+  const int64_t B = qkv.size(0), T = qkv.size(1), J = qkv.size(2), C = qkv.size(3) / 3;
+  TORCH_CHECK(grad_out_in.sizes() == at::IntArrayRef({B, T, J, C}),
+              "stc_attention_bwd: grad_out must be ", at::IntArrayRef({B, T, J, C}), ", got ",
+              grad_out_in.sizes());
+  const auto acc = qkv.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::Tensor gout = grad_out_in.to(qkv.scalar_type()).contiguous();
+  const at::Tensor lse_s = lse_s_in.to(acc).contiguous(), lse_t = lse_t_in.to(acc).contiguous();
+  TORCH_CHECK(lse_s.sizes() == at::IntArrayRef({B, H, T, J}) &&
+                  lse_t.sizes() == at::IntArrayRef({B, H, J, T}),
+              "stc_attention_bwd: lse_s must be (B, H, T, J) and lse_t (B, H, J, T)");
+
+  at::Tensor gqkv = at::empty_like(qkv);
+  const LineGeom gs(B, T, J, C, H, false), gt(B, T, J, C, H, true);
+  auto groups = [](const LineGeom& g) {
+    return (g.L + lines_per_task(g) - 1) / lines_per_task(g);
+  };
+  at::Tensor part_s = at::empty({B * H * groups(gs), 9 * dh}, qkv.options().dtype(acc));
+  at::Tensor part_t = at::empty({B * H * groups(gt), 9 * dh}, qkv.options().dtype(acc));
+  at::Tensor gw_s, gw_t, sums;
+
+  auto run = [&](auto scalar_tag, auto acc_tag) {
+    using scalar_t = decltype(scalar_tag);
+    using acc_t = decltype(acc_tag);
+    const at::Tensor ws = w_s.to(acc).contiguous(), wt = w_t.to(acc).contiguous();
+    if (gqkv.numel() > 0) {
+      for (int branch = 0; branch < 2; ++branch) {
+        const LineGeom& g = branch ? gt : gs;
+        const at::Tensor& w = branch ? wt : ws;
+        const at::Tensor& lse = branch ? lse_t : lse_s;
+        at::Tensor& part = branch ? part_t : part_s;
+        STC_DISPATCH_DH(dh, [&] {
+          backward_branch<scalar_t, acc_t, std::is_same<acc_t, double>::value ? 0 : DH>(
+              g, gout.data_ptr<scalar_t>(), qkv.data_ptr<scalar_t>(), w.data_ptr<acc_t>(),
+              lse.data_ptr<acc_t>(), static_cast<acc_t>(scale), gqkv.data_ptr<scalar_t>(),
+              part.data_ptr<acc_t>());
+        });
+      }
+    }
+    gw_s = reduce_weight_grad<acc_t>(gs, part_s, w_s);
+    gw_t = reduce_weight_grad<acc_t>(gt, part_t, w_t);
+    sums = column_sums<scalar_t>(gout.data_ptr<scalar_t>(), B, T, J, C);
+  };
+  switch (qkv.scalar_type()) {
+    case at::kFloat: run(float(), float()); break;
+    case at::kBFloat16: run(at::BFloat16(), float()); break;
+    default: run(double(), double());
+  }
+
+  // sums (J, C) with C = [H][2][dh]: bias sums over joints, spe sums over heads
+  const at::Tensor by_head = sums.view({J, H, 2, dh});
+  at::Tensor gb_s = by_head.select(2, 0).sum(0).reshape({H * dh}).to(b_s.scalar_type());
+  at::Tensor gb_t = by_head.select(2, 1).sum(0).reshape({H * dh}).to(b_t.scalar_type());
+  at::Tensor ge_s = by_head.select(2, 0).sum(1).to(qkv.scalar_type());
+  at::Tensor ge_t = by_head.select(2, 1).sum(1).to(qkv.scalar_type());
+  return {gqkv, gw_s, gb_s, gw_t, gb_t, ge_s, ge_t};
+}
+
+}  // namespace cpu
+}  // namespace stcformer

@@ -1,0 +1,71 @@
+"""The reference op against a literal formulation written from the contract's index math."""
+import pytest
+import torch
+
+from stcformer.ops import stc_attention
+from stcformer.reference import stc_attention_reference
+
+
+def literal_stc_attention(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, H, scale):
+    """DESIGN.md's formulas, index by index (float64, explicit channel and shift arithmetic)."""
+    qkv = qkv.double()
+    B, T, J, C3 = qkv.shape
+    C = C3 // 3
+    half, dh = C // 2, C // 2 // H
+    out = torch.empty(B, T, J, C, dtype=torch.float64)
+    for branch, (w, b, spe) in enumerate(((w_s, b_s, spe_s), (w_t, b_t, spe_t))):
+        for h in range(H):
+            ch = torch.tensor([branch * half + h * dh + d for d in range(dh)])
+            q, k, v = qkv[..., 3 * ch], qkv[..., 3 * ch + 1], qkv[..., 3 * ch + 2]  # (B, T, J, dh)
+            if branch == 0:  # softmax over joints j' for each (b, t, j)
+                a = torch.softmax(scale * torch.einsum("btjd,btkd->btjk", q, k), dim=-1)
+                o = torch.einsum("btjk,btkd->btjd", a, v)
+            else:  # softmax over frames t' for each (b, t, j)
+                a = torch.softmax(scale * torch.einsum("btjd,bujd->bjtu", q, k), dim=-1)
+                o = torch.einsum("bjtu,bujd->btjd", a, v)
+            wc = w.double()[h * dh:(h + 1) * dh, 0]  # (dh, 3, 3)
+            conv = b.double()[h * dh:(h + 1) * dh].expand(B, T, J, dh).clone()
+            vp = torch.zeros(B, T + 2, J + 2, dh, dtype=torch.float64)  # zero outside the grid
+            vp[:, 1:-1, 1:-1] = v
+            for u in (-1, 0, 1):  # conv[t, j] += w[u, s] * v[t + u, j + s]
+                for s in (-1, 0, 1):
+                    conv += wc[:, u + 1, s + 1] * vp[:, 1 + u:1 + u + T, 1 + s:1 + s + J]
+            o = o + conv
+            if spe is not None:
+                o = o + spe.double()
+            lo = 2 * dh * h + branch * dh
+            out[..., lo:lo + dh] = o
+    return out
+
+
+def random_inputs(B, T, J, C, H, spe=True, dtype=torch.float32, seed=None):
+    g = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**31)
+    half, dh = C // 2, C // 2 // H
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64).to(dtype)  # noqa: E731
+    qkv = r(B, T, J, 3 * C)
+    return (qkv, r(half, 1, 3, 3), r(half), r(half, 1, 3, 3), r(half),
+            r(J, dh) if spe else None, r(J, dh) if spe else None, H, half ** -0.5)
+
+
+@pytest.mark.parametrize("B,T,J,C,H,spe", [(2, 5, 17, 32, 2, True), (1, 1, 16, 16, 2, False),
+                                           (1, 3, 4, 64, 8, True), (2, 7, 17, 24, 3, True)])
+def test_reference_matches_literal(B, T, J, C, H, spe):
+    args = random_inputs(B, T, J, C, H, spe, dtype=torch.float64)
+    torch.testing.assert_close(stc_attention_reference(*args), literal_stc_attention(*args),
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_reference_float32_and_dtype():
+    args = random_inputs(2, 6, 17, 32, 4, dtype=torch.float32)
+    out = stc_attention_reference(*args)
+    assert out.dtype == torch.float32 and out.shape == (2, 6, 17, 32)
+    torch.testing.assert_close(out.double(), literal_stc_attention(*args), rtol=1e-5, atol=1e-5)
+    bf = (args[0].bfloat16(),) + args[1:]
+    assert stc_attention_reference(*bf).dtype == torch.bfloat16
+
+
+def test_reference_gradcheck():
+    qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, H, scale = random_inputs(1, 4, 5, 16, 2, dtype=torch.float64)
+    tensors = [t.requires_grad_() for t in (qkv, w_s, b_s, w_t, b_t, spe_s, spe_t)]
+    f = lambda *t: stc_attention(*t, H, scale, backend="reference")  # noqa: E731
+    assert torch.autograd.gradcheck(f, tensors)
