@@ -8,6 +8,9 @@ global memory (zero outside the grid), so no padded copy of v or of grad_out is 
 import triton
 import triton.language as tl
 
+LOG2E = tl.constexpr(1.4426950408889634)  # softmax runs in base 2: exp(x) = exp2(x * log2 e)
+LN2 = tl.constexpr(0.6931471805599453)
+
 
 @triton.jit
 def dwconv3x3_rows(x_ptr, t, j, d, w_ptr, T, J, s_t, s_j, s_d,
@@ -60,3 +63,4 @@ def dwconv3x3_wgrad_rows(acc, g, x_ptr, t, j, d, T, J, s_t, s_j, s_d, DH: tl.con
             contrib = tl.sum(g * x, axis=0)
             acc += tl.where(tap[:, None] == (u * 3 + v), contrib[None, :], 0.0)
     return acc
+

@@ -6,7 +6,6 @@ split-channel spatial attention (over joints) and temporal attention (over frame
 """
 from __future__ import annotations
 
-import importlib
 from typing import Optional
 
 import torch
@@ -15,14 +14,16 @@ from torch import Tensor
 from . import dispatch
 from .reference import stc_attention_reference
 
-_MODULES = {"triton": "stcformer.backends.triton", "cpp": "stcformer.backends.compiled",
-            "cuda": "stcformer.backends.compiled"}
-
-
 def _impl(name: str):
+    # plain imports (not importlib) so that torch.compile traces through without a graph break;
+    # backends load on first use only (triton is an optional dependency)
     if name == "reference":
         return stc_attention_reference
-    return importlib.import_module(_MODULES[name]).stc_attention
+    if name == "triton":
+        from .backends import triton as backend_module
+    else:  # cpp and cuda: one pair of ops in stcformer._C with CPU and CUDA kernels
+        from .backends import compiled as backend_module
+    return backend_module.stc_attention
 
 
 def _check(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads):
