@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import zipfile
-
 import numpy as np
 
 from .errors import DataError
@@ -21,8 +19,9 @@ def load_npz_dict(path, key: str):
             value = npz[key]
     except DataError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(path, f"not a readable npz file ({e})") from None
+    except Exception as e:  # noqa: BLE001 - zip, pickle or format errors all mean 'unreadable'
+        detail = str(e).splitlines()[0][:120] if str(e) else ""
+        raise DataError(path, f"not a readable npz file ({type(e).__name__}: {detail})") from None
     if value.dtype == object and value.shape == ():
         value = value.item()
     return value

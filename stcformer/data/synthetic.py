@@ -105,7 +105,7 @@ def _savez(path: str, **arrays):
 
 
 def write_h36m(out_dir, subjects: Sequence[str] = H36M_TRAIN_SUBJECTS + H36M_TEST_SUBJECTS,
-               frames: int = 100, takes: int = 2, seed: int = 0, noise: float = 1.0) -> Dict[str, str]:
+               frames: int = 300, takes: int = 2, seed: int = 0, noise: float = 1.0) -> Dict[str, str]:
     """Write the three Human3.6M-layout files; returns {name: path}.
 
     frames: mean frames per take (each take has 0.75x to 1.25x that many, at 50 fps).
@@ -202,8 +202,8 @@ def main(argv=None) -> int:
                     "With --layout 3dhp, data_train_3dhp.npz and data_test_3dhp.npz instead.")
     p.add_argument("--out", required=True, help="output folder (created if needed)")
     p.add_argument("--layout", choices=["h36m", "3dhp"], default="h36m", help="file layout (default h36m)")
-    p.add_argument("--frames", type=int, default=100,
-                   help="mean frames per take at 50 fps; takes vary from 0.75x to 1.25x (default 100)")
+    p.add_argument("--frames", type=int, default=300,
+                   help="mean frames per take at 50 fps; takes vary from 0.75x to 1.25x (default 300)")
     p.add_argument("--takes", type=int, default=2, help="takes per action and subject (h36m, default 2)")
     p.add_argument("--subjects", default=",".join(H36M_TRAIN_SUBJECTS + H36M_TEST_SUBJECTS),
                    help="comma-separated subjects (h36m, default all seven)")
