@@ -19,4 +19,9 @@ TORCH_LIBRARY(stcformer, m) {
       "stc_attention_bwd(Tensor grad_out, Tensor qkv, Tensor w_s, Tensor b_s, Tensor w_t, "
       "Tensor b_t, Tensor? spe_s, Tensor? spe_t, Tensor out, Tensor lse_s, Tensor lse_t, "
       "int num_heads, float scale) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // fused GELU + dropout of the MLP; the mask is a hash of (seed, offset + index), never stored
+  m.def("gelu_dropout_fwd(Tensor x, Tensor seed, int offset, float p, bool gelu) -> Tensor");
+  m.def(
+      "gelu_dropout_bwd(Tensor grad, Tensor? x, Tensor seed, int offset, float p, bool gelu, "
+      "bool recompute) -> (Tensor, Tensor)");
 }

@@ -16,74 +16,65 @@ namespace {
 template <typename scalar_t, typename acc_t, int DH>
 void backward_branch(const LineGeom& g, const scalar_t* gout, const scalar_t* qkv, const acc_t* w,
                      const acc_t* lse, acc_t scale, scalar_t* gqkv, acc_t* gw_part) {
-  const int64_t N = g.N, dh = g.dh, H = g.H, L = g.L;
-  const int64_t nr = round_up(N, kRows), nk = round_up(N, kKeyPad);
-  const int64_t per_task = lines_per_task(g), groups = (L + per_task - 1) / per_task;
+  const int64_t N = g.N, dh = DH > 0 ? DH : g.dh, H = g.H, L = g.L;
+  const int64_t nr = round_up(N, kRows), nk = round_up(N, kKeyPad), P = nr + 2;
+  const int64_t groups = task_groups(g);
   const int64_t row_qkv = g.T * g.J * 3 * g.C, row_out = g.T * g.J * g.C;
 
-  at::parallel_for(0, g.B * H * groups, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> Q(nr * dh), Kt(dh * nk), Vt(dh * nk), dO(nr * dh), rowlse(nr),
-        Vc(3 * (N + 2) * dh), dOc(3 * (N + 2) * dh), P(kRows * nk), dS(kRows * nk), dQ(nr * dh),
-        dKt(dh * nk), dVt(dh * nk), taps(9 * dh);
+  const int64_t grain = grain_for(kLinesPerTask * nr * nk * dh * 5);  // ~5 products per score
+  at::parallel_for(0, g.B * H * groups, grain, [&](int64_t begin, int64_t end) {
+    const int64_t slab = (kLinesPerTask + 2) * P * dh;
+    std::vector<acc_t> Q(nr * dh), K(nr * dh), Kt(dh * nk), Vt(dh * nk), Vs(slab), dOs(slab),
+        rowlse(nr), P_(kRows * nk), dS(kRows * nk), dQ(nr * dh), dK(nr * dh), dV(nr * dh),
+        taps(9 * dh), mask(nk);
+    key_mask(N, nk, mask.data());
+    const acc_t scales[kRows] = {scale, scale, scale, scale};
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / (H * groups), h = (task / groups) % H, grp = task % groups;
+      const int64_t l0 = grp * kLinesPerTask, l1 = std::min(L, l0 + kLinesPerTask);
       const scalar_t* qkv_b = qkv + b * row_qkv;
-      const scalar_t* gout_b = gout + b * row_out;
       scalar_t* gqkv_b = gqkv + b * row_qkv;
       acc_t* gw = gw_part + task * 9 * dh;
       std::fill(gw, gw + 9 * dh, acc_t(0));
       head_taps(w, h, dh, taps.data());
-      for (int64_t l = grp * per_task; l < std::min(L, (grp + 1) * per_task); ++l) {
-        gather_qkv(g, qkv_b, l, h, scale, nr, nk, Q.data(), Kt.data(), Vt.data());
-        gather_halo(g, qkv_b, l, h, 2, g.qkv_pos, g.qkv_line, g.qkv_chan0 + 3 * h * dh, Vc.data());
-        gather_halo(g, gout_b, l, h, -1, g.out_pos, g.out_line, 2 * dh * h + g.out_chan0, dOc.data());
-        const acc_t* dO_mid = dOc.data() + ((N + 2) + 1) * dh;  // line l, position 0
-        std::copy(dO_mid, dO_mid + N * dh, dO.begin());
-        std::fill(dO.begin() + N * dh, dO.end(), acc_t(0));
+      gather_slab<DH>(g, qkv_b, l0, l1, P, 2, g.qkv_pos, g.qkv_line, g.qkv_chan0 + 3 * h * dh,
+                      Vs.data());
+      gather_slab<DH>(g, gout + b * row_out, l0, l1, P, -1, g.out_pos, g.out_line,
+                      2 * dh * h + g.out_chan0, dOs.data());
+      for (int64_t l = l0; l < l1; ++l) {
+        const int64_t line = (l - l0 + 1) * P * dh;  // position -1 of line l in the slabs
+        const acc_t* dO = dOs.data() + line + dh;      // rows 0 .. nr-1, zero past N
+        gather_qk<DH, scalar_t, acc_t>(g, qkv_b, l, h, scale, nr, nk, Q.data(), Kt.data(), K.data(),
+                                       Vt.data());
         const acc_t* lse_line = lse + ((b * H + h) * L + l) * N;
         std::copy(lse_line, lse_line + N, rowlse.begin());
         std::fill(rowlse.begin() + N, rowlse.end(), acc_t(0));  // padded rows: dO = 0, so ds = 0
-        std::fill(dKt.begin(), dKt.end(), acc_t(0));
-        std::fill(dVt.begin(), dVt.end(), acc_t(0));
+        std::fill(dK.begin(), dK.end(), acc_t(0));
+        std::fill(dV.begin(), dV.end(), acc_t(0));
 
         for (int64_t i0 = 0; i0 < nr; i0 += kRows) {
-          rows_x_cols<DH>(Q.data() + i0 * dh, Kt.data(), nk, dh, P.data());
-          rows_x_cols<DH>(dO.data() + i0 * dh, Vt.data(), nk, dh, dS.data());
-          for (int r = 0; r < kRows; ++r) {
-            acc_t* p = P.data() + r * nk;
-            acc_t* ds = dS.data() + r * nk;
-            const acc_t m = rowlse[i0 + r];
-            acc_t D = 0;
-#pragma omp simd reduction(+ : D)
-            for (int64_t k = 0; k < N; ++k) {
-              p[k] = fast_exp(p[k] - m);
-              D += p[k] * ds[k];
-            }
-#pragma omp simd
-            for (int64_t k = 0; k < N; ++k) ds[k] = p[k] * (ds[k] - D);
-            std::fill(p + N, p + nk, acc_t(0));
-            std::fill(ds + N, ds + nk, acc_t(0));
-          }
-          rows_x_rows<DH>(dS.data(), Kt.data(), nk, dh, scale, dQ.data() + i0 * dh);
-          add_outer<DH>(dS.data(), Q.data() + i0 * dh, nk, dh, dKt.data());
-          add_outer<DH>(P.data(), dO.data() + i0 * dh, nk, dh, dVt.data());
+          acc_t unused[kRows];
+          scores<DH>(Q.data() + i0 * dh, Kt.data(), nk, dh, P_.data());
+          exp_rows<acc_t>(P_.data(), mask.data(), nk, rowlse.data() + i0, false, nullptr, unused);
+          scores<DH>(dO + i0 * dh, Vt.data(), nk, dh, dS.data());
+          softmax_grad_rows(P_.data(), dS.data(), nk);
+          rows_x_mat<DH>(dS.data(), K.data(), N, nk, dh, scales, dQ.data() + i0 * dh);
+          add_outer<DH>(dS.data(), Q.data() + i0 * dh, N, nk, dh, dK.data());
+          add_outer<DH>(P_.data(), dO + i0 * dh, N, nk, dh, dV.data());
         }
 
-        // epilogue: conv backward (dv gathers dO through the flipped taps), weight partials
+        // epilogue: conv backward (dv gathers dO through the mirrored taps), weight partials
+        conv_weight_grad<DH>(g, dO, Vs.data() + line + dh, P, gw);
         for (int64_t n = 0; n < N; ++n) {
+          acc_t* dv = dV.data() + n * dh;
+          conv_at<DH>(g, taps.data(), dOs.data() + line + (n + 1) * dh, P, true, dv);
           scalar_t* o = gqkv_b + g.qkv_off(l, n, h);
+          const acc_t* dq = dQ.data() + n * dh;
+          const acc_t* dk = dK.data() + n * dh;
           for (int64_t d = 0; d < dh; ++d) {
-            acc_t dv = dVt[d * nk + n];
-            const acc_t go = dO[n * dh + d];
-            for (int dl = -1; dl <= 1; ++dl)
-              for (int dn = -1; dn <= 1; ++dn) {
-                const int k = g.tap(dl, dn);
-                dv += taps[k * dh + d] * dOc[((1 - dl) * (N + 2) + n - dn + 1) * dh + d];
-                gw[k * dh + d] += go * Vc[((dl + 1) * (N + 2) + n + dn + 1) * dh + d];
-              }
-            o[3 * d] = static_cast<scalar_t>(dQ[n * dh + d]);
-            o[3 * d + 1] = static_cast<scalar_t>(dKt[d * nk + n]);
-            o[3 * d + 2] = static_cast<scalar_t>(dv);
+            o[3 * d] = static_cast<scalar_t>(dq[d]);
+            o[3 * d + 1] = static_cast<scalar_t>(dk[d]);
+            o[3 * d + 2] = static_cast<scalar_t>(dv[d]);
           }
         }
       }
@@ -94,12 +85,11 @@ void backward_branch(const LineGeom& g, const scalar_t* gout, const scalar_t* qk
 // grad_w[c][k] = sum over tasks of head c / dh, in task order (double accumulation)
 template <typename acc_t>
 at::Tensor reduce_weight_grad(const LineGeom& g, const at::Tensor& part, const at::Tensor& like) {
-  const int64_t dh = g.dh, H = g.H, per_task = lines_per_task(g);
-  const int64_t groups = (g.L + per_task - 1) / per_task;
+  const int64_t dh = g.dh, H = g.H, groups = task_groups(g);
   at::Tensor gw = at::empty({g.half, 1, 3, 3}, part.options().dtype(at::kDouble));
   const acc_t* p = part.data_ptr<acc_t>();
   double* o = gw.data_ptr<double>();
-  at::parallel_for(0, H, 1, [&](int64_t hb, int64_t he) {
+  at::parallel_for(0, H, grain_for(g.B * groups * 9 * dh), [&](int64_t hb, int64_t he) {
     for (int64_t h = hb; h < he; ++h)
       for (int64_t i = 0; i < 9 * dh; ++i) {
         double s = 0;
@@ -118,7 +108,7 @@ template <typename scalar_t>
 at::Tensor column_sums(const scalar_t* gout, int64_t B, int64_t T, int64_t J, int64_t C) {
   at::Tensor sums = at::empty({J, C}, at::TensorOptions().dtype(at::kDouble));
   double* s = sums.data_ptr<double>();
-  at::parallel_for(0, J, 1, [&](int64_t jb, int64_t je) {
+  at::parallel_for(0, J, grain_for(B * T * C), [&](int64_t jb, int64_t je) {
     for (int64_t j = jb; j < je; ++j) {
       double* acc = s + j * C;
       std::fill(acc, acc + C, 0.0);
@@ -156,11 +146,8 @@ stc_attention_bwd(const at::Tensor& grad_out_in, const at::Tensor& qkv_in, const
 
   at::Tensor gqkv = at::empty_like(qkv);
   const LineGeom gs(B, T, J, C, H, false), gt(B, T, J, C, H, true);
-  auto groups = [](const LineGeom& g) {
-    return (g.L + lines_per_task(g) - 1) / lines_per_task(g);
-  };
-  at::Tensor part_s = at::empty({B * H * groups(gs), 9 * dh}, qkv.options().dtype(acc));
-  at::Tensor part_t = at::empty({B * H * groups(gt), 9 * dh}, qkv.options().dtype(acc));
+  at::Tensor part_s = at::empty({B * H * task_groups(gs), 9 * dh}, qkv.options().dtype(acc));
+  at::Tensor part_t = at::empty({B * H * task_groups(gt), 9 * dh}, qkv.options().dtype(acc));
   at::Tensor gw_s, gw_t, sums;
 
   auto run = [&](auto scalar_tag, auto acc_tag) {

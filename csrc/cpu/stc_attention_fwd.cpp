@@ -13,59 +13,54 @@ namespace {
 template <typename scalar_t, typename acc_t, int DH>
 void forward_branch(const LineGeom& g, const scalar_t* qkv, const acc_t* w, const acc_t* bias,
                     const acc_t* spe, acc_t scale, scalar_t* out, acc_t* lse) {
-  const int64_t N = g.N, dh = g.dh, H = g.H, L = g.L;
-  const int64_t nr = round_up(N, kRows), nk = round_up(N, kKeyPad);
-  const int64_t per_task = lines_per_task(g), groups = (L + per_task - 1) / per_task;
+  const int64_t N = g.N, dh = DH > 0 ? DH : g.dh, H = g.H, L = g.L;
+  const int64_t nr = round_up(N, kRows), nk = round_up(N, kKeyPad), P = nr + 2;
+  const int64_t groups = task_groups(g);
   const int64_t row_qkv = g.T * g.J * 3 * g.C, row_out = g.T * g.J * g.C;
 
-  at::parallel_for(0, g.B * H * groups, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> Q(nr * dh), Kt(dh * nk), Vt(dh * nk), Vc(3 * (N + 2) * dh), S(kRows * nk),
-        O(nr * dh), rowlse(nr), taps(9 * dh);
+  const int64_t grain = grain_for(kLinesPerTask * nr * nk * dh * 2);  // ~2 products per score
+  at::parallel_for(0, g.B * H * groups, grain, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> Q(nr * dh), Kt(dh * nk), Vs((kLinesPerTask + 2) * P * dh), S(kRows * nk),
+        O(nr * dh), rowlse(nr), taps(9 * dh), mask(nk);
+    key_mask(N, nk, mask.data());
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / (H * groups), h = (task / groups) % H, grp = task % groups;
+      const int64_t l0 = grp * kLinesPerTask, l1 = std::min(L, l0 + kLinesPerTask);
       const scalar_t* qkv_b = qkv + b * row_qkv;
       scalar_t* out_b = out + b * row_out;
       head_taps(w, h, dh, taps.data());
-      for (int64_t l = grp * per_task; l < std::min(L, (grp + 1) * per_task); ++l) {
-        gather_qkv(g, qkv_b, l, h, scale, nr, nk, Q.data(), Kt.data(), Vt.data());
-        gather_halo(g, qkv_b, l, h, 2, g.qkv_pos, g.qkv_line, g.qkv_chan0 + 3 * h * dh, Vc.data());
-
+      const acc_t* bias_h = bias + h * dh;
+      gather_slab<DH>(g, qkv_b, l0, l1, P, 2, g.qkv_pos, g.qkv_line, g.qkv_chan0 + 3 * h * dh,
+                      Vs.data());
+      for (int64_t l = l0; l < l1; ++l) {
+        const acc_t* vline = Vs.data() + (l - l0 + 1) * P * dh;  // position -1 of line l
+        gather_qk<DH, scalar_t, acc_t>(g, qkv_b, l, h, scale, nr, nk, Q.data(), Kt.data(), nullptr,
+                                       nullptr);
         for (int64_t i0 = 0; i0 < nr; i0 += kRows) {
-          rows_x_cols<DH>(Q.data() + i0 * dh, Kt.data(), nk, dh, S.data());
-          acc_t inv[kRows];
+          scores<DH>(Q.data() + i0 * dh, Kt.data(), nk, dh, S.data());
+          acc_t mx[kRows], sum[kRows], inv[kRows];
+          exp_rows<acc_t>(S.data(), mask.data(), nk, nullptr, true, mx, sum);
           for (int r = 0; r < kRows; ++r) {
-            acc_t* s = S.data() + r * nk;
-            acc_t m = s[0];
-#pragma omp simd reduction(max : m)
-            for (int64_t k = 0; k < N; ++k) m = std::max(m, s[k]);
-            acc_t sum = 0;
-#pragma omp simd reduction(+ : sum)
-            for (int64_t k = 0; k < N; ++k) {
-              s[k] = fast_exp(s[k] - m);
-              sum += s[k];
-            }
-            std::fill(s + N, s + nk, acc_t(0));
-            inv[r] = acc_t(1) / sum;
-            rowlse[i0 + r] = m + std::log(sum);
+            inv[r] = acc_t(1) / sum[r];
+            rowlse[i0 + r] = mx[r] + std::log(sum[r]);
           }
-          rows_x_rows<DH>(S.data(), Vt.data(), nk, dh, acc_t(1), O.data() + i0 * dh);
-          for (int r = 0; r < kRows; ++r)
-            for (int64_t d = 0; d < dh; ++d) O[(i0 + r) * dh + d] *= inv[r];
+          rows_x_mat<DH>(S.data(), vline + dh, N, nk, dh, inv, O.data() + i0 * dh);
         }
 
         // epilogue: + conv(v) + bias + spe, one position at a time, vectorised over d
-        acc_t* lse_line = lse + ((b * H + h) * L + l) * N;
+        std::copy(rowlse.begin(), rowlse.begin() + N, lse + ((b * H + h) * L + l) * N);
         for (int64_t n = 0; n < N; ++n) {
-          lse_line[n] = rowlse[n];
-          const acc_t* e = spe ? spe + g.spe_row(l, n) * dh : nullptr;
-          scalar_t* o = out_b + g.out_off(l, n, h);
-          for (int64_t d = 0; d < dh; ++d) {
-            acc_t y = O[n * dh + d] + bias[h * dh + d] + (e ? e[d] : acc_t(0));
-            for (int dl = -1; dl <= 1; ++dl)
-              for (int dn = -1; dn <= 1; ++dn)
-                y += taps[g.tap(dl, dn) * dh + d] * Vc[((dl + 1) * (N + 2) + n + dn + 1) * dh + d];
-            o[d] = static_cast<scalar_t>(y);
+          acc_t* y = O.data() + n * dh;
+#pragma omp simd
+          for (int64_t d = 0; d < dh; ++d) y[d] += bias_h[d];
+          if (spe) {
+            const acc_t* e = spe + g.spe_row(l, n) * dh;
+#pragma omp simd
+            for (int64_t d = 0; d < dh; ++d) y[d] += e[d];
           }
+          conv_at<DH>(g, taps.data(), vline + (n + 1) * dh, P, false, y);
+          scalar_t* o = out_b + g.out_off(l, n, h);
+          for (int64_t d = 0; d < dh; ++d) o[d] = static_cast<scalar_t>(y[d]);
         }
       }
     }

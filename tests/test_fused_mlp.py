@@ -1,0 +1,226 @@
+"""Fused GELU + dropout (stcformer.fused_mlp, csrc/cpu/fused_mlp.cpp): values, mask statistics,
+the same mask in the backward, the MLP autograd, opcheck and torch.compile."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stcformer import fused_mlp
+
+_reason = fused_mlp.unavailable_reason("cpu")
+pytestmark = pytest.mark.skipif(_reason is not None, reason=str(_reason))
+
+ops = torch.ops.stcformer if _reason is None else None
+
+
+def seed(s):
+    return torch.tensor([s], dtype=torch.int64)
+
+
+def test_values_match_gelu_then_scale():
+    x = torch.randn(4099) * 3  # odd size: vector tail
+    z = ops.gelu_dropout_fwd(x, seed(1), 0, 0.25, False)
+    kept = z != 0
+    torch.testing.assert_close(z[kept], x[kept] / 0.75, rtol=1e-6, atol=0)
+    # same (seed, index) -> same mask whatever the activation (gelu(x) can be 0 itself: compare all)
+    y = ops.gelu_dropout_fwd(x, seed(1), 0, 0.25, True)
+    want = torch.where(kept, F.gelu(x) / 0.75, torch.zeros_like(x))
+    torch.testing.assert_close(y, want, rtol=1e-5, atol=2e-6)
+
+
+def test_p_zero_is_plain_gelu():
+    x = torch.randn(1000) * 4
+    torch.testing.assert_close(ops.gelu_dropout_fwd(x, seed(3), 0, 0.0, True), F.gelu(x), rtol=1e-5, atol=2e-6)
+    assert torch.equal(fused_mlp.gelu_dropout(x, 0.1, training=False), F.gelu(x))
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_keep_rate_and_scaling(p):
+    n = 1 << 20
+    y = fused_mlp.dropout(torch.ones(n), p)
+    kept = y != 0
+    rate = kept.double().mean().item()
+    assert abs(rate - (1 - p)) < 6 * math.sqrt(p * (1 - p) / n)
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
+
+
+def _corr(a, b):
+    a, b = a.double() - a.double().mean(), b.double() - b.double().mean()
+    return (a * b).sum().item() / math.sqrt((a * a).sum().item() * (b * b).sum().item())
+
+
+def test_masks_independent_across_calls_and_neighbours():
+    n = 1 << 20
+    bound = 6 / math.sqrt(n)
+    m1 = fused_mlp.dropout(torch.ones(n), 0.5) != 0
+    m2 = fused_mlp.dropout(torch.ones(n), 0.5) != 0
+    assert abs(_corr(m1, m2)) < bound  # fresh seed each call
+    for lag in (1, 2, 8, 16, 1024):  # neighbours in a vector and across rows of fc1's output
+        assert abs(_corr(m1[:-lag], m1[lag:])) < bound, lag
+    # consecutive seeds and the offset argument give unrelated masks too
+    a = ops.gelu_dropout_fwd(torch.ones(n), seed(7), 0, 0.5, False) != 0
+    b = ops.gelu_dropout_fwd(torch.ones(n), seed(8), 0, 0.5, False) != 0
+    c = ops.gelu_dropout_fwd(torch.ones(n), seed(7), n, 0.5, False) != 0
+    assert abs(_corr(a, b)) < bound and abs(_corr(a, c)) < bound
+
+
+def test_offset_continues_the_stream():
+    x = torch.ones(1000)
+    whole = ops.gelu_dropout_fwd(x, seed(5), 10, 0.3, False)
+    tail = ops.gelu_dropout_fwd(x[600:], seed(5), 610, 0.3, False)
+    assert torch.equal(whole[600:], tail)
+    # the 64-bit counter carries into its high word
+    big = ops.gelu_dropout_fwd(torch.ones(64), seed(5), (1 << 32) - 20, 0.3, False)
+    part = ops.gelu_dropout_fwd(torch.ones(40), seed(5), (1 << 32) + 4, 0.3, False)
+    assert torch.equal(big[24:], part)
+
+
+def test_manual_seed_reproduces():
+    x = torch.randn(5000)
+    torch.manual_seed(123)
+    a = fused_mlp.gelu_dropout(x, 0.2)
+    torch.manual_seed(123)
+    b = fused_mlp.gelu_dropout(x, 0.2)
+    assert torch.equal(a, b)
+
+
+def test_backward_uses_the_forward_mask():
+    x = (torch.randn(3, 7, 1024) * 2).requires_grad_()
+    y = fused_mlp.gelu_dropout(x, 0.3)
+    kept = (y != 0).detach()
+    y.backward(torch.ones_like(y))
+    x2 = x.detach().clone().requires_grad_()
+    F.gelu(x2).backward(torch.ones_like(x2))
+    want = torch.where(kept, x2.grad / 0.7, torch.zeros_like(x2.grad))
+    torch.testing.assert_close(x.grad, want, rtol=1e-5, atol=2e-6)
+
+
+def test_bfloat16_same_mask():
+    x = torch.randn(3000)
+    y32 = ops.gelu_dropout_fwd(x, seed(9), 0, 0.5, True)
+    y16 = ops.gelu_dropout_fwd(x.bfloat16(), seed(9), 0, 0.5, True)
+    assert y16.dtype == torch.bfloat16
+    assert torch.equal(y16 != 0, y32 != 0)
+    torch.testing.assert_close(y16.float(), y32, rtol=2e-2, atol=1e-2)
+
+
+def test_gradcheck_float64():
+    x = torch.randn(2, 37, dtype=torch.float64, requires_grad=True)
+    s = seed(11)
+    for gelu in (True, False):
+        assert torch.autograd.gradcheck(lambda t: ops.gelu_dropout_fwd(t, s, 0, 0.4, gelu), (x,))
+    # float64 and float32 share the mask
+    m64 = ops.gelu_dropout_fwd(x.detach(), s, 0, 0.4, True) != 0
+    m32 = ops.gelu_dropout_fwd(x.detach().float(), s, 0, 0.4, True) != 0
+    assert torch.equal(m64, m32)
+
+
+def _mlp_reference(x, w1, w2, p, s1, s2):
+    """The same masks through the plain ops (autograd of gelu_dropout_fwd)."""
+    y = ops.gelu_dropout_fwd(F.linear(x, w1), s1, 0, p, True)
+    return ops.gelu_dropout_fwd(F.linear(y, w2), s2, 0, p, False)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_mlp_matches_composition(bias):
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 17, 32, requires_grad=True)
+    w1, w2 = (torch.randn(128, 32) * 0.2).requires_grad_(), (torch.randn(32, 128) * 0.1).requires_grad_()
+    b1, b2 = (torch.randn(128).requires_grad_(), torch.randn(32).requires_grad_()) if bias else (None, None)
+    s1, s2 = seed(21), seed(22)
+    out = fused_mlp._Mlp.apply(x, w1, w2, b1, b2, 0.1, s1, s2)
+    leaves = [t for t in (x, w1, w2, b1, b2) if t is not None]
+    g = torch.randn_like(out)
+    got = torch.autograd.grad(out, leaves, g)
+    y = ops.gelu_dropout_fwd(F.linear(x, w1, b1), s1, 0, 0.1, True)
+    want_out = ops.gelu_dropout_fwd(F.linear(y, w2, b2), s2, 0, 0.1, False)
+    want = torch.autograd.grad(want_out, leaves, g)
+    torch.testing.assert_close(out, want_out)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_mlp_eval_is_plain():
+    x, w1, w2 = torch.randn(4, 32), torch.randn(128, 32), torch.randn(32, 128)
+    torch.testing.assert_close(fused_mlp.mlp(x, w1, w2, 0.1, training=False),
+                               F.linear(F.gelu(F.linear(x, w1)), w2))
+
+
+@pytest.mark.parametrize("gelu", [True, False])
+def test_opcheck(gelu):
+    x = torch.randn(3, 40, requires_grad=True)
+    torch.library.opcheck(torch.ops.stcformer.gelu_dropout_fwd.default, (x, seed(1), 0, 0.1, gelu))
+    g = torch.randn(3, 40)
+    torch.library.opcheck(torch.ops.stcformer.gelu_dropout_bwd.default,
+                          (g, x.detach() if gelu else None, seed(1), 0, 0.1, gelu, True))
+
+
+def test_torch_compile_fullgraph():
+    w1, w2 = (torch.randn(64, 16) * 0.2).requires_grad_(), (torch.randn(16, 64) * 0.2).requires_grad_()
+    x = torch.randn(2, 9, 16, requires_grad=True)
+
+    def f(x):
+        return fused_mlp.mlp(x, w1, w2, 0.1).square().sum() + fused_mlp.gelu_dropout(x, 0.2).sum()
+
+    torch._dynamo.reset()
+    compiled = torch.compile(f, fullgraph=True)
+    torch.manual_seed(4)
+    with torch._inductor.config.patch(fallback_random=True):  # the seeds eager would draw
+        got = compiled(x)
+    g_got = torch.autograd.grad(got, (x, w1, w2))
+    torch.manual_seed(4)
+    want = f(x)
+    g_want = torch.autograd.grad(want, (x, w1, w2))
+    torch.testing.assert_close(got, want)
+    for a, b in zip(g_got, g_want):
+        torch.testing.assert_close(a, b)
+
+
+def test_use_fused_mlp_on_the_model():
+    model_mod = pytest.importorskip("stcformer.model")
+    torch.manual_seed(0)
+    model = model_mod.STCFormer(layers=2, d_hid=64, num_heads=4)
+    x = torch.randn(2, 9, 17, 2)
+    model.eval()
+    with torch.no_grad():
+        want = model(x)
+    keys = list(model.state_dict())
+    fused_mlp.use_fused_mlp(model)
+    assert list(model.state_dict()) == keys
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), want)
+    model.train()
+    model(x).square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all()
+               for n, p in model.named_parameters() if "mlp" in n)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_onednn_linear_matches_f_linear(bias):
+    torch.manual_seed(0)
+    x = torch.randn(3, 50, 64, requires_grad=True)
+    w = torch.randn(96, 64, requires_grad=True)
+    b = torch.randn(96, requires_grad=True) if bias else None
+    leaves = [t for t in (x, w, b) if t is not None]
+    g = torch.randn(3, 50, 96)
+    got = fused_mlp.linear(x, w, b)
+    g_got = torch.autograd.grad(got, leaves, g)
+    want = F.linear(x, w, b)
+    g_want = torch.autograd.grad(want, leaves, g)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    for a, c in zip(g_got, g_want):
+        torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-4)
+    y16 = fused_mlp.linear(x.detach().bfloat16(), w.detach().bfloat16())
+    torch.testing.assert_close(y16.float(), F.linear(x, w).detach(), rtol=3e-2, atol=0.3)
+
+
+def test_use_onednn_linear_on_the_model():
+    model_mod = pytest.importorskip("stcformer.model")
+    torch.manual_seed(0)
+    model = model_mod.STCFormer(layers=2, d_hid=64, num_heads=4).eval()
+    x = torch.randn(2, 9, 17, 2)
+    with torch.no_grad():
+        want = model(x)
+        fused_mlp.use_onednn_linear(model)
+        torch.testing.assert_close(model(x), want, rtol=1e-4, atol=1e-5)
