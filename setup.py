@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 CXX_FLAGS = ["-O3", "-std=c++20", "-fopenmp"] + (["-march=x86-64-v3"] if os.uname().machine == "x86_64" else [])
 LINK_FLAGS = ["-fopenmp"]
 # flags of the CUDA kernels
-NVCC_FLAGS = ["-O3", "-std=c++17", "--use_fast_math", "-lineinfo"]
+NVCC_FLAGS = ["-O3", "-std=c++20", "--use_fast_math", "-lineinfo"]
 
 
 def _sources(pattern):

@@ -11,16 +11,16 @@ CPUs that other processes used meanwhile ("busy"); a row above --max-busy is mea
 another process takes a core, so rows measured under load overstate the speedups. The model table uses
 stcformer.model.STCFormer(layers=6, d_hid=256) with the same weights for every variant, and
 prints the GEMM floor: the model's GEMM FLOPs over the GEMM rate measured here in the same run.
-Peak memory is the ru_maxrss growth of a fresh subprocess over two training steps, from when
-model, optimizer and inputs exist: peak resident memory of training, gradients and AdamW state
-included (57 MiB, alike for every variant).
+Peak memory is measured in a fresh subprocess per variant: resident memory (VmRSS) once model,
+optimizer and inputs exist, then the peak (VmHWM, reset there through /proc/self/clear_refs)
+over two training steps; the growth includes gradients and AdamW state (57 MiB for every
+variant). (ru_maxrss is not used: it survives exec and reports the parent's peak.)
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -144,7 +144,8 @@ class _MklGemms(torch.nn.Module):
             fm.ONEDNN_GEMM = True
 
 
-def make_model(backend, dtype=torch.float32, fused_mlp=False, onednn=False, mkl=False):
+def make_model(backend, dtype=torch.float32, fused_mlp=False, onednn=False, mkl=False,
+               recompute=False):
     from stcformer import fused_mlp as fm
     from stcformer.model import STCFormer
 
@@ -153,14 +154,30 @@ def make_model(backend, dtype=torch.float32, fused_mlp=False, onednn=False, mkl=
     if onednn:  # qkv, proj, embedding and head Linears on oneDNN too
         fm.use_onednn_linear(model)
     if fused_mlp:  # fused GELU+dropout, MLP GEMMs on oneDNN (on MKL with mkl=True)
-        fm.use_fused_mlp(model)
+        fm.use_fused_mlp(model, recompute=recompute)
     return _MklGemms(model) if mkl else model
 
 
-def gemm_flops_per_token(training: bool) -> float:
-    # qkv (C x 3C), proj (C x C), fc1 (C x 4C), fc2 (4C x C) per layer; backward is 2x forward
-    fwd = 2 * LAYERS * (C * 3 * C + C * C + 2 * C * 4 * C)
-    return fwd * (3 if training else 1)
+def gemm_floor(tokens: int, training: bool, dtype=torch.float32) -> float:
+    """Seconds the model's GEMMs alone take, each at the faster of torch.mm and oneDNN:
+    qkv (C->3C), proj (C->C), fc1 (C->4C), fc2 (4C->C) per layer, forward, and for training
+    the grad-input and grad-weight GEMMs too."""
+    from stcformer import fused_mlp as fm
+
+    total = 0.0
+    for k, n in ((C, 3 * C), (C, C), (C, 4 * C), (4 * C, C)):
+        x, w, g = (torch.randn(tokens, k, dtype=dtype), torch.randn(n, k, dtype=dtype),
+                   torch.randn(tokens, n, dtype=dtype))
+        wt = w.t().contiguous()
+        cases = [(lambda: x @ w.t(), lambda: fm._ONEDNN(x, w, None, "none", [], ""))]
+        if training:
+            cases += [(lambda: g @ w, lambda: fm._ONEDNN(g, wt, None, "none", [], "")),
+                      (lambda: g.t() @ x, lambda: fm._ONEDNN(g.t(), x.t(), None, "none", [], ""))]
+        for mm, dnn in cases:
+            fns = {"mm": mm} if fm._ONEDNN is None else {"mm": mm, "onednn": dnn}
+            t = timeit(fns, 3, warmup=1)
+            total += min(v for key, v in t.items() if key != "busy")
+    return LAYERS * total
 
 
 def gemm_rates(dtype=torch.float32) -> dict:
@@ -206,6 +223,8 @@ def variants(compile_ref: bool, fused: bool):
         v["cpp+fused_mlp(mkl)"] = dict(backend="cpp", fused_mlp=True, mkl=True)
         v["cpp+fused_mlp"] = dict(backend="cpp", fused_mlp=True)
         v["cpp+fused+onednn"] = dict(backend="cpp", fused_mlp=True, onednn=True)
+        v["cpp+fused+onednn+recompute"] = dict(backend="cpp", fused_mlp=True, onednn=True,
+                                              recompute=True)
     if compile_ref:
         v["compiled"] = dict(backend="reference", compile=True)
     return v
@@ -220,10 +239,10 @@ def build(spec, dtype=torch.float32):
 
 def model_table(repeats: int, compile_ref: bool, fused: bool):
     r32, r16 = gemm_rates(torch.float32), gemm_rates(torch.bfloat16)
-    rate32, rate16 = max(r32.values()), max(r16.values())
     fmt = lambda r: ", ".join(f"{k} {v / 1e9:.0f}" for k, v in r.items())  # noqa: E731
     print(f"\n## STCFormer (6 layers, width 256, 8 heads); GEMM GFLOP/s measured now: fp32 "
-          f"{fmt(r32)}; bf16 {fmt(r16)}. Floor = model GEMM FLOPs / the faster rate.")
+          f"{fmt(r32)}; bf16 {fmt(r16)}. GEMM floor: the model's GEMMs timed alone, each "
+          "on the faster of the two")
     spec = variants(compile_ref, fused)
     targets = [k for k in spec if k.startswith("cpp")]
     for what, B, T in (("train", 16, 27), ("train", 2, 243), ("infer", 32, 27), ("infer", 4, 243)):
@@ -232,11 +251,11 @@ def model_table(repeats: int, compile_ref: bool, fused: bool):
             m = build(s)
             fns[name] = train_step_fn(m, B, T) if what == "train" else infer_fn(m, B, T)
         t = timeit(fns, repeats)
-        floor = B * T * J * gemm_flops_per_token(what == "train") / rate32
+        floor = gemm_floor(B * T * J, what == "train")
+        best = min(v for k, v in t.items() if k not in ("reference", "busy"))
         label = f"{'training step' if what == 'train' else 'inference'} fp32 T={T} B={B}"
         print(row(label, t, targets, ["reference", "compiled"])
-              + f" | GEMM floor {floor * 1e3:.0f} ms, best/floor "
-              f"{min(v for k, v in t.items() if k != 'reference') / floor:.2f}")
+              + f" | GEMM floor {floor * 1e3:.0f} ms, best/floor {best / floor:.2f}")
 
     # bf16 inference vs the reference in fp32
     for B, T in ((32, 27), (4, 243)):
@@ -244,27 +263,38 @@ def model_table(repeats: int, compile_ref: bool, fused: bool):
         for name in [k for k in spec if k.startswith("cpp")]:
             fns[name + "-bf16"] = infer_fn(build(spec[name], torch.bfloat16), B, T, torch.bfloat16)
         t = timeit(fns, repeats)
-        floor = B * T * J * gemm_flops_per_token(False) / rate16
+        floor = gemm_floor(B * T * J, False, torch.bfloat16)
+        best = min(v for k, v in t.items() if k not in ("reference", "busy"))
         print(row(f"inference bf16 vs fp32 ref T={T} B={B}", t, [k for k in fns if k != "reference"],
-                  ["reference"]) + f" | bf16 GEMM floor {floor * 1e3:.0f} ms")
+                  ["reference"]) + f" | bf16 GEMM floor {floor * 1e3:.0f} ms, best/floor {best / floor:.2f}")
 
 
 # ---------------------------------------------------------------------------------------------
 # peak memory, one fresh process per variant
 
 
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 def peak_memory_child(name: str, B: int, T: int, compile_ref: bool, fused: bool):
     step = train_step_fn(build(variants(compile_ref, fused)[name]), B, T)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:  # VmHWM := VmRSS
+        f.write("5")
     step()  # includes the gradients and AdamW state (~57 MiB, the same for every variant)
     step()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = _status_kib("VmHWM")
     print(json.dumps({"name": name, "delta_mib": (after - before) / 1024, "peak_mib": after / 1024}))
 
 
 def memory_table(compile_ref: bool, fused: bool, B=4, T=243):
     print(f"\n## peak memory of a training step, T={T} B={B} fp32 "
-          "(ru_maxrss growth of a fresh process over two steps)")
+          "(peak VmHWM growth of a fresh process over two steps)")
     res = {}
     for name in variants(compile_ref, fused):
         cmd = [sys.executable, __file__, "--memory-child", name, "--B", str(B), "--T", str(T)]

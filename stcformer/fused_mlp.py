@@ -76,7 +76,8 @@ if _HAS_OPS:
 _CPU_REASON = unavailable_reason("cpu")  # fixed once the extension is loaded; dynamo-friendly
 
 
-_ONEDNN = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+_ONEDNN = (getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+           if torch.backends.mkldnn.is_available() else None)
 ONEDNN_GEMM = True  # False: the MLP and linear() GEMMs go through F.linear (MKL) instead
 
 
@@ -146,15 +147,16 @@ def dropout(z: Tensor, p: float, training: bool = True) -> Tensor:
 
 
 class _Mlp(torch.autograd.Function):
-    """fc1 -> GELU -> dropout -> fc2 -> dropout, saving x and fc1(x) only."""
+    """fc1 -> GELU -> dropout -> fc2 -> dropout, saving x and fc1(x) only (x only with
+    recompute: fc1(x) is recomputed in the backward, one GEMM more)."""
 
     @staticmethod
-    def forward(ctx, x, w1, w2, b1, b2, p, seed1, seed2):
+    def forward(ctx, x, w1, w2, b1, b2, p, seed1, seed2, recompute=False):
         ops = torch.ops.stcformer
         h = _mm_nt(x, w1, b1)
         y = ops.gelu_dropout_fwd(h, seed1, 0, p, True)
         z = _mm_nt(y, w2, b2)
-        ctx.save_for_backward(x, h, w1, w2, seed1, seed2)
+        ctx.save_for_backward(x, None if recompute else h, w1, w2, b1, seed1, seed2)
         ctx.p = p
         ctx.has_bias = (b1 is not None, b2 is not None)
         return ops.gelu_dropout_fwd(z, seed2, 0, p, False)
@@ -162,7 +164,9 @@ class _Mlp(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         ops = torch.ops.stcformer
-        x, h, w1, w2, seed1, seed2 = ctx.saved_tensors
+        x, h, w1, w2, b1, seed1, seed2 = ctx.saved_tensors
+        if h is None:
+            h = _mm_nt(x, w1, b1)
         gz, _ = ops.gelu_dropout_bwd(grad, None, seed2, 0, ctx.p, False, False)
         gy = _mm_nt(gz, w2.t().contiguous())
         gh, y = ops.gelu_dropout_bwd(gy, h, seed1, 0, ctx.p, True, True)  # y recomputed
@@ -171,35 +175,41 @@ class _Mlp(torch.autograd.Function):
         g_w1 = _mm_nt(gh2.t(), x.reshape(-1, x.shape[-1]).t())
         g_b1 = gh2.sum(0) if ctx.has_bias[0] else None
         g_b2 = gz2.sum(0) if ctx.has_bias[1] else None
-        return _mm_nt(gh, w1.t().contiguous()), g_w1, g_w2, g_b1, g_b2, None, None, None
+        return _mm_nt(gh, w1.t().contiguous()), g_w1, g_w2, g_b1, g_b2, None, None, None, None
 
 
 def mlp(x: Tensor, fc1_weight: Tensor, fc2_weight: Tensor, p: float, training: bool = True,
-        fc1_bias: Optional[Tensor] = None, fc2_bias: Optional[Tensor] = None) -> Tensor:
-    """``dropout(fc2(dropout(gelu(fc1(x)))))``: the official MLP, one saved activation less.
+        fc1_bias: Optional[Tensor] = None, fc2_bias: Optional[Tensor] = None,
+        recompute: bool = False) -> Tensor:
+    """``dropout(fc2(dropout(gelu(fc1(x)))))``: the official MLP without the masks and fc2's
+    input among the saved activations.
 
     Args:
         x: (..., C) input; fc1_weight (4C, C); fc2_weight (C, 4C); biases optional.
         p: dropout probability of both dropouts; ``training=False`` skips them.
+        recompute: also drop fc1(x) (4C per token) from the saved activations and recompute
+            it in the backward (one more fc1-sized GEMM).
     """
     if not training or p == 0.0:
         return linear(F.gelu(linear(x, fc1_weight, fc1_bias)), fc2_weight, fc2_bias)
     _check(x)
-    return _Mlp.apply(x, fc1_weight, fc2_weight, fc1_bias, fc2_bias, float(p), new_seed(), new_seed())
+    return _Mlp.apply(x, fc1_weight, fc2_weight, fc1_bias, fc2_bias, float(p), new_seed(), new_seed(),
+                      recompute)
 
 
 def _fused_forward(self, x: Tensor) -> Tensor:
     return mlp(x, self.fc1.weight, self.fc2.weight, self.drop.p, self.training,
-               self.fc1.bias, self.fc2.bias)
+               self.fc1.bias, self.fc2.bias, self._stc_recompute)
 
 
-def use_fused_mlp(model: torch.nn.Module) -> torch.nn.Module:
+def use_fused_mlp(model: torch.nn.Module, recompute: bool = False) -> torch.nn.Module:
     """Route every official-style MLP (``fc1``, exact-GELU ``act``, ``fc2``, ``drop``) of
     ``model`` through :func:`mlp`. Parameters and state_dict keys are unchanged."""
     n = 0
     for m in model.modules():
         if (all(hasattr(m, a) for a in ("fc1", "fc2", "drop", "act"))
                 and isinstance(m.act, torch.nn.GELU) and m.act.approximate == "none"):
+            m._stc_recompute = recompute
             m.forward = types.MethodType(_fused_forward, m)
             n += 1
     if n == 0:

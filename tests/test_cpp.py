@@ -228,9 +228,4 @@ def test_torch_compile_fullgraph_public_api():
     def attention(*a):
         return stc_attention(*a, backend="cpp")
 
-    try:
-        _compile_check(attention)
-    except torch._dynamo.exc.Unsupported as exc:
-        if "import_module" in str(exc):
-            pytest.xfail("stcformer.ops._impl calls importlib.import_module, which dynamo cannot trace")
-        raise
+    _compile_check(attention)

@@ -31,7 +31,8 @@ def test_values_match_gelu_then_scale():
 
 def test_p_zero_is_plain_gelu():
     x = torch.randn(1000) * 4
-    torch.testing.assert_close(ops.gelu_dropout_fwd(x, seed(3), 0, 0.0, True), F.gelu(x), rtol=1e-5, atol=2e-6)
+    y = ops.gelu_dropout_fwd(x, seed(3), 0, 0.0, True)
+    torch.testing.assert_close(y, F.gelu(x), rtol=1e-5, atol=2e-6)
     assert torch.equal(fused_mlp.gelu_dropout(x, 0.1, training=False), F.gelu(x))
 
 
@@ -122,14 +123,14 @@ def _mlp_reference(x, w1, w2, p, s1, s2):
     return ops.gelu_dropout_fwd(F.linear(y, w2), s2, 0, p, False)
 
 
-@pytest.mark.parametrize("bias", [False, True])
-def test_mlp_matches_composition(bias):
+@pytest.mark.parametrize("bias,recompute", [(False, False), (True, False), (True, True)])
+def test_mlp_matches_composition(bias, recompute):
     torch.manual_seed(0)
     x = torch.randn(2, 5, 17, 32, requires_grad=True)
     w1, w2 = (torch.randn(128, 32) * 0.2).requires_grad_(), (torch.randn(32, 128) * 0.1).requires_grad_()
     b1, b2 = (torch.randn(128).requires_grad_(), torch.randn(32).requires_grad_()) if bias else (None, None)
     s1, s2 = seed(21), seed(22)
-    out = fused_mlp._Mlp.apply(x, w1, w2, b1, b2, 0.1, s1, s2)
+    out = fused_mlp._Mlp.apply(x, w1, w2, b1, b2, 0.1, s1, s2, recompute)
     leaves = [t for t in (x, w1, w2, b1, b2) if t is not None]
     g = torch.randn_like(out)
     got = torch.autograd.grad(out, leaves, g)

@@ -63,7 +63,8 @@ DropKey make_key(const at::Tensor& seed, double p) {
 
 // hash of the 64-bit counter c = offset + i under the key; the element is kept iff < threshold
 inline uint32_t hash_scalar(const DropKey& k, uint64_t c) {
-  return mix32<uint32_t>(mix32<uint32_t>(static_cast<uint32_t>(c) ^ k.k0) ^ static_cast<uint32_t>(c >> 32) ^ k.k1);
+  const uint32_t lo = static_cast<uint32_t>(c), hi = static_cast<uint32_t>(c >> 32);
+  return mix32<uint32_t>(mix32<uint32_t>(lo ^ k.k0) ^ hi ^ k.k1);
 }
 
 // dropout multiplier (0 or 1/keep) of kW consecutive counters starting at c
@@ -175,7 +176,8 @@ void run_backward(const at::Tensor& g, const at::Tensor& x, at::Tensor& gx, at::
   scalar_t* py = y.defined() ? y.data_ptr<scalar_t>() : nullptr;
   const Block<scalar_t> blk{key, gelu};
   for_blocks(g.numel(), [&](int64_t i, int64_t len) {
-    if (len == kW) return blk.backward(pg + i, px ? px + i : nullptr, pgx + i, py ? py + i : nullptr, offset + i);
+    if (len == kW)
+      return blk.backward(pg + i, px ? px + i : nullptr, pgx + i, py ? py + i : nullptr, offset + i);
     scalar_t bg[kW] = {}, bx[kW] = {}, bgx[kW], by[kW];
     std::copy(pg + i, pg + i + len, bg);
     if (px) std::copy(px + i, px + i + len, bx);
