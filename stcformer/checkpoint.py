@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from typing import Any, Optional
 
 import torch
 
+from .cli import atomic_write
 from .model import STCFormer, from_official_key
 
 FORMAT = "stcformer"
@@ -26,18 +26,7 @@ class CheckpointError(ValueError):
 
 def atomic_save(obj: Any, path: str) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp), ".pt")
 
 
 def save_checkpoint(model: STCFormer, path: str, extra: Optional[dict] = None) -> None:
