@@ -1,9 +1,17 @@
 """Triton helpers shared by the spatial and temporal stc_attention kernels.
 
+Layout of qkv inside one head's run of 3*DH values (the op's ``layout`` argument), passed to
+every kernel as constexpr strides in elements: channel d of q, k, v sits at
+``d * SD + {0, 1, 2} * SW`` from the start of the run.
+  interleaved (official): SD = 3, SW = 1 (q, k, v of a channel side by side: stride-3 loads)
+  head_major:             SD = 1, SW = DH (q(DH), k(DH), v(DH): contiguous vector loads)
+The last dimension of qkv, out, grad_out and grad_qkv always has unit stride (the launcher
+makes it so), so a head's DH values are one contiguous vector in head-major and in out.
+
 Both halves of the op add ``conv(V; w, b)``, a 3x3 depthwise convolution of v over the
-(time, joint index) grid. A program holds a tile of output rows ``(t[r], j[r])`` and the dh
-channels of one head; the helpers below read the 3x3 neighbourhood of each row straight from
-global memory (zero outside the grid), so no padded copy of v or of grad_out is ever made.
+(time, joint index) grid. The helpers read the 3x3 neighbourhood of each row straight from
+global memory (zero outside the grid; the neighbours are mostly L1/L2 hits), so no padded copy
+of v or of grad_out is ever made.
 """
 import triton
 import triton.language as tl
@@ -13,20 +21,20 @@ LN2 = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
-def dwconv3x3_rows(x_ptr, t, j, d, w_ptr, T, J, s_t, s_j, s_d,
-                   DH: tl.constexpr, TRANSPOSED: tl.constexpr):
-    """sum_{u,v in -1..1} w[d, u+1, v+1] * x[t + u, j + v, d] for every row r of the tile.
+def conv3x3(x_ptr, t, j, d, w_ptr, T, J, s_t, s_j, s_d, DH: tl.constexpr,
+            TRANSPOSED: tl.constexpr):
+    """sum_{u,v in -1..1} w[d, u+1, v+1] * x[t + u, j + v, d], for any broadcastable t, j, d.
 
     x_ptr: scalar pointer to element (t=0, j=0, d=0) of one head's channels of x; element
         (t, j, d) sits at x_ptr + t*s_t + j*s_j + d*s_d.
-    t, j: int32 (R,) row coordinates (rows outside the grid produce finite junk; mask stores).
-    d: int32 (DHP,) channel index, DHP >= DH (padding channels read 0).
-    w_ptr: pointer to w[c0, 0, 0, 0] of a contiguous (C/2, 1, 3, 3) weight, c0 = first channel.
-    TRANSPOSED: read x[t - u, j - v] instead: the adjoint, used for grad of v from grad_out.
-    Returns float32 (R, DHP).
+    t, j, d: int32 index tensors (or scalars) that broadcast to the result's shape; rows
+        outside the grid give finite junk (mask the store); channels d >= DH read 0.
+    w_ptr: pointer to w[c0, 0, 0, 0] of a contiguous (C/2, 1, 3, 3) weight, c0 = head's first
+        channel. TRANSPOSED: read x[t - u, j - v] instead (the adjoint: grad of v from grad_out).
+    Returns float32 of the broadcast shape of (t, j, d).
     """
     dm = d < DH
-    acc = tl.zeros([t.shape[0], d.shape[0]], dtype=tl.float32)
+    acc = tl.zeros((t + j + d).shape, dtype=tl.float32)
     for u in tl.static_range(3):
         for v in tl.static_range(3):
             if TRANSPOSED:
@@ -35,21 +43,21 @@ def dwconv3x3_rows(x_ptr, t, j, d, w_ptr, T, J, s_t, s_j, s_d,
             else:
                 tt = t + (u - 1)
                 jj = j + (v - 1)
-            rm = (tt >= 0) & (tt < T) & (jj >= 0) & (jj < J)
-            x = tl.load(x_ptr + tt[:, None] * s_t + jj[:, None] * s_j + d[None, :] * s_d,
-                        mask=rm[:, None] & dm[None, :], other=0.0).to(tl.float32)
+            ok = (tt >= 0) & (tt < T) & (jj >= 0) & (jj < J) & dm
+            x = tl.load(x_ptr + tt * s_t + jj * s_j + d * s_d, mask=ok, other=0.0).to(tl.float32)
             w = tl.load(w_ptr + d * 9 + (u * 3 + v), mask=dm, other=0.0).to(tl.float32)
-            acc += w[None, :] * x
+            acc += w * x
     return acc
 
 
 @triton.jit
-def dwconv3x3_wgrad_rows(acc, g, x_ptr, t, j, d, T, J, s_t, s_j, s_d, DH: tl.constexpr):
-    """acc[u*3+v, :] += sum_r g[r, :] * x[t[r] + u - 1, j[r] + v - 1, :] (grad of the 3x3 weights).
+def conv3x3_wgrad(acc, g, x_ptr, t, j, d, T, J, s_t, s_j, s_d, DH: tl.constexpr,
+                  RANK3: tl.constexpr):
+    """acc[u*3+v, :] += sum over rows of g * x[t + u - 1, j + v - 1, :] (grad of the 3x3 taps).
 
-    acc: float32 (16, DHP) running partial sums, rows 0..8 are the taps (row u*3+v), rows 9..15
-        are left as they are. g: float32 (R, DHP) grad_out of the rows (0 on invalid rows).
-    x_ptr, t, j, d, s_*: as in ``dwconv3x3_rows``. Returns the updated acc.
+    acc: float32 (16, DHP) running sums, rows 0..8 the taps (row u*3+v), rows 9..15 untouched.
+    g: float32 grad_out of the rows, (R, DHP) or (F, JP, DHP) when RANK3, 0 on invalid rows.
+    x_ptr, t, j, d, s_*: as in ``conv3x3`` (broadcasting to g's shape). Returns the new acc.
     """
     dm = d < DH
     tap = tl.arange(0, 16)
@@ -57,10 +65,11 @@ def dwconv3x3_wgrad_rows(acc, g, x_ptr, t, j, d, T, J, s_t, s_j, s_d, DH: tl.con
         for v in tl.static_range(3):
             tt = t + (u - 1)
             jj = j + (v - 1)
-            rm = (tt >= 0) & (tt < T) & (jj >= 0) & (jj < J)
-            x = tl.load(x_ptr + tt[:, None] * s_t + jj[:, None] * s_j + d[None, :] * s_d,
-                        mask=rm[:, None] & dm[None, :], other=0.0).to(tl.float32)
-            contrib = tl.sum(g * x, axis=0)
+            ok = (tt >= 0) & (tt < T) & (jj >= 0) & (jj < J) & dm
+            x = tl.load(x_ptr + tt * s_t + jj * s_j + d * s_d, mask=ok, other=0.0).to(tl.float32)
+            if RANK3:
+                contrib = tl.sum(tl.sum(g * x, axis=1), axis=0)
+            else:
+                contrib = tl.sum(g * x, axis=0)
             acc += tl.where(tap[:, None] == (u * 3 + v), contrib[None, :], 0.0)
     return acc
-

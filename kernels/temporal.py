@@ -1,91 +1,109 @@
 """Temporal half of stc_attention: attention over the T frames of each (b, joint, head).
 
-Flash-style: a program owns BLOCK query frames of NB joints of one (b, head) and streams the keys
-in blocks of BLOCK frames with an online softmax, so any T (243, 351, 1000, ...) runs without a
-T x T buffer; the forward saves only the row log-sum-exp and the backward recomputes P from it.
-Its row tile has R = NB * BLOCK rows: row r = joint j0 + r // BLOCK, frame t0 + r % BLOCK. With
-NB = 1 (the GPU choice) this is plain 2D flash attention; NB > 1 (the Triton interpreter, which
-pays per operation rather than per element) masks the (R, R) scores to the joint-diagonal blocks.
-Temporal channel c of head h is C/2 + h*DH + d; its q, k, v sit at 3c, 3c+1, 3c+2 of qkv and
-its output at out[b, t, j, 2*DH*h + DH + d].
+Temporal channel c = C/2 + h*DH + d has its q, k, v in the head's run of 3*DH values starting
+at 3*(C/2 + h*DH) (see ``common`` for SD / SW); its output goes to out[b, t, j, 2*DH*h + DH + d].
+
+Row tiles: a program handles NB joints of one (b, head); tile row r is joint jg*NB + r // BLOCK,
+frame t0 + r % BLOCK. On a GPU NB = 1 (plain 2D flash-attention tiles, the joint a splat
+constant); under the Triton interpreter, which pays per operation rather than per element,
+NB > 1 batches joints and masks the scores to pairs of the same joint (``_rows`` / ``_same``).
+
+Forward (any T): a program owns BLOCK_M query frames and walks the keys in blocks of BLOCK_N
+with an online softmax; with BLOCK_N >= T (T <= 256 on a GPU: 27, 81, 243) that is one pass of
+a plain softmax with K and V loaded once. Only the row log-sum-exp is saved.
+
+Backward, whole row (T <= BLOCK_N): one program per (b, joints, head) holds all T keys, their
+dK / dV accumulators and walks the query blocks once: P from the lse, dP = dO V^T,
+delta = rowsum(P * dP) in place (the whole key row is there), dS = P (dP - delta), dQ of the
+block written at once; 5 dots and 1 exp per score, no separate delta kernel, no atomics.
+
+Backward, streaming (T > BLOCK_N): ``temporal_bwd_delta_kernel`` computes delta from out, then
+``temporal_bwd_kernel`` programs own BLOCK frames as keys (dK, dV over all query blocks) and then
+as queries (dQ over all key blocks).
 """
 import triton
 import triton.language as tl
 
-from .common import LN2, LOG2E, dwconv3x3_rows, dwconv3x3_wgrad_rows
+from .common import LN2, LOG2E, conv3x3, conv3x3_wgrad
 
 
 @triton.jit
-def _program_coords(pid, T, J, H: tl.constexpr, NB: tl.constexpr, BLOCK: tl.constexpr):
-    """pid -> (frame block, joint group, head, batch); frame blocks of one group are neighbours."""
+def _rows(jg, t0, NB: tl.constexpr, BLOCK: tl.constexpr):
+    """(joint, frame) of the NB * BLOCK rows of a tile starting at joint group jg, frame t0."""
+    r = tl.arange(0, NB * BLOCK)
+    if NB == 1:
+        j = jg + tl.zeros([BLOCK], dtype=tl.int32)  # a splat: loads stay contiguous vectors
+    else:
+        j = jg * NB + r // BLOCK
+    return j, t0 + r % BLOCK
+
+
+@triton.jit
+def _same(jq, jk, NB: tl.constexpr):
+    """(rows, cols) mask: same joint (always true when NB == 1)."""
+    if NB == 1:
+        return tl.full([jq.shape[0], jk.shape[0]], 1, tl.int1)
+    else:
+        return jq[:, None] == jk[None, :]
+
+
+@triton.jit
+def _coords(pid, T, J, H: tl.constexpr, NB: tl.constexpr, BLOCK: tl.constexpr):
+    """pid -> (frame block, joint group, b * H + h, head, batch); frame blocks are neighbours."""
     n_tb = tl.cdiv(T, BLOCK)
     n_jg = tl.cdiv(J, NB)
     tb = pid % n_tb
     rest = pid // n_tb
     jg = rest % n_jg
     bh = rest // n_jg
-    return tb, jg, bh % H, bh // H
-
-
-@triton.jit
-def _pair_mask(r, col_ok, NB: tl.constexpr, BLOCK: tl.constexpr):
-    """(R, R) mask: column valid and, when NB > 1, row and column of the same joint."""
-    ok = col_ok[None, :]
-    if NB > 1:
-        ok = ok & ((r // BLOCK)[:, None] == (r // BLOCK)[None, :])
-    return ok
+    return tb, jg, bh, bh % H, bh // H
 
 
 @triton.jit
 def temporal_fwd_kernel(
     qkv_ptr, w_ptr, b_ptr, spe_ptr, out_ptr, lse_ptr,
     T, J,
-    s_qb, s_qt, s_qj, s_qc,
-    s_ob, s_ot, s_oj, s_oc,
+    s_qb, s_qt, s_qj,
+    s_ob, s_ot, s_oj,
     scale,
-    H: tl.constexpr, DH: tl.constexpr, DHP: tl.constexpr, NB: tl.constexpr, BLOCK: tl.constexpr,
+    H: tl.constexpr, DH: tl.constexpr, DHP: tl.constexpr, NB: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SD: tl.constexpr, SW: tl.constexpr,
     HAS_SPE: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
-    """Temporal attention (online softmax) + depthwise conv of v + spe, forward.
+    """Temporal attention + depthwise conv of v + spe, forward.
 
-    Pointers: qkv (B, T, J, 3C) strides s_q*; w (C/2, 1, 3, 3) and b (C/2,) contiguous (the
-    temporal conv); spe (J, DH) contiguous (read only if HAS_SPE); out (B, T, J, C) strides s_o*;
-    lse (B, H, J, T) float32 contiguous.
-    Constexprs: H, DH, DHP = max(16, next_pow2(DH)), NB joints per program, BLOCK query frames =
-    key frames per step (NB * BLOCK >= 16), HAS_SPE, DOT_PREC.
-    Grid: (B * H * cdiv(J, NB) * cdiv(T, BLOCK),), program =
-    ((b * H + h) * cdiv(J, NB) + joint group) * cdiv(T, BLOCK) + frame block.
+    Pointers: qkv (B, T, J, 3C) strides (s_q*, 1); w (C/2, 1, 3, 3) and b (C/2,) contiguous
+    (the temporal conv); spe (J, DH) contiguous (read only if HAS_SPE); out (B, T, J, C)
+    strides (s_o*, 1); lse (B, H, J, T) float32 contiguous.
+    Constexprs: H, DH, DHP = max(16, next_pow2(DH)), NB joints per program, BLOCK_M query
+    frames per program, BLOCK_N key frames per step, SD/SW the qkv layout, HAS_SPE, DOT_PREC.
+    Grid: (B * H * cdiv(J, NB) * cdiv(T, BLOCK_M),), program = ((b * H + h) * cdiv(J, NB)
+    + joint group) * cdiv(T, BLOCK_M) + query block (neighbours share K and V in L2).
     """
-    pid = tl.program_id(0)
-    tb, jg, h, b = _program_coords(pid, T, J, H, NB, BLOCK)
+    mb, jg, bh, h, b = _coords(tl.program_id(0), T, J, H, NB, BLOCK_M)
     HALF: tl.constexpr = H * DH
-    R: tl.constexpr = NB * BLOCK
-
-    r = tl.arange(0, R)
-    pos = r % BLOCK
-    j = jg * NB + r // BLOCK
-    t = tb * BLOCK + pos
+    jq, tq = _rows(jg, mb * BLOCK_M, NB, BLOCK_M)
     d = tl.arange(0, DHP)
-    jm = j < J
     dm = d < DH
-    row_ok = jm & (t < T)
-    m2 = row_ok[:, None] & dm[None, :]
+    qm = (tq < T) & (jq < J)
+    m2 = qm[:, None] & dm[None, :]
 
-    q_ptr = qkv_ptr + b.to(tl.int64) * s_qb + (3 * (HALF + h * DH)) * s_qc
-    j_off = j[:, None] * s_qj + d[None, :] * (3 * s_qc)
-    q = tl.load(q_ptr + t[:, None] * s_qt + j_off, mask=m2, other=0.0)
+    base = qkv_ptr + b.to(tl.int64) * s_qb + 3 * (HALF + h * DH)
+    q = tl.load(base + tq[:, None] * s_qt + jq[:, None] * s_qj + d[None, :] * SD, mask=m2, other=0.0)
     qk_scale = scale * LOG2E
 
-    m_i = tl.full([R], float("-inf"), dtype=tl.float32)
-    l_i = tl.zeros([R], dtype=tl.float32)
-    acc = tl.zeros([R, DHP], dtype=tl.float32)
-    for n0 in range(0, T, BLOCK):
-        tk = n0 + pos
-        kv_mask = (jm & (tk < T))[:, None] & dm[None, :]
-        k = tl.load(q_ptr + s_qc + tk[:, None] * s_qt + j_off, mask=kv_mask, other=0.0)
-        v = tl.load(q_ptr + 2 * s_qc + tk[:, None] * s_qt + j_off, mask=kv_mask, other=0.0)
+    m_i = tl.full([NB * BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([NB * BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([NB * BLOCK_M, DHP], dtype=tl.float32)
+    for n0 in range(0, T, BLOCK_N):
+        jk, tk = _rows(jg, n0, NB, BLOCK_N)
+        km = (tk < T) & (jk < J)
+        kv_mask = km[:, None] & dm[None, :]
+        kv_off = tk[:, None] * s_qt + jk[:, None] * s_qj + d[None, :] * SD
+        k = tl.load(base + SW + kv_off, mask=kv_mask, other=0.0)
+        v = tl.load(base + 2 * SW + kv_off, mask=kv_mask, other=0.0)
         s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * qk_scale
-        s = tl.where(_pair_mask(r, tk < T, NB, BLOCK), s, float("-inf"))
+        s = tl.where(km[None, :] & _same(jq, jk, NB), s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         alpha = tl.exp2(m_i - m_new)
         p = tl.exp2(s - m_new[:, None])
@@ -94,169 +112,238 @@ def temporal_fwd_kernel(
         m_i = m_new
 
     o = acc / l_i[:, None]
-    o += dwconv3x3_rows(q_ptr + 2 * s_qc, t, j, d, w_ptr + (h * DH) * 9, T, J,
-                        s_qt, s_qj, 3 * s_qc, DH, False)
+    o += conv3x3(base + 2 * SW, tq[:, None], jq[:, None], d[None, :], w_ptr + h * DH * 9, T, J,
+                 s_qt, s_qj, SD, DH, False)
     o += tl.load(b_ptr + h * DH + d, mask=dm, other=0.0).to(tl.float32)[None, :]
     if HAS_SPE:
-        o += tl.load(spe_ptr + j[:, None] * DH + d[None, :], mask=jm[:, None] & dm[None, :],
-                     other=0.0).to(tl.float32)
+        o += tl.load(spe_ptr + jq[:, None] * DH + d[None, :], mask=m2, other=0.0).to(tl.float32)
 
-    o_ptr = out_ptr + b.to(tl.int64) * s_ob + (2 * h * DH + DH) * s_oc
-    tl.store(o_ptr + t[:, None] * s_ot + j[:, None] * s_oj + d[None, :] * s_oc,
+    o_ptr = out_ptr + b.to(tl.int64) * s_ob + 2 * h * DH + DH
+    tl.store(o_ptr + tq[:, None] * s_ot + jq[:, None] * s_oj + d[None, :],
              o.to(out_ptr.dtype.element_ty), mask=m2)
-    tl.store(lse_ptr + ((b.to(tl.int64) * H + h) * J + j) * T + t, (m_i + tl.log2(l_i)) * LN2,
-             mask=row_ok)
+    tl.store(lse_ptr + (bh.to(tl.int64) * J + jq) * T + tq, (m_i + tl.log2(l_i)) * LN2, mask=qm)
+
+
+@triton.jit
+def temporal_bwd_row_kernel(
+    qkv_ptr, w_ptr, do_ptr, lse_ptr, dqkv_ptr, pw_ptr, pj_ptr,
+    T, J,
+    s_qb, s_qt, s_qj,
+    s_gb, s_gt, s_gj,
+    s_db, s_dt, s_dj,
+    scale,
+    H: tl.constexpr, DH: tl.constexpr, DHP: tl.constexpr, NB: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SD: tl.constexpr, SW: tl.constexpr,
+    DOT_PREC: tl.constexpr,
+):
+    """Temporal half, backward, whole key row per program (T <= BLOCK_N).
+
+    Pointers: qkv (B, T, J, 3C) strides (s_q*, 1); w (C/2, 1, 3, 3) contiguous; grad_out
+    (B, T, J, C) strides (s_g*, 1); lse (B, H, J, T) float32 contiguous; grad_qkv strides
+    (s_d*, 1), qkv's layout (only the temporal channels are written here); pw float32
+    (n_programs, 16, DHP): rows 0..8 the program's sums for the 3x3 taps of w, rows 9..15
+    zero; pj float32 (n_programs, NB, DHP): the program's sum of grad_out per joint (grad b,
+    grad spe; rows of joints >= J are zero).
+    Constexprs: as in ``temporal_fwd_kernel``; BLOCK_N >= T.
+    Grid: (B * H * cdiv(J, NB),), program = (b * H + h) * cdiv(J, NB) + joint group.
+    """
+    _tb, jg, bh, h, b = _coords(tl.program_id(0), T, J, H, NB, BLOCK_N)
+    HALF: tl.constexpr = H * DH
+    pid = tl.program_id(0)
+
+    jk, tk = _rows(jg, 0, NB, BLOCK_N)
+    d = tl.arange(0, DHP)
+    dm = d < DH
+    km = (tk < T) & (jk < J)
+    k_mask = km[:, None] & dm[None, :]
+    base = qkv_ptr + b.to(tl.int64) * s_qb + 3 * (HALF + h * DH)
+    g_ptr = do_ptr + b.to(tl.int64) * s_gb + 2 * h * DH + DH
+    dbase = dqkv_ptr + b.to(tl.int64) * s_db + 3 * (HALF + h * DH)
+    qk_scale = scale * LOG2E
+
+    kv_off = tk[:, None] * s_qt + jk[:, None] * s_qj + d[None, :] * SD
+    k = tl.load(base + SW + kv_off, mask=k_mask, other=0.0)
+    v = tl.load(base + 2 * SW + kv_off, mask=k_mask, other=0.0)
+    dk = tl.zeros([NB * BLOCK_N, DHP], dtype=tl.float32)
+    dv = tl.zeros([NB * BLOCK_N, DHP], dtype=tl.float32)
+    ety = dqkv_ptr.dtype.element_ty
+    for m0 in range(0, T, BLOCK_M):
+        jq, tq = _rows(jg, m0, NB, BLOCK_M)
+        qm = (tq < T) & (jq < J)
+        q_mask = qm[:, None] & dm[None, :]
+        q = tl.load(base + tq[:, None] * s_qt + jq[:, None] * s_qj + d[None, :] * SD, mask=q_mask,
+                    other=0.0)
+        do = tl.load(g_ptr + tq[:, None] * s_gt + jq[:, None] * s_gj + d[None, :], mask=q_mask,
+                     other=0.0).to(q.dtype)
+        lse = tl.load(lse_ptr + (bh.to(tl.int64) * J + jq) * T + tq, mask=qm, other=0.0) * LOG2E
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * qk_scale
+        p = tl.where(qm[:, None] & km[None, :] & _same(jq, jk, NB), tl.exp2(s - lse[:, None]), 0.0)
+        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
+        delta = tl.sum(p * dp, axis=1)
+        ds = p * (dp - delta[:, None])
+        dq = tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC) * scale
+        tl.store(dbase + tq[:, None] * s_dt + jq[:, None] * s_dj + d[None, :] * SD, dq.to(ety),
+                 mask=q_mask)
+        dk += tl.dot(tl.trans(ds).to(q.dtype), q, input_precision=DOT_PREC)
+        dv += tl.dot(tl.trans(p).to(v.dtype), do, input_precision=DOT_PREC)
+
+    dk *= scale
+    # adjoint conv: grad_out of the 3x3 neighbours (other joints too) flows into dV
+    dv += conv3x3(g_ptr, tk[:, None], jk[:, None], d[None, :], w_ptr + h * DH * 9, T, J,
+                  s_gt, s_gj, 1, DH, True)
+    d_off = tk[:, None] * s_dt + jk[:, None] * s_dj + d[None, :] * SD
+    tl.store(dbase + SW + d_off, dk.to(ety), mask=k_mask)
+    tl.store(dbase + 2 * SW + d_off, dv.to(ety), mask=k_mask)
+
+    # the program's share of grad w (3x3 taps) and of grad b / grad spe (per joint)
+    dof = tl.load(g_ptr + tk[:, None] * s_gt + jk[:, None] * s_gj + d[None, :], mask=k_mask,
+                  other=0.0).to(tl.float32)
+    taps = conv3x3_wgrad(tl.zeros([16, DHP], dtype=tl.float32), dof, base + 2 * SW,
+                         tk[:, None], jk[:, None], d[None, :], T, J, s_qt, s_qj, SD, DH, False)
+    _store_partials(pw_ptr, pj_ptr, pid, taps, dof, NB, BLOCK_N, DHP)
+
+
+@triton.jit
+def _store_partials(pw_ptr, pj_ptr, pid, taps, dof, NB: tl.constexpr, BLOCK: tl.constexpr,
+                    DHP: tl.constexpr):
+    """pw[pid] = taps (16, DHP); pj[pid] = per-joint sums of dof (NB * BLOCK, DHP) -> (NB, DHP)."""
+    d = tl.arange(0, DHP)[None, :]
+    tl.store(pw_ptr + pid.to(tl.int64) * 16 * DHP + tl.arange(0, 16)[:, None] * DHP + d, taps)
+    if NB == 1:
+        per_joint = tl.sum(dof, axis=0)[None, :]
+    else:
+        per_joint = tl.sum(tl.reshape(dof, (NB, BLOCK, DHP)), axis=1)
+    tl.store(pj_ptr + pid.to(tl.int64) * NB * DHP + tl.arange(0, NB)[:, None] * DHP + d, per_joint)
 
 
 @triton.jit
 def temporal_bwd_delta_kernel(
     qkv_ptr, w_ptr, b_ptr, spe_ptr, out_ptr, do_ptr, delta_ptr,
     T, J,
-    s_qb, s_qt, s_qj, s_qc,
-    s_ob, s_ot, s_oj, s_oc,
-    s_gb, s_gt, s_gj, s_gc,
-    H: tl.constexpr, DH: tl.constexpr, DHP: tl.constexpr, NB: tl.constexpr, BLOCK: tl.constexpr,
-    HAS_SPE: tl.constexpr,
+    s_qb, s_qt, s_qj,
+    s_ob, s_ot, s_oj,
+    s_gb, s_gt, s_gj,
+    H: tl.constexpr, DH: tl.constexpr, DHP: tl.constexpr, NB: tl.constexpr,
+    BLOCK: tl.constexpr, SD: tl.constexpr, SW: tl.constexpr, HAS_SPE: tl.constexpr,
 ):
-    """delta[b, h, j, t] = sum_d grad_out * (attention part of out), for the flash backward.
+    """Streaming backward, step 1: delta[b, h, j, t] = sum_d grad_out * (attention part of out).
 
     The attention part is out - conv(v) - b - spe, recomputed here (the forward saved only out).
-    Pointers: qkv, w, b, spe as in ``temporal_fwd_kernel``; out (B, T, J, C) strides s_o*;
-    grad_out (B, T, J, C) strides s_g*; delta (B, H, J, T) float32 contiguous.
-    Constexprs and grid as in ``temporal_fwd_kernel``.
+    Pointers: qkv, w, b, spe as in ``temporal_fwd_kernel``; out and grad_out (B, T, J, C)
+    strides (s_o*, 1) and (s_g*, 1); delta (B, H, J, T) float32 contiguous.
+    Grid: (B * H * cdiv(J, NB) * cdiv(T, BLOCK),), program order as in ``temporal_fwd_kernel``.
     """
-    pid = tl.program_id(0)
-    tb, jg, h, b = _program_coords(pid, T, J, H, NB, BLOCK)
+    tb, jg, bh, h, b = _coords(tl.program_id(0), T, J, H, NB, BLOCK)
     HALF: tl.constexpr = H * DH
-    R: tl.constexpr = NB * BLOCK
-
-    r = tl.arange(0, R)
-    j = jg * NB + r // BLOCK
-    t = tb * BLOCK + r % BLOCK
+    j, t = _rows(jg, tb * BLOCK, NB, BLOCK)
     d = tl.arange(0, DHP)
-    jm = j < J
     dm = d < DH
-    row_ok = jm & (t < T)
-    m2 = row_ok[:, None] & dm[None, :]
-
+    tm = (t < T) & (j < J)
+    m2 = tm[:, None] & dm[None, :]
     ch = 2 * h * DH + DH
-    o = tl.load(out_ptr + b.to(tl.int64) * s_ob + ch * s_oc + t[:, None] * s_ot + j[:, None] * s_oj
-                + d[None, :] * s_oc, mask=m2, other=0.0).to(tl.float32)
-    do = tl.load(do_ptr + b.to(tl.int64) * s_gb + ch * s_gc + t[:, None] * s_gt + j[:, None] * s_gj
-                 + d[None, :] * s_gc, mask=m2, other=0.0).to(tl.float32)
-    v_ptr = qkv_ptr + b.to(tl.int64) * s_qb + (3 * (HALF + h * DH) + 2) * s_qc
-    o -= dwconv3x3_rows(v_ptr, t, j, d, w_ptr + (h * DH) * 9, T, J, s_qt, s_qj, 3 * s_qc,
-                        DH, False)
+    o = tl.load(out_ptr + b.to(tl.int64) * s_ob + ch + t[:, None] * s_ot + j[:, None] * s_oj
+                + d[None, :], mask=m2, other=0.0).to(tl.float32)
+    do = tl.load(do_ptr + b.to(tl.int64) * s_gb + ch + t[:, None] * s_gt + j[:, None] * s_gj
+                 + d[None, :], mask=m2, other=0.0).to(tl.float32)
+    v_ptr = qkv_ptr + b.to(tl.int64) * s_qb + 3 * (HALF + h * DH) + 2 * SW
+    o -= conv3x3(v_ptr, t[:, None], j[:, None], d[None, :], w_ptr + h * DH * 9, T, J, s_qt, s_qj,
+                 SD, DH, False)
     o -= tl.load(b_ptr + h * DH + d, mask=dm, other=0.0).to(tl.float32)[None, :]
     if HAS_SPE:
-        o -= tl.load(spe_ptr + j[:, None] * DH + d[None, :], mask=jm[:, None] & dm[None, :],
-                     other=0.0).to(tl.float32)
+        o -= tl.load(spe_ptr + j[:, None] * DH + d[None, :], mask=m2, other=0.0).to(tl.float32)
     delta = tl.sum(tl.where(m2, o * do, 0.0), axis=1)
-    tl.store(delta_ptr + ((b.to(tl.int64) * H + h) * J + j) * T + t, delta, mask=row_ok)
+    tl.store(delta_ptr + (bh.to(tl.int64) * J + j) * T + t, delta, mask=tm)
 
 
 @triton.jit
 def temporal_bwd_kernel(
     qkv_ptr, w_ptr, do_ptr, lse_ptr, delta_ptr, dqkv_ptr, pw_ptr, pj_ptr,
     T, J,
-    s_qb, s_qt, s_qj, s_qc,
-    s_gb, s_gt, s_gj, s_gc,
-    s_db, s_dt, s_dj, s_dc,
+    s_qb, s_qt, s_qj,
+    s_gb, s_gt, s_gj,
+    s_db, s_dt, s_dj,
     scale,
-    H: tl.constexpr, DH: tl.constexpr, DHP: tl.constexpr, NB: tl.constexpr, BLOCK: tl.constexpr,
-    DOT_PREC: tl.constexpr,
+    H: tl.constexpr, DH: tl.constexpr, DHP: tl.constexpr, NB: tl.constexpr,
+    BLOCK: tl.constexpr, SD: tl.constexpr, SW: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
-    """Temporal half, backward: grads of q_t, k_t, v_t and per-program partials of w_t, b_t, spe_t.
+    """Streaming backward, step 2: grads of q_t, k_t, v_t and partials of w_t, b_t, spe_t.
 
-    A program first takes its frames as keys (dK, dV over all query blocks, plus the adjoint
-    conv into dV), then as queries (dQ over all key blocks): every element of grad_qkv is
-    written by exactly one program, with no atomics.
-    Pointers: qkv (B, T, J, 3C) strides s_q*; w (C/2, 1, 3, 3) contiguous; grad_out (B, T, J, C)
-    strides s_g*; lse and delta (B, H, J, T) float32 contiguous; grad_qkv strides s_d* (only the
-    temporal channels are written here); pw float32 (n_programs, 16, DHP): rows 0..8 this
-    program's sums for the 3x3 taps of w, rows 9..15 zero; pj float32 (n_programs, NB, DHP):
-    sum of grad_out over the program's frames, per joint (the caller reduces it to grad b_t and
-    grad spe_t). Constexprs and grid as in ``temporal_fwd_kernel``.
+    A program first takes its BLOCK frames as keys (dK, dV over all query blocks, plus the
+    adjoint conv into dV), then as queries (dQ over all key blocks): every element of grad_qkv
+    is written by exactly one program, with no atomics.
+    Pointers: as in ``temporal_bwd_row_kernel``, plus delta (B, H, J, T) float32 contiguous.
+    Grid and program order as in ``temporal_bwd_delta_kernel``.
     """
     pid = tl.program_id(0)
-    tb, jg, h, b = _program_coords(pid, T, J, H, NB, BLOCK)
+    tb, jg, bh, h, b = _coords(pid, T, J, H, NB, BLOCK)
     HALF: tl.constexpr = H * DH
-    R: tl.constexpr = NB * BLOCK
-
-    r = tl.arange(0, R)
-    pos = r % BLOCK
-    j = jg * NB + r // BLOCK
-    t = tb * BLOCK + pos
+    j, t = _rows(jg, tb * BLOCK, NB, BLOCK)
     d = tl.arange(0, DHP)
-    jm = j < J
     dm = d < DH
-    row_ok = jm & (t < T)
-    m2 = row_ok[:, None] & dm[None, :]
-
-    q_ptr = qkv_ptr + b.to(tl.int64) * s_qb + (3 * (HALF + h * DH)) * s_qc
-    g_ptr = do_ptr + b.to(tl.int64) * s_gb + (2 * h * DH + DH) * s_gc
-    stat_ptr = ((b.to(tl.int64) * H + h) * J + j) * T  # (R,) row starts in lse / delta
-    j_off = j[:, None] * s_qj + d[None, :] * (3 * s_qc)
-    g_off = j[:, None] * s_gj + d[None, :] * s_gc
+    tm = (t < T) & (j < J)
+    m2 = tm[:, None] & dm[None, :]
+    base = qkv_ptr + b.to(tl.int64) * s_qb + 3 * (HALF + h * DH)
+    g_ptr = do_ptr + b.to(tl.int64) * s_gb + 2 * h * DH + DH
+    dbase = dqkv_ptr + b.to(tl.int64) * s_db + 3 * (HALF + h * DH)
+    stat = (bh.to(tl.int64) * J + j) * T   # row starts in lse / delta
     qk_scale = scale * LOG2E
+    off = t[:, None] * s_qt + j[:, None] * s_qj + d[None, :] * SD
+    g_off = t[:, None] * s_gt + j[:, None] * s_gj + d[None, :]
 
     # this program's frames as keys: dK = scale * dS^T Q, dV = P^T dO over all query blocks
-    k = tl.load(q_ptr + s_qc + t[:, None] * s_qt + j_off, mask=m2, other=0.0)
-    v = tl.load(q_ptr + 2 * s_qc + t[:, None] * s_qt + j_off, mask=m2, other=0.0)
-    dk = tl.zeros([R, DHP], dtype=tl.float32)
-    dv = tl.zeros([R, DHP], dtype=tl.float32)
+    k = tl.load(base + SW + off, mask=m2, other=0.0)
+    v = tl.load(base + 2 * SW + off, mask=m2, other=0.0)
+    dk = tl.zeros([NB * BLOCK, DHP], dtype=tl.float32)
+    dv = tl.zeros([NB * BLOCK, DHP], dtype=tl.float32)
     for m0 in range(0, T, BLOCK):
-        tq = m0 + pos
-        q_ok = jm & (tq < T)
-        qmask = q_ok[:, None] & dm[None, :]
-        q = tl.load(q_ptr + tq[:, None] * s_qt + j_off, mask=qmask, other=0.0)
-        do = tl.load(g_ptr + tq[:, None] * s_gt + g_off, mask=qmask, other=0.0).to(v.dtype)
-        lse = tl.load(lse_ptr + stat_ptr + tq, mask=q_ok, other=0.0)
-        delta = tl.load(delta_ptr + stat_ptr + tq, mask=q_ok, other=0.0)
+        jq, tq = _rows(jg, m0, NB, BLOCK)
+        qm = (tq < T) & (jq < J)
+        qmask = qm[:, None] & dm[None, :]
+        q = tl.load(base + tq[:, None] * s_qt + jq[:, None] * s_qj + d[None, :] * SD, mask=qmask,
+                    other=0.0)
+        do = tl.load(g_ptr + tq[:, None] * s_gt + jq[:, None] * s_gj + d[None, :], mask=qmask,
+                     other=0.0).to(v.dtype)
+        q_stat = (bh.to(tl.int64) * J + jq) * T + tq
+        lse = tl.load(lse_ptr + q_stat, mask=qm, other=0.0)
+        delta = tl.load(delta_ptr + q_stat, mask=qm, other=0.0)
         s_t = tl.dot(k, tl.trans(q), input_precision=DOT_PREC) * qk_scale  # (keys, queries)
-        ok = _pair_mask(r, tq < T, NB, BLOCK) & row_ok[:, None]  # padded keys stay 0
+        ok = tm[:, None] & qm[None, :] & _same(j, jq, NB)
         p_t = tl.where(ok, tl.exp2(s_t - (lse * LOG2E)[None, :]), 0.0)
         dv += tl.dot(p_t.to(v.dtype), do, input_precision=DOT_PREC)
         dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)
         ds_t = p_t * (dp_t - delta[None, :])
         dk += tl.dot(ds_t.to(q.dtype), q, input_precision=DOT_PREC)
     dk *= scale
-    dv += dwconv3x3_rows(g_ptr, t, j, d, w_ptr + (h * DH) * 9, T, J, s_gt, s_gj, s_gc,
-                         DH, True)
+    dv += conv3x3(g_ptr, t[:, None], j[:, None], d[None, :], w_ptr + h * DH * 9, T, J,
+                  s_gt, s_gj, 1, DH, True)
     ety = dqkv_ptr.dtype.element_ty
-    dq_ptr = dqkv_ptr + b.to(tl.int64) * s_db + (3 * (HALF + h * DH)) * s_dc
-    d_off = t[:, None] * s_dt + j[:, None] * s_dj + d[None, :] * (3 * s_dc)
-    tl.store(dq_ptr + s_dc + d_off, dk.to(ety), mask=m2)
-    tl.store(dq_ptr + 2 * s_dc + d_off, dv.to(ety), mask=m2)
+    d_off = t[:, None] * s_dt + j[:, None] * s_dj + d[None, :] * SD
+    tl.store(dbase + SW + d_off, dk.to(ety), mask=m2)
+    tl.store(dbase + 2 * SW + d_off, dv.to(ety), mask=m2)
 
-    # this program's share of grad w (3x3 taps) and of grad b / grad spe (per joint)
-    do_rows = tl.load(g_ptr + t[:, None] * s_gt + g_off, mask=m2, other=0.0)
+    # this program's share of grad w (3x3 taps) and of grad b / grad spe
+    do_rows = tl.load(g_ptr + g_off, mask=m2, other=0.0)
     dof = do_rows.to(tl.float32)
-    taps = dwconv3x3_wgrad_rows(tl.zeros([16, DHP], dtype=tl.float32), dof, q_ptr + 2 * s_qc,
-                                t, j, d, T, J, s_qt, s_qj, 3 * s_qc, DH)
-    tap = tl.arange(0, 16)
-    tl.store(pw_ptr + pid.to(tl.int64) * 16 * DHP + tap[:, None] * DHP + d[None, :], taps)
-    if NB == 1:
-        per_joint = tl.sum(dof, axis=0)[None, :]
-    else:
-        per_joint = tl.sum(tl.reshape(dof, (NB, BLOCK, DHP)), axis=1)
-    item = tl.arange(0, NB)
-    tl.store(pj_ptr + pid.to(tl.int64) * NB * DHP + item[:, None] * DHP + d[None, :], per_joint)
+    taps = conv3x3_wgrad(tl.zeros([16, DHP], dtype=tl.float32), dof, base + 2 * SW,
+                         t[:, None], j[:, None], d[None, :], T, J, s_qt, s_qj, SD, DH, False)
+    _store_partials(pw_ptr, pj_ptr, pid, taps, dof, NB, BLOCK, DHP)
 
     # this program's frames as queries: dQ = scale * dS K over all key blocks
-    q = tl.load(q_ptr + t[:, None] * s_qt + j_off, mask=m2, other=0.0)
+    q = tl.load(base + off, mask=m2, other=0.0)
     do = do_rows.to(q.dtype)
-    lse2 = tl.load(lse_ptr + stat_ptr + t, mask=row_ok, other=0.0) * LOG2E
-    delta = tl.load(delta_ptr + stat_ptr + t, mask=row_ok, other=0.0)
-    dq = tl.zeros([R, DHP], dtype=tl.float32)
+    lse2 = tl.load(lse_ptr + stat + t, mask=tm, other=0.0) * LOG2E
+    delta = tl.load(delta_ptr + stat + t, mask=tm, other=0.0)
+    dq = tl.zeros([NB * BLOCK, DHP], dtype=tl.float32)
     for n0 in range(0, T, BLOCK):
-        tk = n0 + pos
-        kv_mask = (jm & (tk < T))[:, None] & dm[None, :]
-        k = tl.load(q_ptr + s_qc + tk[:, None] * s_qt + j_off, mask=kv_mask, other=0.0)
-        v = tl.load(q_ptr + 2 * s_qc + tk[:, None] * s_qt + j_off, mask=kv_mask, other=0.0)
+        jk, tk = _rows(jg, n0, NB, BLOCK)
+        km = (tk < T) & (jk < J)
+        kv_mask = km[:, None] & dm[None, :]
+        kv_off = tk[:, None] * s_qt + jk[:, None] * s_qj + d[None, :] * SD
+        k = tl.load(base + SW + kv_off, mask=kv_mask, other=0.0)
+        v = tl.load(base + 2 * SW + kv_off, mask=kv_mask, other=0.0)
         s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * qk_scale
-        p = tl.where(_pair_mask(r, tk < T, NB, BLOCK), tl.exp2(s - lse2[:, None]), 0.0)
+        p = tl.where(km[None, :] & _same(j, jk, NB), tl.exp2(s - lse2[:, None]), 0.0)
         dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
         ds = p * (dp - delta[:, None])
         dq += tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC)
-    tl.store(dq_ptr + d_off, (dq * scale).to(ety), mask=m2)
+    tl.store(dbase + d_off, (dq * scale).to(ety), mask=m2)

@@ -12,9 +12,11 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
-from .ops import stc_attention
+from .ops import head_major_index, preferred_layout, stc_attention
 
 # body part of each joint, indexing the SPE embedding (official-reference A.1 step 7 and A.2)
 H36M_PARTS = (0, 1, 1, 1, 2, 2, 2, 0, 0, 0, 0, 3, 3, 3, 4, 4, 4)
@@ -110,15 +112,23 @@ class STCAttention(nn.Module):
         self.drop_path = DropPath(drop_path)
         # a constant, kept out of the state_dict (official keys have none)
         self.register_buffer("part", torch.tensor(parts, dtype=torch.long), persistent=False)
+        # rows of the qkv Linear in head-major order (the weights themselves stay official)
+        self.register_buffer("head_major", head_major_index(dim, num_heads), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        qkv = self.qkv(self.layer_norm(x))
+        h = self.layer_norm(x)
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        layout = preferred_layout(self.backend, x.device.type, dtype)
+        if layout == "head_major":  # the same Linear with its output rows permuted
+            qkv = F.linear(h, self.qkv.weight[self.head_major], self.qkv.bias[self.head_major])
+        else:
+            qkv = self.qkv(h)
         e = self.emb(self.part)  # (J, dh), shared by every head and frame
         spe_s = self.spe_coef * self.drop_path(e)
         spe_t = self.spe_t_coef * self.drop_path(e) if self.spe_t_coef else None
         out = stc_attention(qkv, self.sep2_s.weight, self.sep2_s.bias, self.sep2_t.weight,
                             self.sep2_t.bias, spe_s, spe_t, self.num_heads, self.scale,
-                            backend=self.backend)
+                            backend=self.backend, layout=layout)
         return self.proj(out) + x
 
 
@@ -140,10 +150,14 @@ class STCEncoder(nn.Module):
     def __init__(self, layers: int, dim: int, **block_kwargs):
         super().__init__()
         self.stc_block = nn.ModuleList([STCBlock(dim, **block_kwargs) for _ in range(layers)])
+        self.recompute = False
 
     def forward(self, x: Tensor) -> Tensor:
+        recompute = self.recompute and self.training and torch.is_grad_enabled()
         for block in self.stc_block:
-            x = block(x)
+            # activation checkpointing: keep only each block's input, redo the block in the
+            # backward (the RNG state is replayed, so dropout and DropPath draw the same masks)
+            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)
         return x
 
 
@@ -161,13 +175,16 @@ class STCFormer(nn.Module):
         scale: attention scale; default (C/2)^-1/2 for H36M and C^-1/2 for 3DHP.
         dropout, drop_path: MLP dropout (0.1) and DropPath on the SPE terms (0.5).
         backend: backend of ``stc_attention`` (default: $STCFORMER_BACKEND or auto).
+        recompute: activation checkpointing of every block in training (less memory, about
+            one more forward per step); ``set_recompute`` switches it later.
     """
 
     def __init__(self, layers: int = 6, d_hid: int = 256, num_joints: int = 17,
                  num_heads: Optional[int] = None, family: str = "h36m",
                  spe_coef: Optional[float] = None, spe_t_coef: Optional[float] = -1.0,
                  scale: Optional[float] = None, dropout: float = 0.1, drop_path: float = 0.5,
-                 parts: Optional[Sequence[int]] = None, backend: Optional[str] = None):
+                 parts: Optional[Sequence[int]] = None, backend: Optional[str] = None,
+                 recompute: bool = False):
         super().__init__()
         if family not in FAMILIES:
             raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
@@ -190,6 +207,7 @@ class STCFormer(nn.Module):
         self.stcformer = STCEncoder(layers, d_hid, attn_kwargs=attn, mlp_ratio=4, drop=dropout,
                                     unused_norm=family == "3dhp")
         self.regress_head = nn.Linear(d_hid, 3, bias=False)
+        self.stcformer.recompute = recompute
 
     @property
     def family(self) -> str:
@@ -199,6 +217,11 @@ class STCFormer(nn.Module):
         """Use ``backend`` for every block's attention (None: $STCFORMER_BACKEND or auto)."""
         for block in self.stcformer.stc_block:
             block.stc_att.backend = backend
+        return self
+
+    def set_recompute(self, flag: bool = True) -> "STCFormer":
+        """Activation checkpointing of every block while training (see ``recompute``)."""
+        self.stcformer.recompute = bool(flag)
         return self
 
     def official_state_dict(self) -> dict:

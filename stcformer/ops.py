@@ -12,7 +12,19 @@ import torch
 from torch import Tensor
 
 from . import dispatch
-from .reference import stc_attention_reference
+from .reference import LAYOUTS, head_major_index, stc_attention_reference
+
+# backends whose kernels read the head-major layout directly; the others get an interleaved copy
+NATIVE_HEAD_MAJOR = ("reference", "triton")
+
+
+def preferred_layout(backend: Optional[str], device_type: str, dtype: torch.dtype) -> str:
+    """The qkv layout the backend that would run reads fastest (the model asks before its qkv
+    Linear). Triton loads a head's q, k, v as contiguous vectors in ``head_major``; the CPU
+    kernels gather into scratch anyway, so they keep the official layout."""
+    name = dispatch.choose(dispatch.requested_backend(backend), device_type, dtype)
+    return "head_major" if name == "triton" else "interleaved"
+
 
 def _impl(name: str):
     # plain imports (not importlib) so that torch.compile traces through without a graph break;
@@ -26,7 +38,9 @@ def _impl(name: str):
     return backend_module.stc_attention
 
 
-def _check(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads):
+def _check(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads, layout="interleaved"):
+    if layout not in LAYOUTS:
+        raise ValueError(f"stc_attention: layout must be one of {LAYOUTS}, got {layout!r}")
     if qkv.dim() != 4 or qkv.shape[-1] % 6:
         raise ValueError(f"stc_attention: qkv must be (B, T, J, 3C) with C even, got {tuple(qkv.shape)}")
     half = qkv.shape[-1] // 6
@@ -55,6 +69,7 @@ def stc_attention(
     num_heads: int,
     scale: float,
     backend: Optional[str] = None,
+    layout: str = "interleaved",
 ) -> Tensor:
     """Spatio-temporal criss-cross attention of one STCFormer block.
 
@@ -68,13 +83,24 @@ def stc_attention(
         scale: softmax scale, (C/2)^-1/2 for the H36M family, C^-1/2 for 3DHP.
         backend: ``auto``, ``reference``, ``triton``, ``cpp`` or ``cuda``; default
             $STCFORMER_BACKEND or ``auto``. A named backend that cannot run raises.
+        layout: ``interleaved`` (official, above) or ``head_major``: per half, per head, one
+            run of 3*dh values ordered q(dh), k(dh), v(dh) (``head_major_index`` gives the
+            permutation of the qkv Linear's rows that produces it). The output layout is the
+            same for both.
 
     Returns:
         (B, T, J, C) in qkv's dtype: per head, dh spatial channels then dh temporal channels.
     """
-    _check(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads)
+    _check(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads, layout)
     name = dispatch.choose(dispatch.requested_backend(backend), qkv.device.type, qkv.dtype)
+    if layout == "head_major":
+        if name in NATIVE_HEAD_MAJOR:
+            return _impl(name)(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads, scale,
+                               layout=layout)
+        # position p of head-major holds official channel idx[p]: scatter back to interleaved
+        idx = head_major_index(qkv.shape[-1] // 3, num_heads, qkv.device)
+        qkv = qkv[..., torch.argsort(idx)]
     return _impl(name)(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads, scale)
 
 
-__all__ = ["stc_attention", "stc_attention_reference"]
+__all__ = ["stc_attention", "stc_attention_reference", "preferred_layout", "head_major_index"]

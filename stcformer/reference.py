@@ -17,18 +17,42 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def split_qkv(qkv: Tensor, num_heads: int):
-    """Official interleaved layout -> per-branch q, k, v of shape (B, T, J, H, dh).
+LAYOUTS = ("interleaved", "head_major")
 
-    Channel i of q, k, v sits at 3i, 3i+1, 3i+2; channels i < C/2 are the spatial half.
+
+def head_major_index(C: int, num_heads: int, device=None) -> Tensor:
+    """(3C,) index: position p of the head-major layout holds official channel index[p].
+
+    Head-major: per half (spatial, then temporal), per head, one run of 3*dh values ordered
+    q(dh), k(dh), v(dh). ``F.linear(x, W[index], b[index])`` produces it from the qkv Linear.
+    """
+    half = C // 2
+    dh = half // num_heads
+    s, h, w, d = torch.meshgrid(torch.arange(2), torch.arange(num_heads), torch.arange(3),
+                                torch.arange(dh), indexing="ij")
+    return (3 * (s * half + h * dh + d) + w).reshape(-1).to(device)
+
+
+def split_qkv(qkv: Tensor, num_heads: int, layout: str = "interleaved"):
+    """qkv in ``layout`` -> per-branch q, k, v of shape (B, T, J, H, dh).
+
+    interleaved (official): channel i of q, k, v sits at 3i, 3i+1, 3i+2; channels i < C/2 are
+    the spatial half. head_major: see ``head_major_index``.
     Returns ((q_s, k_s, v_s), (q_t, k_t, v_t)).
     """
     B, T, J, C3 = qkv.shape
     C = C3 // 3
     half = C // 2
     dh = half // num_heads
-    x = qkv.reshape(B, T, J, C, 3)
-    q, k, v = x[..., 0], x[..., 1], x[..., 2]
+    if layout == "head_major":
+        x = qkv.reshape(B, T, J, 2, num_heads, 3, dh)
+        parts = [x[..., w, :].reshape(B, T, J, 2, half) for w in range(3)]
+        q, k, v = (p.reshape(B, T, J, C) for p in parts)
+    elif layout == "interleaved":
+        x = qkv.reshape(B, T, J, C, 3)
+        q, k, v = x[..., 0], x[..., 1], x[..., 2]
+    else:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
 
     def heads(t: Tensor, lo: int) -> Tensor:
         return t[..., lo:lo + half].reshape(B, T, J, num_heads, dh)
@@ -57,16 +81,17 @@ def stc_attention_reference(
     spe_t: Optional[Tensor],
     num_heads: int,
     scale: float,
+    layout: str = "interleaved",
 ) -> Tensor:
-    """Split-channel spatio-temporal criss-cross attention (see DESIGN.md, "The op").
+    """Split-channel spatio-temporal criss-cross attention (see ``stcformer.ops.stc_attention``).
 
-    qkv: (B, T, J, 3C) output of the qkv Linear in the official interleaved layout.
+    qkv: (B, T, J, 3C) output of the qkv Linear in ``layout`` (official: interleaved).
     Returns (B, T, J, C): per head, dh spatial channels then dh temporal channels.
     """
     in_dtype = qkv.dtype
     cdt = _compute_dtype(in_dtype)
     B, T, J, C3 = qkv.shape
-    (q_s, k_s, v_s), (q_t, k_t, v_t) = split_qkv(qkv.to(cdt), num_heads)
+    (q_s, k_s, v_s), (q_t, k_t, v_t) = split_qkv(qkv.to(cdt), num_heads, layout)
 
     # spatial: per (b, t, head) attention over the J joints
     s = torch.einsum("btihd,btjhd->bthij", q_s, k_s) * scale

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stcformer.reference import split_qkv, stc_attention_reference
+from stcformer.reference import head_major_index, split_qkv, stc_attention_reference
 
 tb = pytest.importorskip("stcformer.backends.triton")
 
@@ -91,21 +91,33 @@ def reference_lse(qkv, num_heads, scale):
     return lse_s, lse_t
 
 
-def check_against_reference(args, tol=None, check_lse=True):
-    """Forward, lse and every gradient of the triton op vs the float64 reference."""
+def to_head_major(qkv, num_heads):
+    """The same values in the head-major layout (what the model's permuted qkv Linear gives)."""
+    return qkv[..., head_major_index(qkv.shape[-1] // 3, num_heads, qkv.device)]
+
+
+def check_against_reference(args, tol=None, check_lse=True, head_major=False):
+    """Forward, lse and every gradient of the triton op vs the float64 reference.
+
+    head_major: qkv (args[0], official layout) is first permuted to the head-major layout, and
+    both the kernels and the reference read it so.
+    """
     qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, H, scale = args
+    layout = "head_major" if head_major else "interleaved"
+    if head_major:
+        qkv = to_head_major(qkv, H)
     tol = tol or TOL[qkv.dtype]
     tensors = [qkv, w_s, b_s, w_t, b_t, spe_s, spe_t]
     leaves = [None if x is None else x.detach().clone().requires_grad_(True) for x in tensors]
     leaves64 = [None if x is None else x.detach().double().requires_grad_(True) for x in tensors]
 
-    out, lse_s, lse_t = torch.ops.stcformer.stc_attention_triton_fwd(*leaves, H, scale)
-    want = stc_attention_reference(*leaves64, H, scale)
+    out, lse_s, lse_t = torch.ops.stcformer.stc_attention_triton_fwd(*leaves, H, scale, head_major)
+    want = stc_attention_reference(*leaves64, H, scale, layout=layout)
     assert out.dtype == qkv.dtype and out.shape == want.shape
     assert torch.isfinite(out).all(), "forward left unwritten (NaN) or non-finite elements"
     assert relerr(out, want) < tol, f"out: {relerr(out, want):.2e}"
     if check_lse:
-        ls, lt = reference_lse(qkv, H, scale)
+        ls, lt = reference_lse(args[0], H, scale)
         assert torch.isfinite(lse_s).all() and torch.isfinite(lse_t).all()
         assert relerr(lse_s, ls) < tol and relerr(lse_t, lt) < tol
 
@@ -143,6 +155,19 @@ def test_float32(dev, B, T, J, C, H, spe, layout):
     check_against_reference(make_inputs(B, T, J, C, H, device=dev, spe=spe, layout=layout))
 
 
+# head-major qkv (the model's layout on a GPU): both temporal backward paths, dh = 4 and 16
+HEAD_MAJOR_SHAPES = [(1, 3, 17, 64, 8, True, "contiguous"),
+                     (2, 27, 17, 32, 2, False, "sliced"),
+                     (1, 300, 16, 16, 2, True, "transposed")]
+
+
+@pytest.mark.parametrize("B,T,J,C,H,spe,layout", HEAD_MAJOR_SHAPES,
+                         ids=[f"B{s[0]}-T{s[1]}-J{s[2]}-C{s[3]}-H{s[4]}-{s[6]}" for s in HEAD_MAJOR_SHAPES])
+def test_head_major(dev, B, T, J, C, H, spe, layout):
+    check_against_reference(make_inputs(B, T, J, C, H, device=dev, spe=spe, layout=layout),
+                            head_major=True)
+
+
 @pytest.mark.parametrize("T,J,C,H,layout", [(17, 17, 64, 8, "contiguous"), (27, 16, 256, 4, "transposed")])
 def test_float16(dev, T, J, C, H, layout):
     # fp16 activations with float32 parameters (the autocast case)
@@ -162,20 +187,21 @@ def test_bfloat16(dev):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_gpu_block_shapes(dev, dtype):
-    """The GPU's block shapes (1 joint x 16-frame temporal blocks, small frame groups), so the
-    online softmax runs over several key blocks with a ragged last one."""
+def test_small_blocks(dev, dtype):
+    """Blocks smaller than the problem: the forward's online softmax over several key blocks
+    with a ragged last one (so the streaming temporal backward), frame groups split over
+    several persistent spatial programs, GPU block shapes."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tb, "OVERRIDES", {"profile": "gpu", "block_t": 16, "frames": 4})
-        check_against_reference(make_inputs(1, 37, 6, 16, 2, dtype, dev, layout="transposed"))
+        mp.setattr(tb, "OVERRIDES", {"profile": "gpu", "block_m": 16, "block_n": 16,
+                                     "stream_block": 16, "frames": 4, "frames_bwd": 2, "nsplit": 3})
+        check_against_reference(make_inputs(1, 37, 6, 16, 2, dtype, dev, layout="transposed"),
+                                head_major=dtype == torch.float16)
 
 
-def test_interpreter_block_shapes(dev):
-    """The interpreter's block shapes with several joint groups and frame blocks (on a GPU
-    too: this is the batched-dot path)."""
+def test_whole_row_several_query_blocks(dev):
+    """The whole-row temporal backward with several query blocks and a ragged last one."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tb, "OVERRIDES", {"profile": "interpreter", "temporal_nb": 8, "block_t": 16,
-                                     "frames": 2})
+        mp.setattr(tb, "OVERRIDES", {"block_m": 16, "frames": 2, "nsplit": 2})
         check_against_reference(make_inputs(1, 35, 17, 32, 2, device=dev, layout="sliced"))
 
 

@@ -11,6 +11,8 @@ Each compiled backend registers a forward op and a backward op with the same con
       grad_spe_* are (J, dh) even when spe_* is None (then they are ignored).
 
 Only inputs, the output and the row log-sum-exp are saved: no (T x T) or (J x J) probabilities.
+A backend may add non-tensor arguments after ``scale`` (the triton ops take ``head_major``);
+they are passed on to its backward op unchanged.
 """
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ import torch
 
 
 def _setup_context(ctx, inputs, output):
-    qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads, scale = inputs
+    qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads, scale, *extra = inputs
     out, lse_s, lse_t = output
     ctx.save_for_backward(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, out, lse_s, lse_t)
     ctx.num_heads = num_heads
     ctx.scale = scale
+    ctx.extra = tuple(extra)
     ctx.has_spe = (spe_s is not None, spe_t is not None)
     ctx.mark_non_differentiable(lse_s, lse_t)
 
@@ -33,12 +36,12 @@ def register_autograd(fwd_qualname: str, bwd_op) -> None:
     def backward(ctx, grad_out, _grad_lse_s, _grad_lse_t):
         qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, out, lse_s, lse_t = ctx.saved_tensors
         g = bwd_op(grad_out.contiguous(), qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, out, lse_s, lse_t,
-                   ctx.num_heads, ctx.scale)
+                   ctx.num_heads, ctx.scale, *ctx.extra)
         g_qkv, g_ws, g_bs, g_wt, g_bt, g_spe_s, g_spe_t = g
         return (g_qkv, g_ws, g_bs, g_wt, g_bt,
                 g_spe_s if ctx.has_spe[0] else None,
                 g_spe_t if ctx.has_spe[1] else None,
-                None, None)
+                None, None) + (None,) * len(ctx.extra)
 
     torch.library.register_autograd(fwd_qualname, backward, setup_context=_setup_context)
 

@@ -1,20 +1,21 @@
 """The ``triton`` backend: fused Triton kernels (``kernels/``) behind two torch.library ops.
 
 ``stcformer::stc_attention_triton_fwd`` and ``stcformer::stc_attention_triton_bwd`` follow the
-contract of ``_autograd`` and are defined with ``torch.library.triton_op`` (kernels launched
-through ``wrap_triton``); ``register_autograd`` makes the forward differentiable, and
-torch.compile(fullgraph=True) takes them without graph breaks (as opaque ops by default, see
-``INLINE_IN_GRAPHS``).
+contract of ``_autograd`` (plus a trailing ``head_major`` flag for the qkv layout) and are
+defined with ``torch.library.triton_op`` (kernels launched through ``wrap_triton``);
+``register_autograd`` makes the forward differentiable, and torch.compile(fullgraph=True) takes
+them without graph breaks (as opaque ops by default, see ``INLINE_IN_GRAPHS``).
 
-Per half, one launch does attention + 3x3 depthwise conv of v + spe and writes the official
-output layout; qkv is read in its interleaved layout through its strides (no copies).
+Launches per call: forward 2 (spatial, temporal); backward 2 for T <= 256 (spatial persistent,
+temporal whole-row), 3 above (temporal delta + streaming), plus the small torch reductions of
+the w / b / spe partials (deterministic, no atomics).
 Precision: softmax and accumulation in float32; float32 inputs use 3xTF32 dots (float32-level
 accuracy on the tensor cores; $STCFORMER_TRITON_FP32_DOT=ieee|tf32 to change), 16-bit inputs feed
 the tensor cores with 16-bit P / dS (flash-attention style).
-Grads of w, b, spe: each program writes partial sums, reduced here by torch (deterministic).
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import List, Optional, Tuple
 
@@ -24,7 +25,8 @@ from torch import Tensor
 from torch.library import triton_op, wrap_triton
 
 from stcformer.kernels.spatial import spatial_bwd_kernel, spatial_fwd_kernel
-from stcformer.kernels.temporal import temporal_bwd_delta_kernel, temporal_bwd_kernel, temporal_fwd_kernel
+from stcformer.kernels.temporal import (temporal_bwd_delta_kernel, temporal_bwd_kernel,
+                                        temporal_bwd_row_kernel, temporal_fwd_kernel)
 
 from ._autograd import register_autograd
 
@@ -33,10 +35,13 @@ BWD = "stcformer::stc_attention_triton_bwd"
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 FP32_DOT_PRECISION = os.environ.get("STCFORMER_TRITON_FP32_DOT", "tf32x3")  # or "ieee", "tf32"
-MAX_J = 64  # the spatial rows of one frame live in one block
+MAX_J = 64        # the joints of one frame live in one tile
+MAX_ROW_T = 256   # temporal backward keeps the whole key row in one program up to this T
 
-# Tests set these to force block shapes (e.g. the GPU shapes under the interpreter):
-# keys "profile" ("gpu" or "interpreter"), "temporal_nb", "block_t", "frames".
+# Tests and the benchmark's sweeps set these to force block shapes: keys "profile" ("gpu" or
+# "interpreter"), "frames", "frames_bwd", "block_m", "block_m_bwd", "block_n", "nsplit", "nb",
+# "stream_block" (forces the streaming temporal backward with this block), "warps_s",
+# "warps_fwd_t", "warps_bwd_t".
 OVERRIDES: dict = {}
 
 # Every buffer the ops hand to a kernel comes from here (tests swap in a NaN-filled allocator
@@ -56,45 +61,95 @@ def _launches(t: Tensor) -> bool:
     return not (_interpreting() and torch._subclasses.fake_tensor.is_fake(t))
 
 
-class Config:
-    """Block shapes and launch parameters the launcher picks for one problem shape.
+@functools.lru_cache(maxsize=None)
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
-    GPU: temporal programs of 1 joint x 64 frames (flash-attention tiles), spatial programs of
-    64 rows (e.g. 2 frames x 32 joint slots). Interpreter: it pays per operation, not per
-    element, so each program takes many joints / frames (far fewer programs, same code).
+
+def _np2(n: int, lo: int = 16) -> int:
+    return max(lo, triton.next_power_of_2(max(1, n)))
+
+
+class Config:
+    """Block shapes and launch parameters for one problem shape.
+
+    GPU: spatial tiles of FRAMES x JP rows (8 x 32 forward, 4 x 32 backward for J = 17), the
+    backward persistent over about 4 programs per SM; temporal query blocks of 64 (forward) or
+    32 (backward) frames against the whole key row (T <= 256). Interpreter: it pays per
+    operation, not per element, so programs take many frames (far fewer programs, same code).
     """
 
-    def __init__(self, T: int, J: int, num_heads: int, dh: int, dtype: torch.dtype,
-                 profile: Optional[str] = None):
-        profile = OVERRIDES.get("profile", profile or ("interpreter" if _interpreting() else "gpu"))
-        self.H = num_heads
-        self.DH = dh
-        self.DHP = max(16, triton.next_power_of_2(dh))  # tl.dot needs K, N >= 16 on a GPU
-        self.BLOCK_J = max(16, triton.next_power_of_2(J))
-        t_pow2 = max(16, triton.next_power_of_2(T))
+    def __init__(self, B: int, T: int, J: int, num_heads: int, dh: int, dtype: torch.dtype,
+                 profile: Optional[str] = None, sm_count: int = 132):
+        o = OVERRIDES
+        profile = o.get("profile", profile or ("interpreter" if _interpreting() else "gpu"))
+        self.H, self.DH = num_heads, dh
+        self.DHP = _np2(dh)  # tl.dot needs K, N >= 16 on a GPU
+        self.JP = _np2(J)
+        n_t = _np2(T)
+        self.BLOCK_N = min(MAX_ROW_T, n_t)
+        self.STREAM = o.get("stream_block", 64 if profile == "gpu" else min(128, n_t))
         if profile == "gpu":
             self.NB = 1
-            self.BLOCK_T = min(64, t_pow2)
-            self.FRAMES = max(1, min(64 // self.BLOCK_J, triton.next_power_of_2(T)))
+            self.FRAMES = max(1, min(256 // self.JP, n_t))
+            self.FRAMES_BWD = max(1, min(128 // self.JP, n_t))
+            self.BLOCK_M = min(64, self.BLOCK_N)
+            # float32 (3xTF32 dots) with 32 query rows needs 176 KB of shared memory: more than
+            # an sm_80 block may have
+            m_bwd = 16 if dtype == torch.float32 else 32
+            self.BLOCK_M_BWD = min(m_bwd if self.BLOCK_N >= 256 else 64, self.BLOCK_N)
+            groups = -(-T // self.FRAMES_BWD)
+            self.NSPLIT = max(1, min(groups, -(-4 * sm_count // max(1, B * num_heads))))
+            self.warps_fwd_t = 8 if self.BLOCK_M * self.BLOCK_N >= 8192 else 4
+            self.warps_bwd_t = 8 if self.BLOCK_N >= 128 else 4
+            self.warps_s = 4
         else:  # tiles of up to 1024 rows: numpy does not mind, the op count is what costs
-            self.BLOCK_T = min(128, t_pow2)
-            self.NB = min(self.BLOCK_J, 1024 // self.BLOCK_T)
-            self.FRAMES = min(triton.next_power_of_2(T), max(1, 1024 // self.BLOCK_J))
-        self.NB = OVERRIDES.get("temporal_nb", self.NB)
-        self.BLOCK_T = OVERRIDES.get("block_t", self.BLOCK_T)
-        self.FRAMES = OVERRIDES.get("frames", self.FRAMES)
+            self.FRAMES = self.FRAMES_BWD = max(1, min(n_t, 1024 // self.JP))
+            self.BLOCK_M = self.BLOCK_M_BWD = min(128, self.BLOCK_N)
+            # joints per temporal program: a power of 2 (tile rows), up to ~1024 rows
+            self.NB = min(_np2(J, 1), 1 << (1024 // max(self.BLOCK_N, self.STREAM)).bit_length() - 1)
+            self.NSPLIT = 1
+            self.warps_fwd_t = self.warps_bwd_t = self.warps_s = 4
+        self.FRAMES = o.get("frames", self.FRAMES)
+        self.FRAMES_BWD = o.get("frames_bwd", o.get("frames", self.FRAMES_BWD))
+        self.BLOCK_M = o.get("block_m", self.BLOCK_M)
+        self.BLOCK_M_BWD = o.get("block_m_bwd", o.get("block_m", self.BLOCK_M_BWD))
+        self.BLOCK_N = o.get("block_n", self.BLOCK_N)
+        self.NSPLIT = o.get("nsplit", self.NSPLIT)
+        self.NB = o.get("nb", self.NB)
+        self.row_bwd = T <= self.BLOCK_N and "stream_block" not in o
+        self.warps_s = o.get("warps_s", self.warps_s)
+        self.warps_fwd_t = o.get("warps_fwd_t", self.warps_fwd_t)
+        self.warps_bwd_t = o.get("warps_bwd_t", self.warps_bwd_t)
         # float32 dots: 3xTF32 (about float32 accuracy on the tensor cores; "ieee" is ~10x
         # slower on an H100, plain "tf32" ~1e-3 relative error)
         self.DOT_PREC = FP32_DOT_PRECISION if dtype == torch.float32 else "tf32"
-        self.num_warps = 4
+
+
+def _config(qkv: Tensor, num_heads: int, dh: int) -> Config:
+    B, T, J, _ = qkv.shape
+    sms = _sm_count(qkv.device.index or 0) if qkv.is_cuda else 132
+    return Config(B, T, J, num_heads, dh, qkv.dtype, sm_count=sms)
+
+
+def _layout(head_major: bool, dh: int) -> dict:
+    """constexpr strides of one head's run of 3*dh values (see kernels/common.py)."""
+    return dict(SD=1, SW=dh) if head_major else dict(SD=3, SW=1)
+
+
+def _unit_last(t: Tensor) -> Tensor:
+    # the kernels assume unit channel stride (contiguous vectors); other strides are free
+    return t if t.stride(-1) == 1 else t.contiguous()
 
 
 def _check_inputs(qkv: Tensor, num_heads: int) -> Tuple[int, int, int, int, int]:
     if qkv.dtype not in SUPPORTED_DTYPES:
         raise TypeError(f"stc_attention_triton: dtype {qkv.dtype} is not supported (float32, float16, bfloat16)")
+    if qkv.dim() != 4:
+        raise ValueError(f"stc_attention_triton: qkv must be (B, T, J, 3C), got {tuple(qkv.shape)}")
     B, T, J, C3 = qkv.shape
     C = C3 // 3
-    if C3 % 6 or (C // 2) % num_heads:
+    if C3 % 6 or num_heads <= 0 or (C // 2) % num_heads:
         raise ValueError(f"stc_attention_triton: bad qkv shape {tuple(qkv.shape)} for {num_heads} heads")
     if J > MAX_J:
         raise ValueError(f"stc_attention_triton: J = {J} joints is more than {MAX_J}")
@@ -105,29 +160,31 @@ def _check_inputs(qkv: Tensor, num_heads: int) -> Tuple[int, int, int, int, int]
 def stc_attention_triton_fwd(
     qkv: Tensor, w_s: Tensor, b_s: Tensor, w_t: Tensor, b_t: Tensor,
     spe_s: Optional[Tensor], spe_t: Optional[Tensor], num_heads: int, scale: float,
+    head_major: bool = False,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     B, T, J, C, dh = _check_inputs(qkv, num_heads)
-    cfg = Config(T, J, num_heads, dh, qkv.dtype)
     H = num_heads
     out = _empty((B, T, J, C), device=qkv.device, dtype=qkv.dtype)
     lse_s = _empty((B, H, T, J), device=qkv.device, dtype=torch.float32)
     lse_t = _empty((B, H, J, T), device=qkv.device, dtype=torch.float32)
+    if not _launches(qkv) or out.numel() == 0:
+        return out, lse_s, lse_t
+    cfg = _config(qkv, H, dh)
+    qkv = _unit_last(qkv)
     w_s, b_s, w_t, b_t = w_s.contiguous(), b_s.contiguous(), w_t.contiguous(), b_t.contiguous()
     spe_s_ = spe_s.contiguous() if spe_s is not None else b_s  # any pointer when HAS_SPE is off
     spe_t_ = spe_t.contiguous() if spe_t is not None else b_t
+    common = dict(H=H, DH=dh, DHP=cfg.DHP, DOT_PREC=cfg.DOT_PREC, **_layout(head_major, dh))
+    strides = (*qkv.stride()[:3], *out.stride()[:3])
 
-    if not _launches(qkv):
-        return out, lse_s, lse_t
-    grid_s = (B * H * triton.cdiv(T, cfg.FRAMES),)
-    wrap_triton(spatial_fwd_kernel)[grid_s](
-        qkv, w_s, b_s, spe_s_, out, lse_s, T, J, *qkv.stride(), *out.stride(), scale,
-        H=H, DH=dh, DHP=cfg.DHP, BLOCK_J=cfg.BLOCK_J, FRAMES=cfg.FRAMES,
-        HAS_SPE=spe_s is not None, DOT_PREC=cfg.DOT_PREC, num_warps=cfg.num_warps)
-    grid_t = (B * H * triton.cdiv(J, cfg.NB) * triton.cdiv(T, cfg.BLOCK_T),)
-    wrap_triton(temporal_fwd_kernel)[grid_t](
-        qkv, w_t, b_t, spe_t_, out, lse_t, T, J, *qkv.stride(), *out.stride(), scale,
-        H=H, DH=dh, DHP=cfg.DHP, NB=cfg.NB, BLOCK=cfg.BLOCK_T,
-        HAS_SPE=spe_t is not None, DOT_PREC=cfg.DOT_PREC, num_warps=cfg.num_warps)
+    wrap_triton(spatial_fwd_kernel)[(B * H * triton.cdiv(T, cfg.FRAMES),)](
+        qkv, w_s, b_s, spe_s_, out, lse_s, T, J, *strides, scale,
+        JP=cfg.JP, FRAMES=cfg.FRAMES, HAS_SPE=spe_s is not None, num_warps=cfg.warps_s, **common)
+    n_jg = triton.cdiv(J, cfg.NB)
+    wrap_triton(temporal_fwd_kernel)[(B * H * n_jg * triton.cdiv(T, cfg.BLOCK_M),)](
+        qkv, w_t, b_t, spe_t_, out, lse_t, T, J, *strides, scale, NB=cfg.NB,
+        BLOCK_M=cfg.BLOCK_M, BLOCK_N=cfg.BLOCK_N, HAS_SPE=spe_t is not None,
+        num_warps=cfg.warps_fwd_t, **common)
     return out, lse_s, lse_t
 
 
@@ -135,61 +192,68 @@ def stc_attention_triton_fwd(
 def stc_attention_triton_bwd(
     grad_out: Tensor, qkv: Tensor, w_s: Tensor, b_s: Tensor, w_t: Tensor, b_t: Tensor,
     spe_s: Optional[Tensor], spe_t: Optional[Tensor], out: Tensor, lse_s: Tensor, lse_t: Tensor,
-    num_heads: int, scale: float,
+    num_heads: int, scale: float, head_major: bool = False,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     B, T, J, C, dh = _check_inputs(qkv, num_heads)
-    cfg = Config(T, J, num_heads, dh, qkv.dtype)
-    H, DHP, NB, half = num_heads, cfg.DHP, cfg.NB, C // 2
+    H, half = num_heads, C // 2
     dev = qkv.device
+    grad_qkv = _empty((B, T, J, 3 * C), device=dev, dtype=qkv.dtype)
+    spe_dtype = lambda e: e.dtype if e is not None else qkv.dtype  # noqa: E731
+    if not _launches(qkv) or grad_qkv.numel() == 0:
+        z = lambda shape, dt: torch.zeros(shape, device=dev, dtype=dt)  # noqa: E731
+        return (grad_qkv, z(w_s.shape, w_s.dtype), z(b_s.shape, b_s.dtype), z(w_t.shape, w_t.dtype),
+                z(b_t.shape, b_t.dtype), z((J, dh), spe_dtype(spe_s)), z((J, dh), spe_dtype(spe_t)))
+    cfg = _config(qkv, H, dh)
+    DHP = cfg.DHP
+    qkv, grad_out, out = _unit_last(qkv), _unit_last(grad_out), _unit_last(out)
     w_s_, w_t_, b_t_ = w_s.contiguous(), w_t.contiguous(), b_t.contiguous()
     lse_s, lse_t = lse_s.contiguous(), lse_t.contiguous()
-    spe_t_ = spe_t.contiguous() if spe_t is not None else b_t_
+    common = dict(H=H, DH=dh, DHP=DHP, **_layout(head_major, dh))
+    strides = (*qkv.stride()[:3], *grad_out.stride()[:3], *grad_qkv.stride()[:3])
 
-    launch = _launches(qkv)
-    grad_qkv = _empty((B, T, J, 3 * C), device=dev, dtype=qkv.dtype)
+    # spatial half: persistent programs, register-held partials of grad w / b / spe
+    n_s = B * H * cfg.NSPLIT
+    pw_s = _empty((B, H, cfg.NSPLIT, 16, DHP), device=dev, dtype=torch.float32)
+    pj_s = _empty((B, H, cfg.NSPLIT, cfg.JP, DHP), device=dev, dtype=torch.float32)
+    wrap_triton(spatial_bwd_kernel)[(n_s,)](
+        qkv, w_s_, grad_out, lse_s, grad_qkv, pw_s, pj_s, T, J, cfg.NSPLIT, *strides, scale,
+        JP=cfg.JP, FRAMES=cfg.FRAMES_BWD, DOT_PREC=cfg.DOT_PREC, num_warps=cfg.warps_s, **common)
 
-    # temporal half: delta = rowsum(dO * O_attn), then dK dV (keys) and dQ (queries)
-    n_tb, n_jg = triton.cdiv(T, cfg.BLOCK_T), triton.cdiv(J, NB)
-    grid_t = (B * H * n_jg * n_tb,)
-    delta = _empty((B, H, J, T), device=dev, dtype=torch.float32)
-    if launch:
-        wrap_triton(temporal_bwd_delta_kernel)[grid_t](
+    # temporal half
+    NB, n_jg = cfg.NB, triton.cdiv(J, cfg.NB)
+    if cfg.row_bwd:
+        pw_t = _empty((B, H, n_jg, 1, 16, DHP), device=dev, dtype=torch.float32)
+        pj_t = _empty((B, H, n_jg, 1, NB, DHP), device=dev, dtype=torch.float32)
+        wrap_triton(temporal_bwd_row_kernel)[(B * H * n_jg,)](
+            qkv, w_t_, grad_out, lse_t, grad_qkv, pw_t, pj_t, T, J, *strides, scale, NB=NB,
+            BLOCK_M=cfg.BLOCK_M_BWD, BLOCK_N=cfg.BLOCK_N, DOT_PREC=cfg.DOT_PREC,
+            num_warps=cfg.warps_bwd_t, **common)
+    else:
+        n_tb = triton.cdiv(T, cfg.STREAM)
+        grid = (B * H * n_jg * n_tb,)
+        spe_t_ = spe_t.contiguous() if spe_t is not None else b_t_
+        delta = _empty((B, H, J, T), device=dev, dtype=torch.float32)
+        wrap_triton(temporal_bwd_delta_kernel)[grid](
             qkv, w_t_, b_t_, spe_t_, out, grad_out, delta, T, J,
-            *qkv.stride(), *out.stride(), *grad_out.stride(),
-            H=H, DH=dh, DHP=DHP, NB=NB, BLOCK=cfg.BLOCK_T, HAS_SPE=spe_t is not None,
-            num_warps=cfg.num_warps)
-    pw_t = _empty((B, H, n_jg, n_tb, 16, DHP), device=dev, dtype=torch.float32)
-    pj_t = _empty((B, H, n_jg, n_tb, NB, DHP), device=dev, dtype=torch.float32)
-    if launch:
-        wrap_triton(temporal_bwd_kernel)[grid_t](
-            qkv, w_t_, grad_out, lse_t, delta, grad_qkv, pw_t, pj_t, T, J,
-            *qkv.stride(), *grad_out.stride(), *grad_qkv.stride(), scale,
-            H=H, DH=dh, DHP=DHP, NB=NB, BLOCK=cfg.BLOCK_T, DOT_PREC=cfg.DOT_PREC,
-            num_warps=cfg.num_warps)
-
-    # spatial half
-    n_g = triton.cdiv(T, cfg.FRAMES)
-    grid_s = (B * H * n_g,)
-    pw_s = _empty((B, H, n_g, 16, DHP), device=dev, dtype=torch.float32)
-    pj_s = _empty((B, H, n_g, cfg.BLOCK_J, DHP), device=dev, dtype=torch.float32)
-    if launch:
-        wrap_triton(spatial_bwd_kernel)[grid_s](
-            qkv, w_s_, grad_out, lse_s, grad_qkv, pw_s, pj_s, T, J,
-            *qkv.stride(), *grad_out.stride(), *grad_qkv.stride(), scale,
-            H=H, DH=dh, DHP=DHP, BLOCK_J=cfg.BLOCK_J, FRAMES=cfg.FRAMES, DOT_PREC=cfg.DOT_PREC,
-            num_warps=cfg.num_warps)
+            *qkv.stride()[:3], *out.stride()[:3], *grad_out.stride()[:3],
+            NB=NB, BLOCK=cfg.STREAM, HAS_SPE=spe_t is not None, num_warps=4, **common)
+        pw_t = _empty((B, H, n_jg, n_tb, 16, DHP), device=dev, dtype=torch.float32)
+        pj_t = _empty((B, H, n_jg, n_tb, NB, DHP), device=dev, dtype=torch.float32)
+        wrap_triton(temporal_bwd_kernel)[grid](
+            qkv, w_t_, grad_out, lse_t, delta, grad_qkv, pw_t, pj_t, T, J, *strides, scale,
+            NB=NB, BLOCK=cfg.STREAM, DOT_PREC=cfg.DOT_PREC, num_warps=4, **common)
 
     # deterministic reductions of the per-program partials
-    taps_s = pw_s[..., :9, :dh].sum(dim=(0, 2))                          # (H, 9, dh)
-    taps_t = pw_t[..., :9, :dh].sum(dim=(0, 2, 3))                       # (H, 9, dh)
-    rows_s = pj_s[..., :J, :dh].sum(dim=(0, 2))                          # (H, J, dh)
+    taps_s = pw_s[..., :9, :dh].sum(dim=(0, 2))                 # (H, 9, dh)
+    taps_t = pw_t[..., :9, :dh].sum(dim=(0, 2, 3))              # (H, 9, dh)
+    rows_s = pj_s[..., :J, :dh].sum(dim=(0, 2))                 # (H, J, dh)
     rows_t = pj_t[..., :dh].sum(dim=(0, 3)).reshape(H, n_jg * NB, dh)[:, :J]  # (H, J, dh)
     g_ws = taps_s.transpose(1, 2).reshape(half, 1, 3, 3).to(w_s.dtype)
     g_wt = taps_t.transpose(1, 2).reshape(half, 1, 3, 3).to(w_t.dtype)
     g_bs = rows_s.sum(dim=1).reshape(half).to(b_s.dtype)
     g_bt = rows_t.sum(dim=1).reshape(half).to(b_t.dtype)
-    g_spe_s = rows_s.sum(dim=0).to(spe_s.dtype if spe_s is not None else qkv.dtype)
-    g_spe_t = rows_t.sum(dim=0).to(spe_t.dtype if spe_t is not None else qkv.dtype)
+    g_spe_s = rows_s.sum(dim=0).to(spe_dtype(spe_s))
+    g_spe_t = rows_t.sum(dim=0).to(spe_dtype(spe_t))
     return grad_qkv, g_ws, g_bs, g_wt, g_bt, g_spe_s, g_spe_t
 
 
@@ -217,10 +281,11 @@ if not INLINE_IN_GRAPHS:
 
 def stc_attention(qkv: Tensor, w_s: Tensor, b_s: Tensor, w_t: Tensor, b_t: Tensor,
                   spe_s: Optional[Tensor], spe_t: Optional[Tensor], num_heads: int,
-                  scale: float) -> Tensor:
+                  scale: float, layout: str = "interleaved") -> Tensor:
     """``stc_attention`` on the Triton kernels (see ``stcformer.ops.stc_attention``)."""
     out, _, _ = torch.ops.stcformer.stc_attention_triton_fwd(
-        qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, int(num_heads), float(scale))
+        qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, int(num_heads), float(scale),
+        layout == "head_major")
     return out
 
 
@@ -235,7 +300,7 @@ def _signature(kernel, x: str, p: str) -> dict:
                 sig[name] = "*fp32"
             else:
                 sig[name] = "*" + x
-        elif name in ("T", "J") or name.startswith("s_"):
+        elif name in ("T", "J", "NSPLIT") or name.startswith("s_"):
             sig[name] = "i32"
         elif name == "scale":
             sig[name] = "fp32"
@@ -245,19 +310,20 @@ def _signature(kernel, x: str, p: str) -> dict:
 
 
 def kernel_variants(dtypes=SUPPORTED_DTYPES, shapes=((1, 17, 4), (3, 16, 16), (243, 17, 16), (27, 17, 32)),
-                    profile: str = "gpu", spe=(False, True)):
+                    profile: str = "gpu", spe=(False, True), layouts=(True, False)):
     """Every distinct (kernel, signature, constexprs, num_warps) the launcher picks for these
-    dtypes and (T, J, dh) shapes, for ``triton.compile`` against a GPU target without a GPU
-    (see tests/triton_gpu_compile_check.py). Parameters (w, b, spe) are float32 (the autocast
-    case) except for the first shape, where they share the activations' dtype. ``spe``: the
-    HAS_SPE values to build (False only drops a load).
+    dtypes, (T, J, dh) shapes and layouts (head_major True / False), for ``triton.compile``
+    against a GPU target without a GPU (see tests/triton_gpu_compile_check.py). Parameters
+    (w, b, spe) are float32 (the autocast case) except for the first shape, where they share
+    the activations' dtype. ``spe``: the HAS_SPE values to build (False only drops a load).
+    A T above MAX_ROW_T adds the streaming temporal backward.
     """
     tname = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
     seen = set()
     variants: List[tuple] = []
 
     def add(kernel, x, p, const, num_warps):
-        key = (kernel.fn.__name__, x, p, tuple(sorted(const.items())))
+        key = (kernel.fn.__name__, x, p, tuple(sorted(const.items())), num_warps)
         if key not in seen:
             seen.add(key)
             variants.append((kernel, _signature(kernel, x, p), dict(const), num_warps))
@@ -265,15 +331,23 @@ def kernel_variants(dtypes=SUPPORTED_DTYPES, shapes=((1, 17, 4), (3, 16, 16), (2
     for dt in dtypes:
         x = tname[dt]
         for i, (T, J, dh) in enumerate(shapes):
-            cfg = Config(T, J, 8, dh, dt, profile=profile)
+            cfg = Config(42, T, J, 8, dh, dt, profile=profile)
             p = x if i == 0 else "fp32"
-            common = dict(H=8, DH=dh, DHP=cfg.DHP)
-            sp = dict(common, BLOCK_J=cfg.BLOCK_J, FRAMES=cfg.FRAMES)
-            tm = dict(common, NB=cfg.NB, BLOCK=cfg.BLOCK_T)
-            for has_spe in spe:
-                add(spatial_fwd_kernel, x, p, dict(sp, HAS_SPE=has_spe, DOT_PREC=cfg.DOT_PREC), cfg.num_warps)
-                add(temporal_fwd_kernel, x, p, dict(tm, HAS_SPE=has_spe, DOT_PREC=cfg.DOT_PREC), cfg.num_warps)
-                add(temporal_bwd_delta_kernel, x, p, dict(tm, HAS_SPE=has_spe), cfg.num_warps)
-            add(temporal_bwd_kernel, x, p, dict(tm, DOT_PREC=cfg.DOT_PREC), cfg.num_warps)
-            add(spatial_bwd_kernel, x, p, dict(sp, DOT_PREC=cfg.DOT_PREC), cfg.num_warps)
+            for hm in layouts:
+                common = dict(H=8, DH=dh, DHP=cfg.DHP, **_layout(hm, dh))
+                dot = dict(common, DOT_PREC=cfg.DOT_PREC)
+                for has_spe in spe:
+                    add(spatial_fwd_kernel, x, p, dict(dot, JP=cfg.JP, FRAMES=cfg.FRAMES,
+                                                       HAS_SPE=has_spe), cfg.warps_s)
+                    add(temporal_fwd_kernel, x, p, dict(dot, NB=cfg.NB, BLOCK_M=cfg.BLOCK_M, BLOCK_N=cfg.BLOCK_N,
+                                                        HAS_SPE=has_spe), cfg.warps_fwd_t)
+                    if not cfg.row_bwd:
+                        add(temporal_bwd_delta_kernel, x, p, dict(common, NB=cfg.NB, BLOCK=cfg.STREAM,
+                                                                  HAS_SPE=has_spe), 4)
+                add(spatial_bwd_kernel, x, p, dict(dot, JP=cfg.JP, FRAMES=cfg.FRAMES_BWD), cfg.warps_s)
+                if cfg.row_bwd:
+                    add(temporal_bwd_row_kernel, x, p, dict(dot, NB=cfg.NB, BLOCK_M=cfg.BLOCK_M_BWD,
+                                                            BLOCK_N=cfg.BLOCK_N), cfg.warps_bwd_t)
+                else:
+                    add(temporal_bwd_kernel, x, p, dict(dot, NB=cfg.NB, BLOCK=cfg.STREAM), 4)
     return variants
