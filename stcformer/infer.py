@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint
-from .cli import UsageError, atomic_write, run
+from .cli import AMP_CHOICES, UsageError, amp_autocast, atomic_write, run, warn_slow_cpu_amp
 from .data.cameras import normalize_screen_coordinates
 from .data.skeleton import H36M_LEFT, H36M_PARENTS, H36M_RIGHT
 from .data.windows import flip_pose, window_indices
@@ -75,8 +75,11 @@ def read_keypoints(path: str) -> np.ndarray:
 
 @torch.no_grad()
 def lift(model, kpts_norm: np.ndarray, frames: int, tds: int, batch_size: int = 256,
-         device: Optional[str] = None) -> np.ndarray:
-    """Normalised 2D (T, 17, 2) -> root-relative 3D (T, 17, 3): one window per frame, flip-averaged."""
+         device: Optional[str] = None, amp: Optional[str] = None) -> np.ndarray:
+    """Normalised 2D (T, 17, 2) -> root-relative 3D (T, 17, 3): one window per frame, flip-averaged.
+
+    ``amp`` (``bf16``/``fp16``) runs the forward passes under autocast; default float32.
+    """
     device = torch.device(device or next(model.parameters()).device)
     pad = (frames - 1) // 2
     idx = window_indices(len(kpts_norm), np.arange(len(kpts_norm)), pad, tds)
@@ -84,7 +87,9 @@ def lift(model, kpts_norm: np.ndarray, frames: int, tds: int, batch_size: int = 
     out = []
     for start in range(0, len(idx), batch_size):
         x = x_all[torch.from_numpy(idx[start:start + batch_size])].to(device)
-        pred = model(x) + flip_pose(model(flip_pose(x, H36M_LEFT, H36M_RIGHT)), H36M_LEFT, H36M_RIGHT)
+        with amp_autocast(device.type, amp):
+            pred, pred_f = model(x).float(), model(flip_pose(x, H36M_LEFT, H36M_RIGHT)).float()
+        pred = pred + flip_pose(pred_f, H36M_LEFT, H36M_RIGHT)
         centre = pred[:, pad] / 2
         centre[:, 0] = 0
         out.append(centre.float().cpu())
@@ -137,6 +142,8 @@ def parse_args(argv=None):
     p.add_argument("--tds", type=int, default=None, help="frame step inside a window (default round(3*fps/50))")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--backend", default=None, help="stc_attention backend (default auto)")
+    p.add_argument("--amp", choices=AMP_CHOICES, default="none",
+                   help="autocast dtype of the forward passes (default none: float32)")
     return p.parse_args(argv)
 
 
@@ -149,8 +156,9 @@ def main(argv=None) -> int:
         kpts = coco_to_h36m(kpts)
     model = load_checkpoint(args.checkpoint, backend=args.backend).to(args.device)
     tds = args.tds or max(1, round(3 * args.fps / 50))
+    warn_slow_cpu_amp(torch.device(args.device).type, args.amp)
     poses = lift(model, normalize_screen_coordinates(kpts, w=args.width, h=args.height).astype(np.float32),
-                 args.frames, tds)
+                 args.frames, tds, amp=args.amp)
     out_npz = os.path.join(args.out, "poses_3d.npz")
 
     def write_npz(tmp):

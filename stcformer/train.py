@@ -8,6 +8,12 @@ Defaults follow the official recipe (Adam with amsgrad, lr 1e-3, lr *= 0.96 afte
 seq2seq MPJPE loss on every frame and joint, every window also mirrored, batches of b//s windows
 on Human3.6M, the test set scored after every epoch). Without --data-dir, synthetic Human3.6M-layout
 data is generated once into a cache folder and a small, quick configuration is used.
+
+On CUDA the default step is the fast one: bf16 autocast (TF32 for float32 matmuls), the model under
+torch.compile, fused Adam, training windows gathered on the GPU, and no host synchronisation per
+step (the loss is checked every --check-every steps; the first non-finite step is still reported
+exactly). On a CPU the defaults are float32, eager, a check every step. The per-epoch test always
+runs in float32 unless --eval-amp says otherwise.
 """
 from __future__ import annotations
 
@@ -25,7 +31,8 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .cli import UsageError, run, write_json
+from .cli import (AMP_CHOICES, EXIT_BAD_INPUT, UsageError, amp_dtype, bad_input_types, run,
+                  warn_slow_cpu_amp, write_json)
 from .data.dataset import PoseData, training_windows
 from .evaluate import evaluate, load_data, mean_pose_report
 from .metrics import mpjpe
@@ -44,6 +51,10 @@ QUICK = dict(frames=9, batch_size=384, stride=6, tds=3, layers=2, d_hid=64, lr=4
 SYNTHETIC = dict(frames=64, takes=1)
 
 EXIT_NAN = 3
+# the loss is checked for NaN/inf every this many steps on CUDA (one host sync each); 1 on CPU
+CHECK_EVERY_CUDA = 50
+# torch.compile backend of --compile (tests use "aot_eager" to check the wiring without codegen)
+COMPILE_BACKEND = "inductor"
 
 
 class TrainingStopped(Exception):
@@ -97,9 +108,26 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="start from these weights (official or ours); the width and depth must match")
     p.add_argument("--save-every", type=int, default=0, metavar="STEPS",
                    help="also save last.pth every STEPS steps inside an epoch (default 0: at epoch ends)")
-    p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="mixed precision (default off)")
+    p.add_argument("--amp", choices=AMP_CHOICES, default=None,
+                   help="training precision: bf16 autocast, fp16 autocast with a gradient scaler, or none "
+                        "(float32) (default bf16 on CUDA, none on CPU)")
+    p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=True,
+                   help="on CUDA, let float32 matmuls and convolutions use TF32 (default on; no effect on CPU)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the model under torch.compile; the first step's time (compilation included) "
+                        "is printed (default on with CUDA, off on CPU)")
+    p.add_argument("--recompute", action="store_true",
+                   help="activation checkpointing of every block: less memory, about one more forward "
+                        "per step (default off)")
+    p.add_argument("--check-every", type=int, default=None, metavar="STEPS",
+                   help="check the loss for NaN/inf every STEPS steps (and before every save and at epoch "
+                        "ends); the first bad step is still named exactly (default 50 on CUDA, 1 on CPU)")
+    p.add_argument("--eval-amp", choices=AMP_CHOICES, default="none",
+                   help="precision of the test after each epoch (default none: float32, the official numbers)")
     p.add_argument("--backend", default=None, help="stc_attention backend (auto, reference, cpp, triton, cuda)")
-    p.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda or cuda:N (default cuda if available, else cpu); under torchrun with "
+                        "cuda each process uses cuda:LOCAL_RANK")
     p.add_argument("--eval-batch-size", type=int, default=256, help="test windows per forward (default 256)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads per process (default: torch's; 1 in the quick configuration)")
@@ -123,28 +151,77 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
             raise UsageError(f"--{key.replace('_', '-')} must be positive")
     if args.frames % 2 == 0:
         raise UsageError(f"--frames must be odd (the window is centred), got {args.frames}")
+    if args.check_every is not None and args.check_every < 1:
+        raise UsageError("--check-every must be positive")
+    return args
+
+
+def resolve_device_defaults(args: argparse.Namespace, device: torch.device) -> argparse.Namespace:
+    """Fill --amp, --compile and --check-every from the device: fast on CUDA, as before on CPU."""
+    cuda = device.type == "cuda"
+    if args.amp is None:
+        args.amp = "bf16" if cuda else "none"
+    if args.compile is None:
+        args.compile = cuda
+    if args.check_every is None:
+        args.check_every = CHECK_EVERY_CUDA if cuda else 1
     return args
 
 
 # ---------------------------------------------------------------- distributed helpers
+def pick_device(device_arg: Optional[str], world: int = 1, local_rank: int = 0,
+                local_world: int = 1) -> torch.device:
+    """The device of this process: ``--device`` if given, else cuda when available, else cpu.
+
+    With CUDA and several processes (torchrun), process ``LOCAL_RANK`` of a machine uses
+    ``cuda:LOCAL_RANK``. Raises :class:`UsageError` (one line) when CUDA is asked for and absent,
+    when an index names no visible GPU, and when a machine runs more processes than it has GPUs.
+    """
+    name = device_arg or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {name}: not a device (use cpu, cuda or cuda:N)") from None
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available here (torch {torch.__version__} sees no GPU); "
+                         "use --device cpu")
+    visible = torch.cuda.device_count()
+    index = device.index
+    if world > 1:
+        if index is not None and local_world > 1:
+            raise UsageError(f"--device {name} puts all {local_world} processes of this machine on one GPU; "
+                             "use --device cuda (process i uses cuda:LOCAL_RANK)")
+        if index is None:
+            if local_world > visible or local_rank >= visible:
+                raise UsageError(f"{max(local_world, local_rank + 1)} processes were started on this machine "
+                                 f"but only {visible} GPU(s) are visible: start at most {visible} per machine "
+                                 "(torchrun --nproc-per-node), or train with --device cpu")
+            index = local_rank
+    elif index is None:
+        index = torch.cuda.current_device()
+    if index >= visible:
+        raise UsageError(f"--device {name}: only {visible} GPU(s) are visible (cuda:0 to cuda:{visible - 1})")
+    return torch.device("cuda", index)
+
+
 class Dist:
     """Rank, world size and the few collectives the loop needs (no-ops in one process)."""
 
     def __init__(self, device_arg: Optional[str]):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        if device_arg:
-            self.device = torch.device(device_arg)
-        elif torch.cuda.is_available():
-            self.device = torch.device("cuda", local if self.world > 1 else torch.cuda.current_device())
-        else:
-            self.device = torch.device("cpu")
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(self.world)))
+        # every check that can fail runs before the process group exists and before any write
+        self.device = pick_device(device_arg, self.world, self.local_rank, self.local_world)
         if self.world > 1 and not dist.is_initialized():
             if self.device.type == "cuda":
                 torch.cuda.set_device(self.device)
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo",
-                                    timeout=datetime.timedelta(hours=2))
+                dist.init_process_group("nccl", timeout=datetime.timedelta(hours=2), device_id=self.device)
+            else:
+                dist.init_process_group("gloo", timeout=datetime.timedelta(hours=2))
 
     @property
     def main(self) -> bool:
@@ -154,13 +231,14 @@ class Dist:
         if self.world > 1:
             dist.barrier()
 
-    def sum(self, *values: float):
+    def sum_rows(self, rows):
+        """Element-wise sum over the processes of a list of equal-length rows of floats (float64)."""
         if self.world == 1:
-            return values
-        t = torch.tensor(values, dtype=torch.float64,
+            return [list(r) for r in rows]
+        t = torch.tensor(rows, dtype=torch.float64,
                          device=self.device if self.device.type == "cuda" else "cpu")
         dist.all_reduce(t)
-        return tuple(t.tolist())
+        return t.tolist()
 
     def gather(self, obj):
         if self.world == 1:
@@ -249,12 +327,132 @@ def build_model(args, device):
         if {k: v.shape for k, v in src.state_dict().items()} != mine:
             raise CheckpointError(f"{args.init}: parameters do not match this model")
         model.load_state_dict(src.state_dict())
+    if getattr(args, "recompute", False):
+        if not hasattr(model, "set_recompute"):
+            raise UsageError("--recompute: this STCFormer has no activation checkpointing (set_recompute)")
+        model.set_recompute(True)
     return model.to(device)
+
+
+def make_optimizer(params, lr: float, device) -> torch.optim.Adam:
+    """The official optimizer: Adam with amsgrad (betas, eps and no weight decay as torch's defaults).
+
+    On CUDA it runs as one fused kernel (``fused=True``); on other devices torch's default
+    implementation, as before.
+    """
+    fused = dict(fused=True) if torch.device(device).type == "cuda" else {}
+    return torch.optim.Adam(params, lr=lr, amsgrad=True, **fused)
+
+
+def compile_model(module: torch.nn.Module, backend: Optional[str] = None,
+                  fullgraph: bool = False) -> torch.nn.Module:
+    """``torch.compile`` as the training loop uses it: static shapes (a full batch and the shorter
+    last batch of an epoch each get their own graph), ``backend`` default ``COMPILE_BACKEND``
+    (inductor). stc_attention is a registered custom op, so an STCFormer compiles with
+    ``fullgraph=True``; the loop leaves it False, since DDP splits the graph at its buckets."""
+    return torch.compile(module, backend=backend or COMPILE_BACKEND, dynamic=False, fullgraph=fullgraph)
+
+
+def make_train_step(model, optimizer, *, amp: str = "none", device=None, scaler=None):
+    """One training step as ``python -m stcformer.train`` runs it, for the loop and for benchmarks.
+
+    Signature::
+
+        make_train_step(model, optimizer, *, amp="none", device=None, scaler=None)
+            -> step(inputs2d, targets3d) -> loss
+
+    Args:
+        model: the module to train (an ``STCFormer``, or it wrapped in DDP and/or ``torch.compile``),
+            in training mode.
+        optimizer: e.g. :func:`make_optimizer` (Adam with amsgrad; fused on CUDA).
+        amp: ``"bf16"`` or ``"fp16"`` (forward under ``torch.autocast`` of that dtype, the loss in
+            float32) or ``"none"`` (float32).
+        device: where the model runs (default: its first parameter's device); picks the autocast type.
+        scaler: for ``"fp16"``, a ``torch.amp.GradScaler`` (created if None; ``step.scaler`` holds it).
+
+    ``step(inputs2d, targets3d)`` takes (B, T, J, 2) keypoints and (B, T, J, 3) targets on the
+    device, runs the forward, the official seq2seq MPJPE loss (mean joint distance over every
+    window, frame and joint), the backward and the optimizer step, and returns the loss as a
+    detached 0-dim float32 tensor on the device. It never synchronises with the host: check the
+    loss when you want to (the training loop does every ``--check-every`` steps).
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    dtype = amp_dtype(amp)
+    if amp == "fp16":
+        scaler = scaler if scaler is not None else torch.amp.GradScaler(device.type)
+    elif scaler is not None:
+        raise ValueError("a GradScaler is only used with amp='fp16'")
+
+    def step(inputs2d: torch.Tensor, targets3d: torch.Tensor) -> torch.Tensor:
+        if dtype is None:
+            loss = mpjpe(model(inputs2d), targets3d)
+        else:
+            with torch.autocast(device.type, dtype=dtype):
+                pred = model(inputs2d)
+            loss = mpjpe(pred.float(), targets3d)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        return loss.detach()
+
+    step.scaler = scaler
+    return step
+
+
+def set_tf32(device: torch.device, enabled: bool) -> None:
+    """On CUDA, allow (or forbid) TF32 for float32 matmuls and convolutions; nothing on other devices."""
+    if device.type != "cuda":
+        return
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
+    torch.backends.cudnn.allow_tf32 = enabled
 
 
 # ---------------------------------------------------------------- the loop
 def _nonfinite(value: float) -> str:
     return "NaN" if math.isnan(value) else "infinite" if math.isinf(value) else "NaN on another process"
+
+
+class LossLog:
+    """Per-step losses kept on the device between checks; a check syncs once for all of them.
+
+    ``add(loss, n)`` records a step's 0-dim loss tensor and its window count. ``check()`` copies
+    the pending losses to the host in one transfer, sums ``loss * n`` and ``n`` over the
+    processes step by step (the same float64 arithmetic as a per-step check) and returns the
+    per-step totals in order, or raises :class:`TrainingStopped` naming the first step whose
+    loss is NaN or infinite on any process.
+    """
+
+    def __init__(self, d: "Dist"):
+        self.d = d
+        self.losses, self.sizes, self.steps = [], [], []
+
+    def __len__(self) -> int:
+        return len(self.losses)
+
+    def add(self, loss: torch.Tensor, n: int, step: int) -> None:
+        self.losses.append(loss)
+        self.sizes.append(n)
+        self.steps.append(step)
+
+    def check(self, epoch: int, lr: float, last: str):
+        if not self.losses:
+            return []
+        values = torch.stack(self.losses).float().cpu().tolist()  # the one host sync
+        rows = self.d.sum_rows([[v * n, float(n), 0.0 if math.isfinite(v) else 1.0]
+                                for v, n in zip(values, self.sizes)])
+        steps = self.steps
+        self.losses, self.sizes, self.steps = [], [], []
+        for value, step, (total, count, bad) in zip(values, steps, rows):
+            if bad:
+                raise TrainingStopped(
+                    f"loss is {_nonfinite(value)} at epoch {epoch}, step {step + 1} (lr {lr:.3g}); stopped"
+                    + (f", the last good state is {last}" if os.path.exists(last) else ""))
+        return [(total, int(count)) for total, count, _ in rows]
 
 
 def train(args) -> dict:
@@ -287,11 +485,14 @@ def _train(args, d: Dist) -> dict:
         epochs = args.epochs
         for key, value in saved.items():
             setattr(args, key, value)
+        if saved.get("amp", "none") is None:  # saved before --amp had a device default: float32
+            args.amp = "none"
         args.epochs = epochs or saved["epochs"]
         args.out, args.resume, args.init = os.path.abspath(os.path.dirname(path)), path, None
         if resume_state.get("world", 1) != d.world:
             raise UsageError(f"{path}: saved by {resume_state.get('world')} processes, resumed with {d.world}")
-    args = resolve(args)
+    args = resolve_device_defaults(resolve(args), d.device)
+    set_tf32(d.device, args.tf32)
     if args.threads:
         torch.set_num_threads(args.threads)
     random.seed(args.seed)
@@ -303,12 +504,18 @@ def _train(args, d: Dist) -> dict:
     windows = training_windows(data, args.frames, args.tds, args.stride, augment=not args.no_flip_augment)
     per_step = step_batch_size(args, d.world)
     model = build_model(args, d.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, amsgrad=True)
+    optimizer = make_optimizer(model.parameters(), args.lr, d.device)
     scaler = torch.amp.GradScaler(d.device.type) if args.amp == "fp16" else None
     net = model
     if d.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+    if args.compile:
+        net = compile_model(net)
+    train_step = make_train_step(net, optimizer, amp=args.amp, device=d.device, scaler=scaler)
+    # on CUDA the windows are gathered on the GPU from arrays uploaded once (the same values)
+    on_device = d.device.type == "cuda"
+    device_windows = windows.to_device(d.device) if on_device else None
 
     out = args.out or os.path.join("runs", f"{args.dataset}_{args.frames}_{time.strftime('%Y%m%d_%H%M%S')}")
     out = d.broadcast(os.path.abspath(out))
@@ -338,19 +545,26 @@ def _train(args, d: Dist) -> dict:
               f"test sequences, {len(windows)} training windows per epoch, {per_step * d.world} per step")
         print(f"model: {args.layers} layers, width {args.d_hid}, {n_params / 1e6:.2f}M parameters; "
               f"T={args.frames} tds={args.tds}; {d.world} process(es) on {d.device}; output {out}")
+        print(f"step: amp {args.amp}, torch.compile {'on' if args.compile else 'off'}, recompute "
+              f"{'on' if args.recompute else 'off'}, Adam{' (fused)' if d.device.type == 'cuda' else ''}, "
+              f"loss checked every {args.check_every} step(s)"
+              + (f", TF32 {'on' if args.tf32 else 'off'}" if d.device.type == "cuda" else ""))
         print(f"P1 of the mean training pose: {mean_pose:.2f} mm", flush=True)
+        warn_slow_cpu_amp(d.device.type, args.amp)
 
     from torch.utils.data import DistributedSampler
     sampler = DistributedSampler(range(len(windows)), num_replicas=d.world, rank=d.rank, shuffle=True,
                                  seed=args.seed, drop_last=False)
     unit = data.unit_to_mm
-    autocast = (torch.autocast(d.device.type, dtype=torch.bfloat16 if args.amp == "bf16" else torch.float16)
-                if args.amp else None)
+    last_path = os.path.join(out, "last.pth")
+    pending = LossLog(d)
+    first_step = True
     report = text = None
     for epoch in range(start_epoch, args.epochs + 1):
         t0 = time.time()
         sampler.set_epoch(epoch)
         order = np.fromiter(iter(sampler), dtype=np.int64)
+        order_dev = torch.from_numpy(order).to(d.device) if on_device else None
         steps = (len(order) + per_step - 1) // per_step
         if epoch != start_epoch or resume_state is None:
             start_step, loss_sum, loss_count = 0, 0.0, 0
@@ -358,40 +572,35 @@ def _train(args, d: Dist) -> dict:
         bar = tqdm(range(start_step, steps), desc=f"epoch {epoch}", unit="step", initial=start_step,
                    total=steps, disable=None if d.main else True, leave=False, mininterval=1.0)
         for step in bar:
-            idx = order[step * per_step:(step + 1) * per_step]
-            x = windows.inputs(idx).to(d.device, non_blocking=True)
-            y = windows.targets(idx).to(d.device, non_blocking=True)
-            if autocast is not None:
-                with autocast:
-                    pred = net(x)
-                loss = mpjpe(pred.float(), y)
+            if first_step:
+                t_first = time.time()
+            if on_device:
+                idx = order_dev[step * per_step:(step + 1) * per_step]
+                x, y = device_windows.inputs(idx), device_windows.targets(idx)
             else:
-                loss = mpjpe(net(x), y)
-            n = len(idx)
-            local = loss.detach().item()
-            total, count, bad = d.sum(local * n, float(n), 0.0 if math.isfinite(local) else 1.0)
-            if bad:
-                last = os.path.join(out, "last.pth")
-                raise TrainingStopped(
-                    f"loss is {_nonfinite(local)} at epoch {epoch}, "
-                    f"step {step + 1} (lr {lr:.3g}); stopped"
-                    + (f", the last good state is {last}" if os.path.exists(last) else ""))
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            loss_sum, loss_count = loss_sum + total, loss_count + int(count)
-            bar.set_postfix(loss_mm=f"{loss_sum / loss_count * unit:.1f}", refresh=False)
-            if args.save_every and (step + 1) % args.save_every == 0 and step + 1 < steps:
+                idx = order[step * per_step:(step + 1) * per_step]
+                x = windows.inputs(idx).to(d.device, non_blocking=True)
+                y = windows.targets(idx).to(d.device, non_blocking=True)
+            pending.add(train_step(x, y), len(idx), step)
+            if first_step:
+                first_step = False
+                if args.compile:
+                    if d.device.type == "cuda":
+                        torch.cuda.synchronize(d.device)
+                    if d.main:
+                        tqdm.write(f"torch.compile: the first step took {time.time() - t_first:.1f} s "
+                                   "(compilation included)", file=sys.stdout)
+            save_now = bool(args.save_every and (step + 1) % args.save_every == 0 and step + 1 < steps)
+            if len(pending) >= args.check_every or save_now or step + 1 == steps:
+                for total, count in pending.check(epoch, lr, last_path):
+                    loss_sum, loss_count = loss_sum + total, loss_count + count
+                bar.set_postfix(loss_mm=f"{loss_sum / max(loss_count, 1) * unit:.1f}", refresh=False)
+            if save_now:
                 state = _state_for_resume(args, model, optimizer, scaler, epoch, step + 1, lr, history, best,
                                           mean_pose, loss_sum, loss_count, d)
                 if d.main:
                     from .checkpoint import save_checkpoint
-                    save_checkpoint(model, os.path.join(out, "last.pth"), extra=state)
+                    save_checkpoint(model, last_path, extra=state)
         bar.close()
         train_loss = loss_sum / max(loss_count, 1) * unit
         train_time = time.time() - t0
@@ -399,7 +608,7 @@ def _train(args, d: Dist) -> dict:
         # test after every epoch (rank 0), as the official code does
         if d.main:
             report, text = evaluate(model, data, args.frames, args.tds, args.eval_batch_size,
-                                    device=d.device, amp=args.amp)
+                                    device=d.device, amp=args.eval_amp)
             p1 = report["p1_mm"]
             p2 = report.get("p2_mm", float("nan"))
             history.append({"epoch": epoch, "train_loss_mm": train_loss, "p1_mm": p1, "p2_mm": p2,
@@ -436,7 +645,8 @@ def _train(args, d: Dist) -> dict:
         if report is None:  # resumed a finished run: nothing left to train
             from .checkpoint import load_checkpoint
             report, text = evaluate(load_checkpoint(os.path.join(out, "last.pth")).to(d.device), data,
-                                    args.frames, args.tds, args.eval_batch_size, device=d.device)
+                                    args.frames, args.tds, args.eval_batch_size, device=d.device,
+                                    amp=args.eval_amp)
         print(text)
         final = history[-1] if history else {}
         print(f"final P1 {final.get('p1_mm', float('nan')):.2f} mm (mean pose {mean_pose:.2f} mm, "
@@ -464,6 +674,11 @@ def main(argv=None) -> int:
     except TrainingStopped as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_NAN
+    except bad_input_types():
+        # under torchrun every process meets the same bad input: the first one of each machine says so
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("LOCAL_RANK", "0")) != 0:
+            return EXIT_BAD_INPUT
+        raise
     return 0
 
 

@@ -176,3 +176,28 @@ def test_bad_inputs_exit_2_and_write_nothing(tiny, tmp_path):
     _assert_bad(run_cli("--data-dir", bad, "-k", "synth_det", "--frames", 3, "--checkpoint", tiny / "tiny.pth",
                         "--json", out), "data_2d_h36m_synth_det.npz", "positions_2d['S11']['Greeting'][1]", "NaN")
     assert not out.exists() and not out.parent.exists()
+
+
+def test_amp_is_opt_in_and_close_to_float32(tiny, tmp_path):
+    base = ["--dataset", "h36m", "--data-dir", tiny / "data", "--keypoints", "synth_det", "--frames", 5,
+            "--tds", 3, "--checkpoint", tiny / "tiny.pth"]
+    r = run_cli(*base, "--json", tmp_path / "f32.json")
+    assert r.returncode == 0, r.stderr
+    r = run_cli(*base, "--amp", "bf16", "--json", tmp_path / "bf16.json")
+    assert r.returncode == 0, r.stderr
+    f32, bf16 = (json.loads((tmp_path / f).read_text()) for f in ("f32.json", "bf16.json"))
+    assert (f32["amp"], bf16["amp"]) == ("none", "bf16")  # float32 unless asked
+    assert bf16["p1_mm"] != f32["p1_mm"]  # autocast did run in bf16 ...
+    assert bf16["p1_mm"] == pytest.approx(f32["p1_mm"], rel=0.02)  # ... and stays close
+    assert bf16["p2_mm"] == pytest.approx(f32["p2_mm"], rel=0.02)
+
+
+def test_gathering_windows_on_the_device_changes_nothing(tiny):
+    data = load_h36m(tiny / "data", "synth_det", train_subjects=())
+    ws = make_test_windows(data, frames=5, tds=3)
+    torch.manual_seed(0)
+    model = STCFormer(layers=1, d_hid=16)
+    host = predict_centres(model, ws, batch_size=400, progress=False, gather_on_device=False)
+    dev = predict_centres(model, ws, batch_size=400, progress=False, gather_on_device=True)
+    assert host.dtype == dev.dtype == np.float32 and host.shape == (len(ws), 17, 3)
+    np.testing.assert_array_equal(dev, host)

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from stcformer import STCFormer, save_checkpoint
+from stcformer.checkpoint import load_checkpoint
+from stcformer.data.cameras import normalize_screen_coordinates
 from stcformer.infer import coco_to_h36m, lift, main
 from stcformer.cli import run
 
@@ -70,3 +72,24 @@ def test_bad_keypoints_exit_2(tmp_path, ckpt, capsys, content, match):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and str(path) in err and match in err
     assert not os.path.exists(tmp_path / "o" / "poses_3d.npz")
+
+
+def test_amp_is_opt_in(tmp_path, ckpt):
+    kpts = np.random.default_rng(3).uniform(100, 900, size=(10, 17, 2)).astype(np.float32)
+    np.save(tmp_path / "k.npy", kpts)
+    poses = {}
+    for amp in (None, "bf16"):
+        out = tmp_path / str(amp)
+        extra = [] if amp is None else ["--amp", amp]
+        rc = run(lambda: main(["--checkpoint", ckpt, "--keypoints", str(tmp_path / "k.npy"), "--width", "1000",
+                               "--height", "1000", "--out", str(out), "-f", "5", "--device", "cpu", *extra]))
+        assert rc == 0
+        poses[amp] = np.load(out / "poses_3d.npz")["reconstruction"]
+    from stcformer.infer import parse_args
+    assert parse_args(["--checkpoint", ckpt, "--keypoints", "k", "--width", "1", "--height", "1",
+                       "--out", "o"]).amp == "none"  # float32 by default
+    model = load_checkpoint(ckpt)
+    x = normalize_screen_coordinates(kpts, w=1000, h=1000).astype(np.float32)
+    np.testing.assert_array_equal(poses[None], lift(model, x, frames=5, tds=3))  # the float32 lift (tds 3 at 50 fps)
+    assert poses["bf16"].dtype == np.float32 and not np.array_equal(poses["bf16"], poses[None])
+    np.testing.assert_allclose(poses["bf16"], poses[None], rtol=0.05, atol=0.02)

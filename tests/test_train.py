@@ -1,4 +1,5 @@
-"""python -m stcformer.train: outputs, the no-argument path, resume after a kill, torchrun, NaN, bad input."""
+"""python -m stcformer.train: outputs, the no-argument path, resume after a kill, torchrun (and its resume),
+NaN (checked every step or every N steps), bad input, device choice, the step function and its flags."""
 import contextlib
 import io
 import json
@@ -15,7 +16,9 @@ import torch
 from stcformer import train as train_mod
 from stcformer.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from stcformer.cli import run
+from stcformer.data.dataset import training_windows
 from stcformer.data.synthetic import write_h36m
+from stcformer.evaluate import load_data
 from stcformer.model import STCFormer
 
 TINY = ["-f", "3", "--tds", "2", "-b", "64", "-s", "2", "--layers", "1", "--d-hid", "16",
@@ -38,6 +41,35 @@ def call(argv):
 
 def weights(path):
     return read_checkpoint(str(path))["state_dict"]
+
+
+def kill_when_saved(proc, out, at, kill, timeout=240):
+    """Call ``kill()`` as soon as ``out/last.pth`` holds a state at (epoch, step) >= ``at``; return
+    that (epoch, step), or None if ``proc`` ended (or the time ran out) first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "last.pth").exists():
+            try:
+                state = read_checkpoint(str(out / "last.pth"))["extra"]
+            except Exception:  # noqa: BLE001 - the file is being replaced right now
+                state = None
+            if state and (state["epoch"], state["step"]) >= at:
+                kill()
+                return state["epoch"], state["step"]
+        time.sleep(0.02)
+    return None
+
+
+def assert_same_run(whole, cut, epochs):
+    """The resumed run's metrics and final weights equal the uninterrupted run's, bit for bit."""
+    a = json.loads((whole / "metrics.json").read_text())
+    b = json.loads((cut / "metrics.json").read_text())
+    assert [e["epoch"] for e in b["epochs"]] == list(range(1, epochs + 1))
+    for ea, eb in zip(a["epochs"], b["epochs"]):
+        for key in ("train_loss_mm", "p1_mm", "p2_mm", "lr"):
+            assert ea[key] == eb[key], (key, ea, eb)
+    wa, wb = weights(whole / "last.pth"), weights(cut / "last.pth")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_run_writes_metrics_curves_and_checkpoints(data, tmp_path):
@@ -88,19 +120,7 @@ def test_resume_after_a_kill_gives_the_uninterrupted_result(data, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "stcformer.train", *map(str, args), "--out", str(cut)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # kill it as soon as a state from inside an epoch is on disk (long before the run could end)
-    deadline = time.time() + 240
-    killed_at = None
-    while time.time() < deadline and proc.poll() is None:
-        if (cut / "last.pth").exists():
-            try:
-                state = read_checkpoint(str(cut / "last.pth"))["extra"]
-            except Exception:  # noqa: BLE001 - the file is being replaced right now
-                state = None
-            if state and (state["epoch"], state["step"]) >= (1, 3):
-                proc.send_signal(signal.SIGKILL)
-                killed_at = (state["epoch"], state["step"])
-                break
-        time.sleep(0.02)
+    killed_at = kill_when_saved(proc, cut, (1, 3), lambda: proc.send_signal(signal.SIGKILL))
     proc.wait(timeout=60)
     assert killed_at is not None and proc.returncode == -signal.SIGKILL, "the run ended before it was killed"
     if (cut / "metrics.json").exists():
@@ -108,31 +128,84 @@ def test_resume_after_a_kill_gives_the_uninterrupted_result(data, tmp_path):
 
     code, stdout, _ = call(["--resume", cut])
     assert code == 0
-    a = json.loads((whole / "metrics.json").read_text())
-    b = json.loads((cut / "metrics.json").read_text())
-    assert [e["epoch"] for e in b["epochs"]] == [1, 2, 3]
-    for ea, eb in zip(a["epochs"], b["epochs"]):
-        for key in ("train_loss_mm", "p1_mm", "p2_mm", "lr"):
-            assert ea[key] == eb[key], (key, ea, eb)
-    wa, wb = weights(whole / "last.pth"), weights(cut / "last.pth")
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert_same_run(whole, cut, epochs=3)
     # resuming a finished run changes nothing
+    wb = weights(cut / "last.pth")
     assert call(["--resume", cut])[0] == 0
     assert all(torch.equal(wb[k], v) for k, v in weights(cut / "last.pth").items())
 
 
-def test_torchrun_two_processes_on_cpu(data, tmp_path):
-    out = tmp_path / "ddp"
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                        "-m", "stcformer.train", "--data-dir", str(data), "-k", "synth_det", *TINY,
-                        "--epochs", "2", "--out", str(out)],
-                       capture_output=True, text=True, timeout=400, env=dict(os.environ, OMP_NUM_THREADS="1"))
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+TORCHRUN_ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+
+def torchrun_args(data):
+    # --device cpu: the test means CPU processes (gloo) also where a GPU is present
+    return ["-m", "stcformer.train", "--data-dir", str(data), "-k", "synth_det", *TINY, "--epochs", "2",
+            "--save-every", "10", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def torchrun_whole(data, tmp_path_factory):
+    """One uninterrupted 2-process run, shared by the torchrun tests."""
+    out = tmp_path_factory.mktemp("ddp") / "whole"
+    r = subprocess.run([*TORCHRUN, *torchrun_args(data), "--out", str(out)], capture_output=True, text=True,
+                       timeout=400, env=TORCHRUN_ENV)
+    return out, r
+
+
+def test_torchrun_two_processes_on_cpu(torchrun_whole):
+    out, r = torchrun_whole
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "2 process(es)" in r.stdout
+    assert "2 process(es) on cpu" in r.stdout
     m = json.loads((out / "metrics.json").read_text())
     assert len(m["epochs"]) == 2 and m["epochs"][-1]["p1_mm"] < m["mean_pose_p1_mm"] * 3
     assert m["config"]["batch_size"] == 64  # global batch: 32 windows per step, 16 per process
     assert (out / "last.pth").exists() and (out / "best.pth").exists()
+
+
+def _children(pid):
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds torchrun's workers through /proc")
+def test_torchrun_resumed_after_a_kill_gives_the_uninterrupted_result(data, tmp_path, torchrun_whole):
+    whole, r = torchrun_whole
+    assert r.returncode == 0, r.stderr[-3000:]
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([*TORCHRUN, *torchrun_args(data), "--out", str(cut)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=TORCHRUN_ENV)
+
+    def kill_workers():  # both training processes die at once, as in a crash of the machine's job
+        for pid in _children(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    try:
+        killed_at = kill_when_saved(proc, cut, (1, 10), kill_workers)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert killed_at is not None and proc.returncode != 0, "the run ended before it was killed"
+    assert not (cut / "metrics.json").exists()  # killed inside the first epoch
+    assert read_checkpoint(str(cut / "last.pth"))["extra"]["world"] == 2
+
+    r = subprocess.run([*TORCHRUN, "-m", "stcformer.train", "--resume", str(cut), "--device", "cpu"],
+                       capture_output=True, text=True, timeout=400, env=TORCHRUN_ENV)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert_same_run(whole, cut, epochs=2)
 
 
 def test_nan_loss_stops_clearly(data, tmp_path):
@@ -164,3 +237,277 @@ def test_bad_input_exits_2_and_writes_nothing(data, tmp_path):
     r = subprocess.run([sys.executable, "-m", "stcformer.train", "--data-dir", str(tmp_path / "empty"), "--out",
                         str(out)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and not out.exists()
+
+
+# ---------------------------------------------------------------- the fast path's flags, on CPU
+def test_device_defaults_fast_on_cuda_and_unchanged_on_cpu():
+    cpu = train_mod.resolve_device_defaults(train_mod.parse_args([]), torch.device("cpu"))
+    assert (cpu.amp, cpu.compile, cpu.check_every, cpu.recompute, cpu.eval_amp) == ("none", False, 1, False, "none")
+    gpu = train_mod.resolve_device_defaults(train_mod.parse_args([]), torch.device("cuda", 0))
+    assert (gpu.amp, gpu.compile, gpu.check_every, gpu.tf32) == ("bf16", True, train_mod.CHECK_EVERY_CUDA, True)
+    assert gpu.eval_amp == "none"  # the test after each epoch stays float32 (the official numbers)
+    # explicit flags win over the device's defaults
+    args = train_mod.parse_args(["--amp", "none", "--no-compile", "--check-every", "7", "--recompute",
+                                 "--no-tf32", "--eval-amp", "bf16"])
+    args = train_mod.resolve_device_defaults(args, torch.device("cuda", 0))
+    assert (args.amp, args.compile, args.check_every, args.recompute, args.tf32, args.eval_amp) == \
+        ("none", False, 7, True, False, "bf16")
+    args = train_mod.resolve_device_defaults(train_mod.parse_args(["--compile", "--amp", "bf16"]), torch.device("cpu"))
+    assert (args.compile, args.amp) == (True, "bf16")
+    with pytest.raises(SystemExit):
+        with contextlib.redirect_stderr(io.StringIO()):
+            train_mod.parse_args(["--amp", "fp8"])
+
+
+def test_make_train_step_is_the_training_step_and_autocasts():
+    torch.manual_seed(0)
+    model = STCFormer(layers=1, d_hid=16)
+    x, y = torch.randn(4, 3, 17, 2), torch.randn(4, 3, 17, 3)
+    dtypes = []
+    for amp, dtype in (("none", torch.float32), ("bf16", torch.bfloat16)):
+        m = STCFormer(layers=1, d_hid=16)
+        m.load_state_dict(model.state_dict())
+        m.stcformer.stc_block[0].stc_att.qkv.register_forward_hook(lambda mod, i, o: dtypes.append(o.dtype))
+        opt = train_mod.make_optimizer(m.parameters(), 1e-3, "cpu")
+        assert opt.defaults["amsgrad"] and not opt.defaults["fused"]  # fused only on CUDA
+        step = train_mod.make_train_step(m, opt, amp=amp, device="cpu")
+        before = {k: v.clone() for k, v in m.state_dict().items()}
+        torch.manual_seed(1)
+        loss = step(x, y)
+        assert dtypes[-1] == dtype
+        assert loss.dtype == torch.float32 and loss.dim() == 0 and not loss.requires_grad
+        # the loss is the official MPJPE of the pre-step weights, and the step moved the weights
+        ref = STCFormer(layers=1, d_hid=16)
+        ref.load_state_dict(before)
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp == "bf16"):
+            pred = ref(x)
+        expect = torch.linalg.vector_norm(pred.float() - y, dim=-1).mean()
+        assert torch.equal(loss, expect.detach())
+        assert any(not torch.equal(before[k], v) for k, v in m.state_dict().items())
+    with pytest.raises(ValueError):
+        train_mod.make_train_step(model, opt, amp="fp8")
+
+
+def test_compiled_step_equals_the_eager_step():
+    # the model compiles in one graph (the op is a registered custom op); aot_eager traces forward
+    # and backward through AOTAutograd like inductor does, with eager kernels, so the losses match
+    torch.manual_seed(0)
+    base = STCFormer(layers=1, d_hid=16)
+    x, y = torch.randn(4, 3, 17, 2), torch.randn(4, 3, 17, 3)
+    losses = {}
+    for compiled in (False, True):
+        torch._dynamo.reset()
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        m = STCFormer(layers=1, d_hid=16)
+        m.load_state_dict(base.state_dict())
+        net = train_mod.compile_model(m, backend="aot_eager", fullgraph=True) if compiled else m
+        step = train_mod.make_train_step(net, train_mod.make_optimizer(m.parameters(), 1e-3, "cpu"), amp="none")
+        torch.manual_seed(1)
+        losses[compiled] = [step(x, y) for _ in range(3)] + [step(x[:2], y[:2])]  # and a shorter batch
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs >= 2  # it did compile, per shape
+    assert all(torch.equal(a, b) for a, b in zip(losses[False], losses[True])), losses
+    torch._dynamo.reset()
+
+
+@pytest.mark.skipif(not hasattr(STCFormer, "set_recompute"), reason="STCFormer.set_recompute does not exist yet")
+def test_recompute_gives_the_same_loss_and_gradients():
+    torch.manual_seed(0)
+    base = STCFormer(layers=2, d_hid=16)
+    x, y = torch.randn(3, 5, 17, 2), torch.randn(3, 5, 17, 3)
+    results = {}
+    for recompute in (False, True):
+        m = STCFormer(layers=2, d_hid=16)
+        m.load_state_dict(base.state_dict())
+        m.set_recompute(recompute)
+        m.train()  # dropout and DropPath active: the recomputation must replay their masks
+        calls = []  # a pre-hook: a recomputation may stop once it has what the backward needs
+        m.stcformer.stc_block[1].register_forward_pre_hook(lambda *a: calls.append(1))
+        torch.manual_seed(1)
+        loss = torch.linalg.vector_norm(m(x) - y, dim=-1).mean()
+        loss.backward()
+        results[recompute] = loss.detach(), {k: p.grad for k, p in m.named_parameters()}
+        assert len(calls) == (2 if recompute else 1)  # recomputed in the backward
+    (l0, g0), (l1, g1) = results[False], results[True]
+    assert torch.equal(l0, l1)
+    for k in g0:
+        torch.testing.assert_close(g1[k], g0[k], rtol=1e-6, atol=1e-9, msg=k)
+
+
+def test_cli_flags_reach_the_step(data, tmp_path, monkeypatch):
+    """--amp bf16 --compile --recompute --check-every on CPU: the flags reach the model and the step."""
+    compiled = []
+
+    def fake_compile(module, backend=None, fullgraph=False):  # the wiring; compilation is tested above
+        compiled.append(module)
+        return module
+    monkeypatch.setattr(train_mod, "compile_model", fake_compile)
+    seen = []  # (grad enabled, dtype) of block 0's qkv output
+    blocks, heads = [], []  # grad enabled at each call of block 0 and of the head (once per forward)
+    real_build = train_mod.build_model
+
+    def build(args, device):
+        model = real_build(args, device)
+        model.stcformer.stc_block[0].stc_att.qkv.register_forward_hook(
+            lambda m, i, o: seen.append((torch.is_grad_enabled(), o.dtype)))
+        model.stcformer.stc_block[0].register_forward_pre_hook(lambda *a: blocks.append(torch.is_grad_enabled()))
+        model.regress_head.register_forward_hook(lambda m, i, o: heads.append(torch.is_grad_enabled()))
+        return model
+    monkeypatch.setattr(train_mod, "build_model", build)
+    out = tmp_path / "o"
+    code, stdout, err = call(["--data-dir", data, "-k", "synth_det", *TINY, "--epochs", 1, "--out", out,
+                              "--amp", "bf16", "--compile", "--recompute", "--check-every", 7])
+    assert code == 0, err
+    assert len(compiled) == 1 and isinstance(compiled[0], STCFormer)
+    assert stdout.count("torch.compile: the first step took") == 1
+    assert "amp bf16, torch.compile on, recompute on" in stdout and "checked every 7 step(s)" in stdout
+    train_steps = sum(heads)
+    train_fwd = [dt for grad, dt in seen if grad]
+    test_fwd = [dt for grad, dt in seen if not grad]
+    assert train_steps > 0 and sum(blocks) == 2 * train_steps  # recomputed once in each backward
+    assert set(train_fwd) == {torch.bfloat16}  # training under bf16 autocast
+    assert test_fwd and set(test_fwd) == {torch.float32}  # the test after the epoch in float32
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["config"]["amp"], m["config"]["compile"], m["config"]["recompute"]) == ("bf16", True, True)
+    assert np.isfinite(m["epochs"][0]["train_loss_mm"]) and np.isfinite(m["epochs"][0]["p1_mm"])
+
+
+@pytest.mark.parametrize("bad,word", [(float("nan"), "NaN"), (float("inf"), "infinite")])
+def test_deferred_check_names_the_first_bad_step(data, tmp_path, monkeypatch, bad, word):
+    calls = []
+    real = train_mod.mpjpe
+
+    def loss_with_a_bad_step(pred, target):  # step 6's loss is bad, and the weights after it too
+        calls.append(1)
+        loss = real(pred, target)
+        return loss * bad if len(calls) == 6 else loss
+    monkeypatch.setattr(train_mod, "mpjpe", loss_with_a_bad_step)
+    out = tmp_path / "o"
+    code, _, err = call(["--data-dir", data, "-k", "synth_det", *TINY, "--epochs", 1, "--out", out,
+                         "--check-every", 3, "--save-every", 4])
+    assert code == train_mod.EXIT_NAN
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"loss is {word} at epoch 1, step 6 (" in lines[0], lines
+    assert f"the last good state is {out / 'last.pth'}" in lines[0]
+    # checks after steps 3, 4 (a save) and 7 (3 pending): step 7 ran before the check found step 6
+    assert len(calls) == 7
+    state = read_checkpoint(str(out / "last.pth"))
+    assert state["extra"]["step"] == 4 and all(torch.isfinite(v).all() for v in state["state_dict"].values())
+    # with a check every step (the CPU default) it stops at once
+    calls.clear()
+    code, _, err = call(["--data-dir", data, "-k", "synth_det", *TINY, "--epochs", 1, "--out", tmp_path / "p"])
+    assert code == train_mod.EXIT_NAN and f"loss is {word} at epoch 1, step 6 (" in err and len(calls) == 6
+
+
+def test_device_windows_equal_the_numpy_windows(data):
+    d = load_data("h36m", str(data), "synth_det", train=True)
+    for frames, tds in ((3, 2), (9, 3)):
+        ws = training_windows(d, frames, tds, stride=2, augment=True)
+        dev = ws.to_device("cpu")
+        idx = np.random.default_rng(0).permutation(len(ws))[:300]
+        assert ws.flip[idx].any() and not ws.flip[idx].all()
+        assert torch.equal(dev.frame_indices(torch.from_numpy(idx)), torch.from_numpy(ws.frame_indices(idx)))
+        assert torch.equal(dev.inputs(torch.from_numpy(idx)), ws.inputs(idx))
+        assert torch.equal(dev.targets(torch.from_numpy(idx)), ws.targets(idx))
+        for flip in (False, True):
+            assert torch.equal(dev.inputs(idx, flip=flip), ws.inputs(idx, flip=flip))
+    from stcformer.data.dataset import test_windows
+    ws = test_windows(d, 5, 3)
+    idx = np.arange(0, len(ws), 7)
+    assert torch.equal(ws.to_device("cpu").targets(idx), ws.targets(idx))
+
+
+# ---------------------------------------------------------------- device choice and torchrun on GPU machines
+@pytest.fixture
+def fake_gpus(monkeypatch):
+    """Pretend this machine has ``n`` GPUs (nothing touches a real one before the checks run)."""
+    def set_count(n):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: n > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    return set_count
+
+
+def test_pick_device(fake_gpus):
+    pick = train_mod.pick_device
+    fake_gpus(0)
+    assert pick(None) == torch.device("cpu") and pick("cpu", 2, 1, 2) == torch.device("cpu")
+    with pytest.raises(train_mod.UsageError, match="--device cuda: CUDA is not available"):
+        pick("cuda")
+    with pytest.raises(train_mod.UsageError, match="not a device"):
+        pick("gpu0")
+    fake_gpus(2)
+    assert pick(None) == torch.device("cuda", 0) and pick("cuda:1") == torch.device("cuda", 1)
+    assert pick(None, 2, 1, 2) == torch.device("cuda", 1) and pick("cuda", 4, 1, 2) == torch.device("cuda", 1)
+    assert pick("cpu", 2, 1, 2) == torch.device("cpu")
+    with pytest.raises(train_mod.UsageError, match=r"only 2 GPU\(s\) are visible \(cuda:0 to cuda:1\)"):
+        pick("cuda:2")
+    with pytest.raises(train_mod.UsageError, match="puts all 2 processes of this machine on one GPU"):
+        pick("cuda:0", 2, 0, 2)
+    assert pick("cuda:1", 2, 0, 1) == torch.device("cuda", 1)  # one process per machine may name its GPU
+    with pytest.raises(train_mod.UsageError, match=r"4 processes were started on this machine but only 2 GPU"):
+        pick(None, 4, 0, 4)
+
+
+def test_more_processes_than_gpus_stops_in_one_line(data, tmp_path, monkeypatch, fake_gpus):
+    fake_gpus(1)
+    out = tmp_path / "o"
+    args = ["--data-dir", data, "-k", "synth_det", *TINY, "--out", out]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", rank)
+        code, stdout, err = call(args)
+        assert code == 2 and stdout == ""
+        if rank == "0":  # the machine's first process says it once; the others only exit
+            assert err.count("\n") == 1 and err.startswith("error: 2 processes were started on this machine but "
+                                                           "only 1 GPU(s) are visible"), err
+        else:
+            assert err == ""
+    assert not out.exists()
+    code, _, err = call([*args, "--device", "cuda:0"])
+    assert code == 2 and err == ""  # rank 1 again
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    code, _, err = call([*args, "--device", "cuda:0"])
+    assert code == 2 and "puts all 2 processes of this machine on one GPU" in err and not out.exists()
+
+
+# ---------------------------------------------------------------- CUDA (skipped without a GPU)
+@pytest.mark.gpu
+def test_cuda_windows_and_step_never_wait_for_the_host(data):
+    dev = torch.device("cuda", torch.cuda.current_device())
+    ws = training_windows(load_data("h36m", str(data), "synth_det", train=True), 9, 3, stride=2, augment=True)
+    gpu = ws.to_device(dev)
+    idx = np.random.default_rng(0).permutation(len(ws))[:256]
+    order = torch.from_numpy(idx).to(dev)
+    assert torch.equal(gpu.inputs(order).cpu(), ws.inputs(idx))
+    assert torch.equal(gpu.targets(order).cpu(), ws.targets(idx))
+    torch.manual_seed(0)
+    model = STCFormer(layers=2, d_hid=32).to(dev)
+    opt = train_mod.make_optimizer(model.parameters(), 1e-3, dev)
+    assert opt.defaults["fused"] and opt.defaults["amsgrad"]
+    step = train_mod.make_train_step(train_mod.compile_model(model), opt, amp="bf16", device=dev)
+    batches = [order[i:i + 64] for i in range(0, 256, 64)]
+    losses = [step(gpu.inputs(b), gpu.targets(b)) for b in batches[:2]]  # compilation, warm-up
+    torch.cuda.synchronize(dev)
+    torch.cuda.set_sync_debug_mode("error")  # any host synchronisation below raises
+    try:
+        losses += [step(gpu.inputs(b), gpu.targets(b)) for b in batches[2:]]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(loss.device == dev for loss in losses) and torch.isfinite(torch.stack(losses)).all()
+
+
+@pytest.mark.gpu
+def test_cuda_defaults_train(data, tmp_path):
+    out = tmp_path / "o"
+    code, stdout, err = call(["--data-dir", data, "-k", "synth_det", *TINY, "--epochs", 1, "--out", out])
+    assert code == 0, err
+    assert "amp bf16, torch.compile on" in stdout and "Adam (fused)" in stdout and "on cuda" in stdout
+    assert stdout.count("torch.compile: the first step took") == 1
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["config"]["amp"], m["config"]["compile"], m["config"]["check_every"]) == \
+        ("bf16", True, train_mod.CHECK_EVERY_CUDA)
+    assert np.isfinite(m["epochs"][0]["train_loss_mm"]) and m["epochs"][0]["p1_mm"] < m["mean_pose_p1_mm"] * 3

@@ -121,6 +121,87 @@ class WindowSet:
     def groups(self, idx) -> List[str]:
         return [self.sequences[s].group for s in self.seq[np.asarray(idx, dtype=np.int64)]]
 
+    def to_device(self, device) -> "DeviceWindows":
+        """The same windows gathered on ``device`` from arrays uploaded once (see :class:`DeviceWindows`)."""
+        return DeviceWindows(self, device)
+
+
+class DeviceWindows:
+    """A :class:`WindowSet` whose frames live on a device: batches are gathered there.
+
+    The concatenated keypoints and poses and the per-window tables are copied to ``device`` once;
+    ``inputs(idx)`` and ``targets(idx)`` take a tensor of window indices (best on the same device)
+    and return exactly what ``WindowSet.inputs``/``targets`` return for those windows (the same
+    frames, the same mirroring: a negation and a joint permutation, so the values are bit-for-bit
+    equal), without numpy indexing or a host-to-device copy per batch.
+    """
+
+    def __init__(self, windows: WindowSet, device):
+        self.device = torch.device(device)
+        self.pad, self.tds, self.root, self.seq2seq = windows.pad, windows.tds, windows.root, windows.seq2seq
+        self.left, self.right = windows.left, windows.right
+        dev = self.device
+        self.keypoints = torch.from_numpy(windows.keypoints).to(dev)
+        self.poses = torch.from_numpy(windows.poses).to(dev)
+        self.seq = torch.from_numpy(windows.seq).to(dev)
+        self.centre = torch.from_numpy(windows.centre).to(dev)
+        self.flip = torch.from_numpy(windows.flip).to(dev)
+        self.last = torch.from_numpy(windows.lengths - 1).to(dev)
+        self.offsets = torch.from_numpy(windows.offsets).to(dev)
+        self.steps = (torch.arange(2 * self.pad + 1, dtype=torch.int64) - self.pad).mul_(self.tds).to(dev)
+        # flip_pose as one gather: joint lr[i] takes the value of rl[i]
+        perm = list(range(self.keypoints.shape[1]))
+        for a, b in zip(list(self.left) + list(self.right), list(self.right) + list(self.left)):
+            perm[a] = b
+        self.perm = torch.tensor(perm, dtype=torch.int64, device=dev)
+        self.joints = torch.arange(len(perm), dtype=torch.int64, device=dev)
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def _index(self, idx) -> torch.Tensor:
+        if not isinstance(idx, torch.Tensor):
+            idx = torch.as_tensor(np.asarray(idx, dtype=np.int64))
+        return idx.to(self.device, torch.int64, non_blocking=True)
+
+    def frame_indices(self, idx) -> torch.Tensor:
+        """Global frame indices (B, T) of windows ``idx``, as ``WindowSet.frame_indices``."""
+        idx = self._index(idx)
+        seq = self.seq[idx]
+        local = torch.minimum((self.centre[idx, None] + self.steps[None]).clamp_(min=0), self.last[seq, None])
+        return local + self.offsets[seq, None]
+
+    def _gather(self, table: torch.Tensor, frames: torch.Tensor, mirror: Optional[torch.Tensor]) -> torch.Tensor:
+        """``table[frames]`` (B, T', J, C), with the windows where ``mirror`` is set mirrored:
+        their joints read through the left/right permutation and their x negated (a product with
+        -1, exact), in one gather and without a host sync."""
+        if mirror is None:
+            return table[frames]
+        joints = torch.where(mirror[:, None], self.perm[None], self.joints[None])  # (B, J)
+        x = table[frames[:, :, None], joints[:, None, :]]
+        x[..., 0] *= 1.0 - 2.0 * mirror.to(x.dtype)[:, None, None]
+        return x
+
+    def inputs(self, idx, flip: Optional[bool] = None) -> torch.Tensor:
+        """2D windows (B, T, J, 2) on the device; mirrored as ``WindowSet.inputs`` does."""
+        idx = self._index(idx)
+        if flip is None:
+            mirror = self.flip[idx]
+        else:
+            mirror = torch.ones(len(idx), dtype=torch.bool, device=self.device) if flip else None
+        return self._gather(self.keypoints, self.frame_indices(idx), mirror)
+
+    def targets(self, idx) -> torch.Tensor:
+        """3D targets on the device, root zeroed, as ``WindowSet.targets``."""
+        idx = self._index(idx)
+        if self.seq2seq:
+            frames = self.frame_indices(idx)
+        else:
+            frames = (self.centre[idx] + self.offsets[self.seq[idx]])[:, None]
+        y = self._gather(self.poses, frames, self.flip[idx])
+        y[..., self.root, :] = 0
+        return y
+
 
 def training_windows(data: PoseData, frames: int, tds: int, stride: int, augment: bool = True) -> WindowSet:
     """Seq2seq training windows: a centre every ``stride`` frames, mirrored copies if ``augment``."""
@@ -138,4 +219,5 @@ def test_windows(data: PoseData, frames: int, tds: int) -> WindowSet:
                      augment=False, seq2seq=False)
 
 
-__all__ = ["PoseSequence", "PoseData", "WindowSet", "training_windows", "test_windows", "window_indices"]
+__all__ = ["PoseSequence", "PoseData", "WindowSet", "DeviceWindows", "training_windows", "test_windows",
+           "window_indices"]
