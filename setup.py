@@ -7,14 +7,39 @@ C++ CPU kernels are always built; CUDA kernels when torch has CUDA and nvcc is f
 """
 import glob
 import os
+import re
 
 from setuptools import setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
+
+def _build_march():
+    # the x86-64 level lives in stcformer/cpu_features.py, which refuses the extension at run time
+    # on CPUs below it (code built for it may use its instructions anywhere, even while loading)
+    with open(os.path.join(ROOT, "stcformer", "cpu_features.py")) as f:
+        return re.search(r'^BUILD_MARCH = "([^"]+)"', f.read(), re.M).group(1)
+
+
 # flags of the C++ CPU kernels (OpenMP drives at::parallel_for)
-CXX_FLAGS = ["-O3", "-std=c++20", "-fopenmp"] + (["-march=x86-64-v3"] if os.uname().machine == "x86_64" else [])
-LINK_FLAGS = ["-fopenmp"]
+CXX_FLAGS = ["-O3", "-std=c++20", "-fopenmp"] + (["-march=" + _build_march()] if os.uname().machine == "x86_64" else [])
+
+
+def _openmp_link_flags():
+    """Link the OpenMP runtime torch itself loads. Wheels that bundle libgomp (some under a
+    hashed name, e.g. torch.libs/libgomp-947d5fa1.so.1.0.0) would otherwise get a second,
+    independent copy from the system next to theirs (at::parallel_for's `omp parallel` is
+    compiled into this library): two thread pools and two sets of OpenMP state in one process."""
+    import torch
+
+    torch_dir = os.path.dirname(os.path.abspath(torch.__file__))
+    for d in (os.path.join(torch_dir, "lib"), os.path.join(os.path.dirname(torch_dir), "torch.libs")):
+        found = sorted(glob.glob(os.path.join(d, "libgomp*.so*")))
+        if len(found) == 1:  # NEEDED becomes its soname, already loaded by libtorch_cpu
+            return [found[0], "-pthread", "-Wl,-rpath," + d]
+    return ["-fopenmp"]  # torch uses the system runtime (or none we can find): link that one
+
+
 # flags of the CUDA kernels
 NVCC_FLAGS = ["-O3", "-std=c++20", "--use_fast_math", "-lineinfo"]
 
@@ -29,6 +54,8 @@ def extensions():
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
+    link_flags = _openmp_link_flags()
+
     sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
     cuda_sources = _sources("csrc/cuda/*.cu")
     with_cuda = (torch.version.cuda is not None and CUDA_HOME is not None and cuda_sources
@@ -41,10 +68,10 @@ def extensions():
         ext = CUDAExtension("stcformer._C", sources + cuda_sources,
                             extra_compile_args={"cxx": CXX_FLAGS + ["-DSTCFORMER_WITH_CUDA"],
                                                 "nvcc": NVCC_FLAGS},
-                            extra_link_args=LINK_FLAGS)
+                            extra_link_args=link_flags)
     else:
         ext = CppExtension("stcformer._C", sources, extra_compile_args={"cxx": CXX_FLAGS},
-                           extra_link_args=LINK_FLAGS)
+                           extra_link_args=link_flags)
     return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
 
 
@@ -61,7 +88,7 @@ setup(
     python_requires=">=3.9",
     # no torch pin here: install the torch you want first (CPU or CUDA build), then this package
     install_requires=["torch>=2.5", "numpy", "tqdm", "matplotlib"],
-    extras_require={"triton": ["triton"], "dev": ["pytest", "pytest-benchmark", "ninja", "triton"]},
+    extras_require={"triton": ["triton"], "dev": ["pytest", "pytest-benchmark", "hypothesis", "ninja", "triton"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -154,14 +154,18 @@ def op_case(bench, fn, layout, B, T, dtype):
     return dict(ms=round(ms, 3))
 
 
-def section_op(bench, frames, dtypes, B):
+def section_op(bench, frames, dtypes, B, fp32_baselines=True):
     variants = op_variants(bench.smoke)
     for dtype in dtypes:
         for T in frames:
             names = list(variants)
-            # compile costs ~20 s a shape: the compiler baselines for the cases the targets name
-            if dtype == torch.float32 and T != frames[-1]:
-                names = [n for n in names if n not in ("compiled", "sdpa", "triton_interleaved")]
+            # compile costs ~10 s a shape: float32 only at the longest T, compiler baselines
+            # only with --fp32-baselines
+            if dtype == torch.float32:
+                if T != frames[-1]:
+                    continue
+                if not fp32_baselines:
+                    names = [n for n in names if n in ("reference", "triton")]
             for name in names:
                 fn, layout = variants[name]
                 bench.row("op", f"fwd+bwd {str(dtype)[6:]} T={T} B={B}", name,
@@ -169,9 +173,9 @@ def section_op(bench, frames, dtypes, B):
 
 
 # one knob at a time away from the launcher's choice (stcformer.backends.triton.OVERRIDES)
-SWEEP = [{}, {"block_m": 32}, {"block_m": 128}, {"warps_fwd_t": 4}, {"block_m_bwd": 16},
-         {"block_m_bwd": 64}, {"warps_bwd_t": 4}, {"frames": 4}, {"frames": 16},
-         {"frames_bwd": 2}, {"frames_bwd": 8}, {"warps_s": 8}, {"nsplit": 1}]
+SWEEP = [{}, {"block_m": 64}, {"warps_fwd_t": 4}, {"block_m_bwd": 64}, {"warps_bwd_t": 4},
+         {"frames_bwd": 2}, {"frames_bwd": 8}, {"warps_s": 8}, {"frames": 4}, {"frames": 16},
+         {"nsplit": 1}, {"nsplit": 8}]
 
 
 def section_sweep(bench, frames, B):
@@ -375,6 +379,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=420.0, help="rows past this are SKIPPED")
     ap.add_argument("--sections", default="ceil,op,profile,train,memory,infer,sweep")
     ap.add_argument("--frames", default="27,81,243")
+    ap.add_argument("--no-fp32-baselines", dest="fp32_baselines", action="store_false",
+                    help="float32 rows: only triton and reference (no compiled baselines)")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny CPU run of the same code paths")
     args = ap.parse_args(argv)
     smoke = args.cpu_smoke
@@ -397,7 +403,7 @@ def main(argv=None) -> int:
         rec = section_ceilings(bench)
         bw = rec.get("copy_TB_s", 3.0) * 1e12
     if "op" in sections:
-        section_op(bench, frames, [torch.bfloat16, torch.float32], B)
+        section_op(bench, frames, [torch.bfloat16, torch.float32], B, args.fp32_baselines)
     if "profile" in sections and not smoke:
         section_profile(bench, B, [frames[0], frames[-1]], bw)
     if "train" in sections:

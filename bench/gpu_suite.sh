@@ -10,7 +10,8 @@
 #    opcheck, fullgraph compile, the whole model; every gpu-marked test lives there)
 # 3. a short `python -m stcformer.train` run with the CUDA defaults (bf16, compile, fused Adam)
 # 4. the benchmark (bench/gpu_bench.py), its table printed last
-# Env knobs: SUITE_SKIP_INSTALL=1, SUITE_SKIP_TESTS=1, SUITE_SKIP_TRAIN=1, SUITE_BENCH_ARGS="...",
+# Env knobs: SUITE_SKIP_INSTALL=1, SUITE_SKIP_TESTS=1, SUITE_SKIP_TRAIN_TESTS=1, SUITE_SKIP_TRAIN=1,
+# SUITE_PYTEST_K="..." (a -k subset of tests/test_triton.py), SUITE_BENCH_ARGS="...",
 # SUITE_BENCH_BUDGET_S (default 330).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -37,15 +38,17 @@ if [ "${SUITE_SKIP_INSTALL:-0}" != "1" ]; then
 fi
 
 if [ "${SUITE_SKIP_TESTS:-0}" != "1" ]; then
-  "$PY" -m pytest tests/test_triton.py -q -rfEs -x --durations=8 -p no:cacheprovider >"$LOG/pytest.log" 2>&1
+  "$PY" -m pytest tests/test_triton.py -q -rfEs -x --durations=8 -p no:cacheprovider ${SUITE_PYTEST_K:+-k "$SUITE_PYTEST_K"} >"$LOG/pytest.log" 2>&1
   rc=$?
   [ $rc -ne 0 ] && status=1
   echo "tests/test_triton.py: rc=$rc $(tail -n 1 "$LOG/pytest.log") ($(since))" | tee -a "$LOG/suite.log"
   # the training loop on a GPU box: CUDA defaults, no host sync per step, torchrun with a GPU present
-  timeout 240 "$PY" -m pytest tests/test_train.py -q -rfEs -k "cuda or torchrun" -p no:cacheprovider >>"$LOG/pytest.log" 2>&1
-  rc=$?
-  [ $rc -ne 0 ] && [ $rc -ne 5 ] && status=1
-  echo "tests/test_train.py -k 'cuda or torchrun': rc=$rc $(tail -n 1 "$LOG/pytest.log") ($(since))" | tee -a "$LOG/suite.log"
+  if [ "${SUITE_SKIP_TRAIN_TESTS:-0}" != "1" ]; then
+    timeout 240 "$PY" -m pytest tests/test_train.py -q -rfEs -k "cuda or torchrun" -p no:cacheprovider >>"$LOG/pytest.log" 2>&1
+    rc=$?
+    [ $rc -ne 0 ] && [ $rc -ne 5 ] && status=1
+    echo "tests/test_train.py -k 'cuda or torchrun': rc=$rc $(tail -n 1 "$LOG/pytest.log") ($(since))" | tee -a "$LOG/suite.log"
+  fi
   grep -E "^(FAILED|ERROR) " "$LOG/pytest.log" | head -n 20 | tee -a "$LOG/suite.log"
 fi
 

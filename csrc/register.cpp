@@ -3,11 +3,79 @@
 #include <Python.h>
 #include <torch/library.h>
 
+// The x86 ISA extensions this library was compiled for, named as in /proc/cpuinfo, so a test
+// can check that stcformer/cpu_features.py (which decides before loading) covers them all.
+static PyObject* compiled_isa() {
+  static const char* const names[] = {
+#ifdef __AVX__
+      "avx",
+#endif
+#ifdef __AVX2__
+      "avx2",
+#endif
+#ifdef __FMA__
+      "fma",
+#endif
+#ifdef __BMI__
+      "bmi1",
+#endif
+#ifdef __BMI2__
+      "bmi2",
+#endif
+#ifdef __F16C__
+      "f16c",
+#endif
+#ifdef __MOVBE__
+      "movbe",
+#endif
+#ifdef __LZCNT__
+      "abm",
+#endif
+#ifdef __AVX512F__
+      "avx512f",
+#endif
+#ifdef __AVX512BW__
+      "avx512bw",
+#endif
+#ifdef __AVX512VL__
+      "avx512vl",
+#endif
+#ifdef __AVX512DQ__
+      "avx512dq",
+#endif
+#ifdef __AVX512BF16__
+      "avx512_bf16",
+#endif
+#ifdef __AMX_TILE__
+      "amx_tile",
+#endif
+      nullptr};
+  PyObject* t = PyList_New(0);
+  for (const char* const* n = names; t && *n; ++n) {
+    PyObject* s = PyUnicode_FromString(*n);
+    if (!s || PyList_Append(t, s) < 0) {
+      Py_XDECREF(s);
+      Py_DECREF(t);
+      return nullptr;
+    }
+    Py_DECREF(s);
+  }
+  return t;
+}
+
 extern "C" {
 // `from stcformer import _C` loads this library, which runs the registrations below.
 PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
+  PyObject* m = PyModule_Create(&module_def);
+  if (!m) return nullptr;
+  PyObject* isa = compiled_isa();
+  if (!isa || PyModule_AddObject(m, "compiled_isa", isa) < 0) {
+    Py_XDECREF(isa);
+    Py_DECREF(m);
+    return nullptr;
+  }
+  return m;
 }
 }
 

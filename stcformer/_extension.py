@@ -5,11 +5,16 @@ from typing import Optional
 
 import torch
 
-load_error: Optional[str] = None
-try:
-    from . import _C  # noqa: F401  (registers torch.ops.stcformer.* kernels)
-except ImportError as exc:  # not built, or built against another torch
-    load_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+from .cpu_features import extension_isa_reason
+
+# the library is built for one x86-64 level and may run its instructions while it loads:
+# a CPU below that level must never import it
+load_error: Optional[str] = extension_isa_reason()
+if load_error is None:
+    try:
+        from . import _C  # noqa: F401  (registers torch.ops.stcformer.* kernels)
+    except ImportError as exc:  # not built, or built against another torch
+        load_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def has_kernel(op: str, dispatch_key: str) -> bool:

@@ -3,6 +3,7 @@
 ``unavailable_reason(name, device_type, dtype)`` returns None when the backend can run on such
 tensors, or one sentence saying why it cannot. ``choose(requested, device_type, dtype)`` turns a
 request (``auto`` or a name) into the backend that runs, raising when a named backend cannot.
+What the CPU itself can do (ISA of the compiled extension, bf16) is asked of ``cpu_features``.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import os
 from typing import Optional
 
 import torch
+
+from . import cpu_features
 
 log = logging.getLogger("stcformer")
 
@@ -34,6 +37,10 @@ AUTO_ORDER = {
 
 
 def _extension_reason(dispatch_key: str, backend: str) -> Optional[str]:
+    # before the import: on a CPU below the extension's build ISA even loading it may crash
+    isa = cpu_features.extension_isa_reason()
+    if isa is not None:
+        return f"{backend}: {isa}"
     from . import _extension
 
     if _extension.load_error is not None:

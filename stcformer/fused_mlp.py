@@ -16,12 +16,15 @@ reproduces the masks and two calls get independent masks.
         nn.Linear through oneDNN: on CPUs where MKL's fp32 sgemm takes its AVX2 path (AMD
         Zen here) oneDNN's AVX-512 GEMM is ~2x faster, at the same fp32 precision. ``mlp``
         uses it for fc1 and fc2. Under torch.compile these fall back to F.linear (Inductor
-        cannot lower oneDNN's linear outside its inference freezing path).
+        cannot lower oneDNN's linear outside its inference freezing path). bfloat16 goes
+        through oneDNN only where it has a bf16 GEMM (``cpu_features.onednn_bf16_reason``:
+        AVX-512 or newer); elsewhere through F.linear, logged once at debug level.
 
 Float32 and bfloat16 (float32 math), float64 for gradcheck; CPU tensors only.
 """
 from __future__ import annotations
 
+import logging
 import types
 from typing import Optional
 
@@ -29,7 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import _extension
+from . import cpu_features
+
+# the extension is imported only where this CPU can run it (see cpu_features.extension_isa_reason)
+_ISA_REASON = cpu_features.extension_isa_reason()
+if _ISA_REASON is None:
+    from . import _extension
+
+log = logging.getLogger("stcformer")
 
 FWD = "stcformer::gelu_dropout_fwd"
 BWD = "stcformer::gelu_dropout_bwd"
@@ -39,6 +49,8 @@ def unavailable_reason(device_type: str = "cpu") -> Optional[str]:
     """None if the fused ops can run on tensors of this device type, else why not."""
     if device_type != "cpu":
         return f"fused_mlp: tensors are on {device_type}; the fused MLP ops run on CPU tensors"
+    if _ISA_REASON is not None:
+        return f"fused_mlp: {_ISA_REASON}"
     if _extension.load_error is not None:
         return f"fused_mlp: stcformer._C could not be loaded ({_extension.load_error})"
     if not _HAS_OPS or not _extension.has_kernel("gelu_dropout_fwd", "CPU"):
@@ -47,7 +59,7 @@ def unavailable_reason(device_type: str = "cpu") -> Optional[str]:
 
 
 # an extension built before these ops existed has no schema for them
-_HAS_OPS = _extension.load_error is None and hasattr(torch.ops.stcformer, "gelu_dropout_fwd")
+_HAS_OPS = _ISA_REASON is None and _extension.load_error is None and hasattr(torch.ops.stcformer, "gelu_dropout_fwd")
 
 if _HAS_OPS:
 
@@ -79,11 +91,28 @@ _CPU_REASON = unavailable_reason("cpu")  # fixed once the extension is loaded; d
 _ONEDNN = (getattr(torch.ops.mkldnn, "_linear_pointwise", None)
            if torch.backends.mkldnn.is_available() else None)
 ONEDNN_GEMM = True  # False: the MLP and linear() GEMMs go through F.linear (MKL) instead
+# oneDNN has no bf16 inner product below AVX-512 ("could not create a primitive descriptor"):
+# there bf16 takes F.linear. Asked once (a constant under torch.compile).
+ONEDNN_BF16_REASON = cpu_features.onednn_bf16_reason()
+_logged: set = set()
 
 
 def _use_onednn(*ts: Tensor) -> bool:
-    return (ONEDNN_GEMM and _ONEDNN is not None and not torch.compiler.is_compiling()
-            and all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.bfloat16) for t in ts))
+    if not ONEDNN_GEMM or _ONEDNN is None or torch.compiler.is_compiling():
+        return False
+    dtype = ts[0].dtype
+    if any(t.device.type != "cpu" or t.dtype != dtype for t in ts):
+        return False  # F.linear runs (or rejects) these
+    if dtype == torch.float32:
+        return True
+    if dtype != torch.bfloat16:
+        return False
+    if ONEDNN_BF16_REASON is None:
+        return True
+    if "bf16" not in _logged:  # once: this runs for every GEMM
+        _logged.add("bf16")
+        log.debug("fused_mlp: bfloat16 GEMMs go through F.linear, not oneDNN: %s", ONEDNN_BF16_REASON)
+    return False
 
 
 def _mm_nt(a: Tensor, b: Tensor, bias: Optional[Tensor] = None) -> Tensor:

@@ -41,6 +41,11 @@ def _impl(name: str):
 def _check(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads, layout="interleaved"):
     if layout not in LAYOUTS:
         raise ValueError(f"stc_attention: layout must be one of {LAYOUTS}, got {layout!r}")
+    if isinstance(num_heads, bool) or not isinstance(num_heads, int):
+        raise TypeError(f"stc_attention: num_heads must be an int, got {type(num_heads).__name__}")
+    for name, t in (("w_s", w_s), ("b_s", b_s), ("w_t", w_t), ("b_t", b_t), ("spe_s", spe_s), ("spe_t", spe_t)):
+        if t is not None and t.device != qkv.device:
+            raise ValueError(f"stc_attention: {name} is on {t.device} but qkv is on {qkv.device}")
     if qkv.dim() != 4 or qkv.shape[-1] % 6:
         raise ValueError(f"stc_attention: qkv must be (B, T, J, 3C) with C even, got {tuple(qkv.shape)}")
     half = qkv.shape[-1] // 6

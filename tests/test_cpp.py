@@ -171,13 +171,36 @@ def test_weight_grads_deterministic():
         assert torch.equal(x, y)
 
 
-def test_rejects_bad_inputs():
-    args = make_inputs(1, 3, 17, 64, 8)
-    op = torch.ops.stcformer.stc_attention_fwd
-    with pytest.raises(RuntimeError, match="dtype"):
-        op(args[0].half(), *args[1:])
-    with pytest.raises(RuntimeError, match="divisible"):
-        op(args[0], *args[1:7], 5, args[8])
+# Bad inputs to these ops (half, int, shapes, heads, ...): tests/test_fuzz.py, in a child process
+# that first runs multi-threaded kernels and changes the thread count, so that a crash (seen here
+# on another machine) is a failing test, not a dead test run.
+
+
+def test_one_openmp_runtime():
+    """_C's parallel regions and torch's run on one OpenMP runtime (setup.py links the one
+    torch loads): two copies mean two thread pools and two sets of OpenMP state in one process."""
+    torch.ops.stcformer.stc_attention_fwd(*make_inputs(2, 27, 17, 64, 8))  # _C's runtime is in use
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {ln.split()[-1] for ln in f if "/" in ln}
+    except OSError:
+        pytest.skip("no /proc/self/maps")
+    runtimes = {p for p in paths if os.path.basename(p).startswith(("libgomp", "libomp", "libiomp"))}
+    assert len(runtimes) <= 1, runtimes
+
+
+def test_build_isa_is_checked_before_loading():
+    """Every x86 extension _C was compiled for is one that cpu_features checks before loading
+    it (a -march change in setup.py must come with the run-time check), and this CPU has them."""
+    from stcformer import _C, cpu_features
+
+    if not cpu_features.is_x86_64():
+        pytest.skip("x86-64 only")
+    assert "avx2" in _C.compiled_isa and "fma" in _C.compiled_isa
+    assert set(_C.compiled_isa) <= set(cpu_features.X86_64_V3_FLAGS), _C.compiled_isa
+    flags = cpu_features.cpu_flags()
+    if flags is not None:
+        assert set(_C.compiled_isa) <= flags
 
 
 @pytest.mark.parametrize("T,J,spe", [(1, 3, True), (4, 3, False), (3, 5, True)])

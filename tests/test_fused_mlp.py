@@ -142,10 +142,49 @@ def test_mlp_matches_composition(bias, recompute):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+def _unit_roundoff(dtype):
+    return torch.finfo(dtype).eps / 2
+
+
+def _gamma(k, dtype):
+    """Higham's gamma_k = k u / (1 - k u): bounds the rounding error of a k-term sum relative
+    to the sum of the terms' magnitudes, in any summation order (blocked, FMA, threads)."""
+    ku = k * _unit_roundoff(dtype)
+    return ku / (1 - ku)
+
+
+def assert_linear_close(got, x, w, b=None, acc=torch.float32, out=None):
+    """got ~ x @ w.T + b: within the worst-case rounding of a K-term float sum (acc) plus the
+    rounding of the output to its dtype (out), from the exact product of the same inputs."""
+    x, w = x.detach().double(), w.detach().double()
+    exact, mag = F.linear(x, w), F.linear(x.abs(), w.abs())
+    k = x.shape[-1]
+    if b is not None:
+        exact, mag, k = exact + b.detach().double(), mag + b.detach().double().abs(), k + 1
+    bound = _gamma(k, acc) * mag + _unit_roundoff(out or got.dtype) * exact.abs() + 1e-30
+    err = (got.detach().double() - exact).abs()
+    assert (err <= bound).all(), f"max err {err.max().item():.3g}, bound there {bound.flatten()[err.argmax()]:.3g}"
+
+
 def test_mlp_eval_is_plain():
+    torch.manual_seed(0)
     x, w1, w2 = torch.randn(4, 32), torch.randn(128, 32), torch.randn(32, 128)
-    torch.testing.assert_close(fused_mlp.mlp(x, w1, w2, 0.1, training=False),
-                               F.linear(F.gelu(F.linear(x, w1)), w2))
+    got = fused_mlp.mlp(x, w1, w2, 0.1, training=False)
+    # exact fc2(gelu(fc1(x))) with the float32 rounding of each GEMM (K = 32, then 128) and of
+    # GELU bounded: |error| <= gamma_K * (|w2| @ |g|) + |w2| @ (|GELU'| * error of g) etc.
+    h = F.linear(x.double(), w1.double())
+    h_err = _gamma(32, torch.float32) * F.linear(x.double().abs(), w1.double().abs())
+    g = F.gelu(h)
+    g_err = 1.13 * h_err + 8 * _unit_roundoff(torch.float32) * h.abs()  # |GELU'| < 1.13, erf's rounding
+    want = F.linear(g, w2.double())
+    bound = (_gamma(128, torch.float32) * F.linear(g.abs(), w2.double().abs())
+             + F.linear(g_err, w2.double().abs()) + _unit_roundoff(torch.float32) * want.abs())
+    for name, y in (("mlp", got), ("plain", F.linear(F.gelu(F.linear(x, w1)), w2))):
+        err = (y.double() - want).abs()
+        assert (err <= bound).all(), f"{name}: max err {err.max().item():.3g}"
+    # the bound is not so loose that another MLP passes: ReLU instead of GELU is far outside it
+    wrong = F.linear(F.relu(F.linear(x, w1)), w2).double()
+    assert ((wrong - want).abs() > bound).any()
 
 
 @pytest.mark.parametrize("gelu", [True, False])
@@ -207,13 +246,18 @@ def test_onednn_linear_matches_f_linear(bias):
     g = torch.randn(3, 50, 96)
     got = fused_mlp.linear(x, w, b)
     g_got = torch.autograd.grad(got, leaves, g)
-    want = F.linear(x, w, b)
-    g_want = torch.autograd.grad(want, leaves, g)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
-    for a, c in zip(g_got, g_want):
-        torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-4)
-    y16 = fused_mlp.linear(x.detach().bfloat16(), w.detach().bfloat16())
-    torch.testing.assert_close(y16.float(), F.linear(x, w).detach(), rtol=3e-2, atol=0.3)
+    assert_linear_close(got, x, w, b)
+    # grad_x = g @ w (K = 96), grad_w = g^T @ x (K = 150 rows), grad_b = column sums of g
+    assert_linear_close(g_got[0], g, w.t())
+    assert_linear_close(g_got[1], g.reshape(-1, 96).t(), x.reshape(-1, 64).t())
+    if bias:
+        assert_linear_close(g_got[2], torch.ones(1, 150), g.reshape(-1, 96).t())
+    # bfloat16: oneDNN where it has a bf16 GEMM, else F.linear; float32 accumulation either way,
+    # output rounded to bf16 (compared with the exact product of the bf16-rounded inputs)
+    x16, w16 = x.detach().bfloat16(), w.detach().bfloat16()
+    y16 = fused_mlp.linear(x16, w16)
+    assert y16.dtype == torch.bfloat16
+    assert_linear_close(y16, x16, w16)
 
 
 def test_use_onednn_linear_on_the_model():
@@ -225,3 +269,45 @@ def test_use_onednn_linear_on_the_model():
         want = model(x)
         fused_mlp.use_onednn_linear(model)
         torch.testing.assert_close(model(x), want, rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_takes_f_linear_where_onednn_has_no_bf16(monkeypatch, caplog):
+    """The capability decision routes bf16 GEMMs: with a reason, F.linear (and one debug line);
+    float32 still goes to oneDNN."""
+    calls = []
+
+    def fake_onednn(a, b, bias, *rest):
+        calls.append(a.dtype)
+        return F.linear(a, b, bias)
+
+    monkeypatch.setattr(fused_mlp, "_ONEDNN", fake_onednn)
+    monkeypatch.setattr(fused_mlp, "ONEDNN_BF16_REASON", "oneDNN bf16: (test) no bf16 GEMM here")
+    monkeypatch.setattr(fused_mlp, "_logged", set())
+    x, w = torch.randn(5, 16), torch.randn(8, 16)
+    with caplog.at_level("DEBUG", logger="stcformer"):
+        y16 = fused_mlp.linear(x.bfloat16(), w.bfloat16())
+        fused_mlp.linear(x.bfloat16(), w.bfloat16())
+    assert calls == [] and torch.equal(y16, F.linear(x.bfloat16(), w.bfloat16()))
+    said = [r.getMessage() for r in caplog.records if "(test) no bf16 GEMM here" in r.getMessage()]
+    assert len(said) == 1 and all(r.levelname == "DEBUG" for r in caplog.records if r.name == "stcformer")
+    fused_mlp.linear(x, w)
+    assert calls == [torch.float32]
+    monkeypatch.setattr(fused_mlp, "ONEDNN_BF16_REASON", None)  # a CPU with bf16 GEMMs
+    fused_mlp.linear(x.bfloat16(), w.bfloat16())
+    assert calls == [torch.float32, torch.bfloat16]
+
+
+def test_onednn_bf16_decision_matches_onednn():
+    """The decision agrees with oneDNN itself on this machine (and ISA cap): where it says yes,
+    a bf16 inner product runs; where it says no, oneDNN cannot create one."""
+    if fused_mlp._ONEDNN is None:
+        pytest.skip("this torch has no oneDNN linear")
+    x, w = torch.randn(4, 32).bfloat16(), torch.randn(8, 32).bfloat16()
+    try:
+        y = fused_mlp._ONEDNN(x, w, None, "none", [], "")
+        runs, why = True, None
+    except RuntimeError as exc:
+        runs, why = False, str(exc).splitlines()[0]
+    assert runs == (fused_mlp.ONEDNN_BF16_REASON is None), (fused_mlp.ONEDNN_BF16_REASON, why)
+    if runs:
+        assert_linear_close(y, x, w)

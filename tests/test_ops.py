@@ -1,4 +1,8 @@
 """The public op's argument checks and backend dispatch."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -58,3 +62,108 @@ def test_triton_on_cpu_needs_interpreter(monkeypatch):
 def test_argument_checks(change, match):
     with pytest.raises(ValueError, match=match):
         stc_attention(*change(random_inputs(1, 2, 17, 16, 2)))
+
+
+# --- what the CPU can run (stcformer/cpu_features.py, asked by dispatch before loading _C) ---
+
+from stcformer import cpu_features  # noqa: E402
+
+V3 = frozenset(cpu_features.X86_64_V3_FLAGS)
+
+
+def _cpu(monkeypatch, flags, capability="AVX2", x86=True):
+    monkeypatch.setattr(cpu_features, "is_x86_64", lambda: x86)
+    monkeypatch.setattr(cpu_features, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(cpu_features, "aten_capability", lambda: capability)
+
+
+def test_cpp_refused_on_a_cpu_without_avx2(monkeypatch):
+    _cpu(monkeypatch, V3 - {"avx2", "fma"}, capability="DEFAULT")
+    reason = dispatch.unavailable_reason("cpp", "cpu", torch.float32)
+    assert reason.startswith("cpp: stcformer._C is built for x86-64-v3") and "avx2, fma" in reason
+    assert reason.count(". ") == 0 and "\n" not in reason  # one sentence
+    # the CUDA kernels live in the same library (host code built for the same level)
+    assert dispatch.unavailable_reason("cuda", "cuda", torch.float32).startswith("cuda: stcformer._C is built")
+    assert dispatch.choose("auto", "cpu", torch.float32) == "reference"
+    args = random_inputs(1, 2, 17, 16, 2)
+    with pytest.raises(RuntimeError, match="cpp: stcformer._C is built for x86-64-v3"):
+        stc_attention(*args, backend="cpp")
+    torch.testing.assert_close(stc_attention(*args), stc_attention_reference(*args))
+
+
+@pytest.mark.parametrize("flags,capability,want", [
+    (V3, "AVX2", None),
+    (V3 | {"avx512f", "avx512bw"}, "AVX512", None),
+    (V3 - {"bmi2"}, "AVX2", "lacks bmi2"),  # any x86-64-v3 feature, not only AVX2/FMA
+    (V3, "DEFAULT", "ATEN_CPU_CAPABILITY caps this process below AVX2"),
+    (None, "AVX2", None),  # no /proc/cpuinfo: torch's own probe decides
+    (None, "DEFAULT", "torch finds no AVX2/FMA"),
+])
+def test_extension_isa_decision(monkeypatch, flags, capability, want):
+    _cpu(monkeypatch, flags, capability)
+    reason = cpu_features.extension_isa_reason()
+    assert (reason is None) if want is None else (want in reason), reason
+
+
+def test_extension_isa_not_asked_off_x86(monkeypatch):
+    _cpu(monkeypatch, frozenset(), capability="DEFAULT", x86=False)
+    assert cpu_features.extension_isa_reason() is None
+
+
+def test_aten_capability_cap_refuses_cpp_without_loading_it():
+    """For real, in a child: ATEN_CPU_CAPABILITY=default (what a CPU without AVX2 reports) makes
+    cpp refuse with its reason, auto fall back, and stcformer._C never load."""
+    if not cpu_features.is_x86_64():
+        pytest.skip("the extension is built for x86-64-v3 only on x86-64")
+    code = (
+        "import sys, torch, stcformer\n"
+        "from stcformer import dispatch, fused_mlp, stc_attention\n"
+        "sys.path.insert(0, 'tests'); from test_reference import random_inputs\n"
+        "args = random_inputs(1, 2, 17, 16, 2, seed=0)\n"
+        "out = stc_attention(*args)\n"
+        "try:\n"
+        "    stc_attention(*args, backend='cpp'); print('RAN')\n"
+        "except RuntimeError as e:\n"
+        "    print('REFUSED', e)\n"
+        "print('FUSED', fused_mlp.unavailable_reason())\n"
+        "print('LOADED', 'stcformer._C' in sys.modules)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=root, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert any(ln.startswith("REFUSED stc_attention backend cpp: stcformer._C is built for") for ln in lines), lines
+    assert any(ln.startswith("FUSED fused_mlp: stcformer._C is built for") for ln in lines), lines
+    assert "LOADED False" in lines, lines
+
+
+@pytest.mark.parametrize("flags,capability,onednn_cap,native", [
+    (V3, "AVX2", None, False),
+    (V3 | {"avx512f", "avx512bw"}, "AVX512", None, False),  # bf16 emulated through float32
+    (V3 | {"avx512f", "avx512_bf16"}, "AVX512", None, True),
+    (V3 | {"avx512f", "avx512_bf16", "amx_bf16"}, "AVX2", None, False),  # ATEN_CPU_CAPABILITY=avx2
+    (V3 | {"avx512f", "avx512_bf16"}, "AVX512", "AVX2", False),  # ONEDNN_MAX_CPU_ISA=AVX2
+    (V3 | {"avx512f", "avx512_bf16"}, "AVX512", "avx512_core", False),
+])
+def test_bf16_native_decision(monkeypatch, flags, capability, onednn_cap, native):
+    _cpu(monkeypatch, flags, capability)
+    if onednn_cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", onednn_cap)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    reason = cpu_features.bf16_native_reason()
+    assert (reason is None) == native, reason
+    assert reason is None or reason.startswith("bf16: ")
+
+
+def test_onednn_bf16_respects_the_isa_cap(monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert "ONEDNN_MAX_CPU_ISA=AVX2" in cpu_features.onednn_bf16_reason()
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(cpu_features, "_onednn_bf16_query", lambda: False)
+    assert "no AVX-512" in cpu_features.onednn_bf16_reason()
+    monkeypatch.setattr(cpu_features, "_onednn_bf16_query", lambda: True)
+    assert cpu_features.onednn_bf16_reason() is None or not torch.backends.mkldnn.is_available()

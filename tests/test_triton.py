@@ -192,7 +192,7 @@ def test_small_blocks(dev, dtype):
     with a ragged last one (so the streaming temporal backward), frame groups split over
     several persistent spatial programs, GPU block shapes."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tb, "OVERRIDES", {"profile": "gpu", "block_m": 16, "block_n": 16,
+        mp.setattr(tb, "OVERRIDES", {"profile": "gpu", "block_m": 16, "block_m_bwd": 16, "block_n": 16,
                                      "stream_block": 16, "frames": 4, "frames_bwd": 2, "nsplit": 3})
         check_against_reference(make_inputs(1, 37, 6, 16, 2, dtype, dev, layout="transposed"),
                                 head_major=dtype == torch.float16)
@@ -201,7 +201,8 @@ def test_small_blocks(dev, dtype):
 def test_whole_row_several_query_blocks(dev):
     """The whole-row temporal backward with several query blocks and a ragged last one."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tb, "OVERRIDES", {"block_m": 16, "frames": 2, "nsplit": 2})
+        mp.setattr(tb, "OVERRIDES", {"block_m": 16, "block_m_bwd": 16, "frames": 2,
+                                     "frames_bwd": 2, "nsplit": 2})
         check_against_reference(make_inputs(1, 35, 17, 32, 2, device=dev, layout="sliced"))
 
 

@@ -51,8 +51,8 @@ struct DropKey {
 
 DropKey make_key(const at::Tensor& seed, double p) {
   TORCH_CHECK(p >= 0.0 && p < 1.0, "gelu_dropout: p must be in [0, 1), got ", p);
-  TORCH_CHECK(seed.numel() == 1 && seed.scalar_type() == at::kLong,
-              "gelu_dropout: seed must be a one-element int64 tensor");
+  TORCH_CHECK(seed.numel() == 1 && seed.scalar_type() == at::kLong && seed.device().is_cpu(),
+              "gelu_dropout: seed must be a one-element int64 CPU tensor");
   const uint64_t s = splitmix64(static_cast<uint64_t>(seed.item<int64_t>()));
   const double keep = 1.0 - p;
   const double thr = std::ldexp(keep, 32);
@@ -216,7 +216,10 @@ void run_double(const at::Tensor* g, const at::Tensor& x, at::Tensor& out, at::T
 
 }  // namespace
 
+// every check runs here, on the calling thread, before any parallel region
 static void check_dtype(const at::Tensor& t) {
+  TORCH_CHECK(t.device().is_cpu() && t.layout() == at::kStrided,
+              "gelu_dropout: expected a dense CPU tensor, got ", t.device(), " ", t.layout());
   const auto st = t.scalar_type();
   TORCH_CHECK(st == at::kFloat || st == at::kBFloat16 || st == at::kDouble,
               "gelu_dropout: dtype ", st, " is not supported (float32, bfloat16, float64)");
@@ -241,15 +244,19 @@ std::tuple<at::Tensor, at::Tensor> gelu_dropout_bwd(const at::Tensor& grad_in,
                                                     const at::Tensor& seed, int64_t offset, double p,
                                                     bool gelu, bool recompute) {
   check_dtype(grad_in);
-  TORCH_CHECK(!gelu || x_opt.has_value(), "gelu_dropout_bwd: gelu needs the forward input x");
+  const bool has_x = x_opt.has_value() && x_opt->defined();
+  TORCH_CHECK(!gelu || has_x, "gelu_dropout_bwd: gelu needs the forward input x");
+  if (has_x) {
+    TORCH_CHECK(x_opt->device().is_cpu() && x_opt->layout() == at::kStrided &&
+                    at::isFloatingType(x_opt->scalar_type()),
+                "gelu_dropout_bwd: x must be a dense floating-point CPU tensor");
+    TORCH_CHECK(x_opt->sizes() == grad_in.sizes(), "gelu_dropout_bwd: x ", x_opt->sizes(),
+                " and grad ", grad_in.sizes(), " differ");
+  }
   const DropKey key = make_key(seed, p);
   const at::Tensor g = grad_in.contiguous();
   at::Tensor x, y;
-  if (x_opt.has_value()) {
-    x = x_opt->to(g.scalar_type()).contiguous();
-    TORCH_CHECK(x.sizes() == g.sizes(), "gelu_dropout_bwd: x ", x.sizes(), " and grad ",
-                g.sizes(), " differ");
-  }
+  if (has_x) x = x_opt->to(g.scalar_type()).contiguous();
   if (gelu && recompute) y = at::empty_like(g);  // forward output, for fc2's weight gradient
   at::Tensor gx = at::empty_like(g);
   switch (g.scalar_type()) {

@@ -131,23 +131,38 @@ stc_attention_bwd(const at::Tensor& grad_out_in, const at::Tensor& qkv_in, const
                   const at::Tensor& /*out: D comes from the recomputed rows*/,
                   const at::Tensor& lse_s_in, const at::Tensor& lse_t_in, int64_t H,
                   double scale) {
+  // every check first, on this thread, before any conversion, allocation or parallel region
   const int64_t dh = check_inputs("stc_attention_bwd", qkv_in, w_s, b_s, w_t, b_t, spe_s, spe_t, H);
-  const at::Tensor qkv = qkv_in.contiguous();
-  const int64_t B = qkv.size(0), T = qkv.size(1), J = qkv.size(2), C = qkv.size(3) / 3;
+  const int64_t B = qkv_in.size(0), T = qkv_in.size(1), J = qkv_in.size(2), C = qkv_in.size(3) / 3;
   TORCH_CHECK(grad_out_in.sizes() == at::IntArrayRef({B, T, J, C}),
               "stc_attention_bwd: grad_out must be ", at::IntArrayRef({B, T, J, C}), ", got ",
               grad_out_in.sizes());
+  TORCH_CHECK(lse_s_in.sizes() == at::IntArrayRef({B, H, T, J}) &&
+                  lse_t_in.sizes() == at::IntArrayRef({B, H, J, T}),
+              "stc_attention_bwd: lse_s must be (B, H, T, J) and lse_t (B, H, J, T), got ",
+              lse_s_in.sizes(), " and ", lse_t_in.sizes());
+  for (const at::Tensor* t : {&grad_out_in, &lse_s_in, &lse_t_in}) {
+    TORCH_CHECK(t->device() == qkv_in.device(), "stc_attention_bwd: grad_out and lse must be on ",
+                qkv_in.device(), ", got ", t->device());
+    TORCH_CHECK(t->layout() == at::kStrided && at::isFloatingType(t->scalar_type()),
+                "stc_attention_bwd: grad_out and lse must be dense floating-point tensors, got ",
+                t->scalar_type());
+  }
+  const at::Tensor qkv = qkv_in.contiguous();
   const auto acc = qkv.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const at::Tensor gout = grad_out_in.to(qkv.scalar_type()).contiguous();
   const at::Tensor lse_s = lse_s_in.to(acc).contiguous(), lse_t = lse_t_in.to(acc).contiguous();
-  TORCH_CHECK(lse_s.sizes() == at::IntArrayRef({B, H, T, J}) &&
-                  lse_t.sizes() == at::IntArrayRef({B, H, J, T}),
-              "stc_attention_bwd: lse_s must be (B, H, T, J) and lse_t (B, H, J, T)");
 
   at::Tensor gqkv = at::empty_like(qkv);
   const LineGeom gs(B, T, J, C, H, false), gt(B, T, J, C, H, true);
-  at::Tensor part_s = at::empty({B * H * task_groups(gs), 9 * dh}, qkv.options().dtype(acc));
-  at::Tensor part_t = at::empty({B * H * task_groups(gt), 9 * dh}, qkv.options().dtype(acc));
+  // the kernels write every task's partials; with no positions (T or J = 0) there are lines but
+  // no kernel runs, so the partials must start at zero
+  auto alloc_part = [&](const LineGeom& g) {
+    const auto opts = qkv.options().dtype(acc);
+    const std::vector<int64_t> shape{B * H * task_groups(g), 9 * dh};
+    return gqkv.numel() > 0 ? at::empty(shape, opts) : at::zeros(shape, opts);
+  };
+  at::Tensor part_s = alloc_part(gs), part_t = alloc_part(gt);
   at::Tensor gw_s, gw_t, sums;
 
   auto run = [&](auto scalar_tag, auto acc_tag) {

@@ -93,14 +93,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> stc_attention_fwd(
     const at::Tensor& qkv_in, const at::Tensor& w_s, const at::Tensor& b_s, const at::Tensor& w_t,
     const at::Tensor& b_t, const std::optional<at::Tensor>& spe_s,
     const std::optional<at::Tensor>& spe_t, int64_t num_heads, double scale) {
-  check_inputs("stc_attention_fwd", qkv_in, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads);
+  check_inputs("stc_attention_fwd", qkv_in, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads);  // first
   const at::Tensor qkv = qkv_in.contiguous();
   const int64_t B = qkv.size(0), T = qkv.size(1), J = qkv.size(2), C = qkv.size(3) / 3;
   const auto acc = qkv.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   // small parameters in the accumulation dtype, contiguous
   auto prep = [&](const at::Tensor& t) { return t.to(acc).contiguous(); };
   auto prep_opt = [&](const std::optional<at::Tensor>& t) {
-    return t.has_value() ? prep(*t) : at::Tensor();
+    return t.has_value() && t->defined() ? prep(*t) : at::Tensor();
   };
   at::Tensor out = at::empty({B, T, J, C}, qkv.options());
   at::Tensor lse_s = at::empty({B, num_heads, T, J}, qkv.options().dtype(acc));

@@ -46,10 +46,13 @@ inline float hmax(vfloat v) {
 
 inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
-// Cephes-style exp, ~1 ulp on [-87, 88]; 0 below (so exp(-inf) = 0 for masked keys).
+// Cephes-style exp, ~1 ulp on [-87, 88]; 0 below (so exp(-inf) = 0 for masked keys), NaN stays
+// NaN (the clamps below would turn it into a finite number: a NaN input must reach the output).
 // Round-to-nearest by the 1.5 * 2^23 trick: no float<->int conversions needed.
 inline vfloat vexp(vfloat x) {
   const vfloat magic = vfloat{} + 12582912.0f;
+  const vint is_nan = x != x;
+  const vfloat x_in = x;
   const vint zero_below = x >= -87.0f;
   x = x < 88.0f ? x : vfloat{} + 88.0f;
   x = x > -87.0f ? x : vfloat{} - 87.0f;
@@ -65,7 +68,8 @@ inline vfloat vexp(vfloat x) {
   y = y * r + 5.0000001201e-1f;
   y = y * r * r + r + 1.0f;
   const vint p2 = (ni + 127) << 23;
-  return (vfloat)((vint)(y * (vfloat)p2) & zero_below);
+  const vint res = (vint)(y * (vfloat)p2) & zero_below;
+  return (vfloat)((res & ~is_nan) | ((vint)x_in & is_nan));
 }
 
 template <typename T>

@@ -1,0 +1,134 @@
+"""What this CPU can do, for every CPU fast path: the one place that decides.
+
+Each ``*_reason()`` returns None when the path can run here, or one sentence saying why not;
+``dispatch.unavailable_reason`` (backend ``cpp``) and ``fused_mlp`` (oneDNN GEMMs) ask these.
+
+Sources: /proc/cpuinfo flags (what the hardware and OS offer), ``ATEN_CPU_CAPABILITY`` through
+``torch.backends.cpu.get_cpu_capability()`` (what ATen may use; a cap set by the user counts as
+a limit here too, so an AVX-512 machine run with ``ATEN_CPU_CAPABILITY=avx2`` behaves like an
+AVX2 one), ``ONEDNN_MAX_CPU_ISA`` and oneDNN's own bf16 query.
+
+setup.py reads ``BUILD_MARCH`` from this file, so the build and the run-time check name one level.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from typing import FrozenSet, Optional
+
+import torch
+
+# -march of the C++ kernels on x86-64 (setup.py reads it from here), and the /proc/cpuinfo flags
+# that level implies: code built for it may use any of them, anywhere, also while loading
+BUILD_MARCH = "x86-64-v3"
+X86_64_V3_FLAGS = ("avx", "avx2", "fma", "bmi1", "bmi2", "f16c", "movbe", "abm", "xsave")
+
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA) below its first bf16 GEMM (avx512_core)
+_ONEDNN_CAPS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI")
+# ... and below its first ISA with bf16 dot products (AVX512_CORE_BF16; below it bf16 is emulated)
+_ONEDNN_CAPS_WITHOUT_NATIVE_BF16 = _ONEDNN_CAPS_WITHOUT_BF16 + ("AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+# ATen capabilities below AVX2 on x86 (what get_cpu_capability() says with ATEN_CPU_CAPABILITY=default)
+_ATEN_BELOW_AVX2 = ("DEFAULT", "NO AVX")
+
+
+def is_x86_64() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags() -> Optional[FrozenSet[str]]:
+    """The flags of the first processor in /proc/cpuinfo, or None where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def aten_capability() -> str:
+    """ATen's vector ISA for this process, after ATEN_CPU_CAPABILITY (e.g. AVX512, AVX2, DEFAULT)."""
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except Exception:  # very old torch: no query, assume nothing
+        return "DEFAULT"
+
+
+def onednn_isa_cap() -> Optional[str]:
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return cap.strip().upper() if cap else None
+
+
+def extension_isa_reason() -> Optional[str]:
+    """None if stcformer._C (built with -march=BUILD_MARCH on x86-64) may be loaded and run here,
+    else why not, as a phrase for "<backend>: <reason>". Asked before the extension is imported:
+    code built for that level may use its instructions anywhere, even while the library loads."""
+    if not is_x86_64():
+        return None  # built for the compiler's default target there
+    flags = cpu_flags()
+    if flags is not None:
+        missing = [f for f in X86_64_V3_FLAGS if f not in flags]
+        if missing:
+            return (f"stcformer._C is built for {BUILD_MARCH} and this CPU lacks "
+                    f"{', '.join(missing)}, so running it would stop the process (SIGILL)")
+    cap = aten_capability()
+    if cap in _ATEN_BELOW_AVX2:
+        why = ("ATEN_CPU_CAPABILITY caps this process below AVX2" if flags is not None
+               else "torch finds no AVX2/FMA on this CPU")
+        return f"stcformer._C is built for {BUILD_MARCH} (AVX2, FMA) and {why} (capability {cap})"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _onednn_bf16_query() -> bool:
+    # oneDNN's own answer (ideep: effective ISA >= avx512_core, or avx2_vnni_2)
+    fn = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(fn()) if fn is not None else False
+    except Exception:
+        return False
+
+
+def onednn_bf16_reason() -> Optional[str]:
+    """None if oneDNN can run bfloat16 GEMMs (inner products) on this CPU, else why not."""
+    if not torch.backends.mkldnn.is_available():
+        return "oneDNN bf16: this torch is built without oneDNN (mkldnn)"
+    cap = onednn_isa_cap()
+    if cap in _ONEDNN_CAPS_WITHOUT_BF16:
+        return f"oneDNN bf16: ONEDNN_MAX_CPU_ISA={cap} is below the first ISA with bf16 GEMMs (AVX512_CORE)"
+    if not _onednn_bf16_query():
+        return "oneDNN bf16: this CPU has no AVX-512 (or AVX2-VNNI-2), so oneDNN has no bf16 inner product"
+    return None
+
+
+def bf16_native_reason() -> Optional[str]:
+    """None if this CPU computes bfloat16 products natively (AVX512_BF16 or AMX-BF16), else why
+    not: there bf16 is converted to float32 and back, usually slower than plain float32."""
+    flags = cpu_flags()
+    if flags is None:
+        return "bf16: /proc/cpuinfo cannot be read, so native bf16 support is unknown"
+    if not ({"avx512_bf16", "amx_bf16"} & flags):
+        return "bf16: this CPU has no AVX512_BF16 or AMX-BF16 instructions; bf16 is emulated through float32"
+    cap = aten_capability()
+    if cap not in ("AVX512", "AVX512_BF16", "AMX"):
+        return f"bf16: ATEN_CPU_CAPABILITY caps this process at {cap}, below the bf16 instructions"
+    if onednn_isa_cap() in _ONEDNN_CAPS_WITHOUT_NATIVE_BF16:
+        return f"bf16: ONEDNN_MAX_CPU_ISA={onednn_isa_cap()} is below the bf16 instructions"
+    return None
+
+
+def summary() -> dict:
+    """Everything above, e.g. for a benchmark's record of its machine."""
+    flags = cpu_flags()
+    return {
+        "machine": platform.machine(),
+        "aten_capability": aten_capability(),
+        "onednn_max_cpu_isa": onednn_isa_cap(),
+        "flags": sorted(f for f in (flags or ()) if f.startswith(("avx", "amx", "fma", "f16c"))),
+        "extension_isa": extension_isa_reason(),
+        "onednn_bf16": onednn_bf16_reason(),
+        "bf16_native": bf16_native_reason(),
+    }
