@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from stcformer import dispatch
+from stcformer import cpu_features, dispatch
 from stcformer.ops import stc_attention
 from stcformer.reference import stc_attention_reference
 
@@ -174,7 +174,9 @@ def gemm_floor(tokens: int, training: bool, dtype=torch.float32) -> float:
             cases += [(lambda: g @ w, lambda: fm._ONEDNN(g, wt, None, "none", [], "")),
                       (lambda: g.t() @ x, lambda: fm._ONEDNN(g.t(), x.t(), None, "none", [], ""))]
         for mm, dnn in cases:
-            fns = {"mm": mm} if fm._ONEDNN is None else {"mm": mm, "onednn": dnn}
+            dnn_ok = fm._ONEDNN is not None and (
+                dtype != torch.bfloat16 or cpu_features.onednn_bf16_reason() is None)
+            fns = {"mm": mm, "onednn": dnn} if dnn_ok else {"mm": mm}
             t = timeit(fns, 3, warmup=1)
             total += min(v for key, v in t.items() if key != "busy")
     return LAYERS * total
@@ -186,7 +188,9 @@ def gemm_rates(dtype=torch.float32) -> dict:
 
     a, w = torch.randn(8192, C, dtype=dtype), torch.randn(4 * C, C, dtype=dtype)
     fns = {"mm": lambda: a @ w.t()}
-    if fm._ONEDNN is not None:
+    # oneDNN has no bf16 inner product without AVX-512 (cpu_features decides, as fused_mlp does)
+    bf16_ok = dtype != torch.bfloat16 or cpu_features.onednn_bf16_reason() is None
+    if fm._ONEDNN is not None and bf16_ok:
         fns["onednn"] = lambda: fm._ONEDNN(a, w, None, "none", [], "")
     t = timeit(fns, 7)
     return {k: 2 * 8192 * C * 4 * C / v for k, v in t.items() if k != "busy"}

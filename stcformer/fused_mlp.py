@@ -115,9 +115,10 @@ def _use_onednn(*ts: Tensor) -> bool:
     return False
 
 
-def _mm_nt(a: Tensor, b: Tensor, bias: Optional[Tensor] = None) -> Tensor:
-    """``a @ b.T (+ bias)`` for a (..., K), b (N, K): oneDNN where it runs, else F.linear."""
-    if _use_onednn(a, b):
+def _mm_nt(a: Tensor, b: Tensor, bias: Optional[Tensor] = None, onednn: bool = True) -> Tensor:
+    """``a @ b.T (+ bias)`` for a (..., K), b (N, K): oneDNN where it runs (and ``onednn``),
+    else F.linear."""
+    if onednn and _use_onednn(a, b):
         return _ONEDNN(a, b, bias, "none", [], "")
     return F.linear(a, b, bias)
 
@@ -180,13 +181,14 @@ class _Mlp(torch.autograd.Function):
     recompute: fc1(x) is recomputed in the backward, one GEMM more)."""
 
     @staticmethod
-    def forward(ctx, x, w1, w2, b1, b2, p, seed1, seed2, recompute=False):
+    def forward(ctx, x, w1, w2, b1, b2, p, seed1, seed2, recompute=False, onednn=True):
         ops = torch.ops.stcformer
-        h = _mm_nt(x, w1, b1)
+        h = _mm_nt(x, w1, b1, onednn)
         y = ops.gelu_dropout_fwd(h, seed1, 0, p, True)
-        z = _mm_nt(y, w2, b2)
+        z = _mm_nt(y, w2, b2, onednn)
         ctx.save_for_backward(x, None if recompute else h, w1, w2, b1, seed1, seed2)
         ctx.p = p
+        ctx.onednn = onednn
         ctx.has_bias = (b1 is not None, b2 is not None)
         return ops.gelu_dropout_fwd(z, seed2, 0, p, False)
 
@@ -194,22 +196,24 @@ class _Mlp(torch.autograd.Function):
     def backward(ctx, grad):
         ops = torch.ops.stcformer
         x, h, w1, w2, b1, seed1, seed2 = ctx.saved_tensors
+        dnn = ctx.onednn
         if h is None:
-            h = _mm_nt(x, w1, b1)
+            h = _mm_nt(x, w1, b1, dnn)
         gz, _ = ops.gelu_dropout_bwd(grad, None, seed2, 0, ctx.p, False, False)
-        gy = _mm_nt(gz, w2.t().contiguous())
+        gy = _mm_nt(gz, w2.t().contiguous(), None, dnn)
         gh, y = ops.gelu_dropout_bwd(gy, h, seed1, 0, ctx.p, True, True)  # y recomputed
         gz2, gh2 = gz.reshape(-1, gz.shape[-1]), gh.reshape(-1, gh.shape[-1])
-        g_w2 = _mm_nt(gz2.t(), y.reshape(-1, y.shape[-1]).t())
-        g_w1 = _mm_nt(gh2.t(), x.reshape(-1, x.shape[-1]).t())
+        g_w2 = _mm_nt(gz2.t(), y.reshape(-1, y.shape[-1]).t(), None, dnn)
+        g_w1 = _mm_nt(gh2.t(), x.reshape(-1, x.shape[-1]).t(), None, dnn)
         g_b1 = gh2.sum(0) if ctx.has_bias[0] else None
         g_b2 = gz2.sum(0) if ctx.has_bias[1] else None
-        return _mm_nt(gh, w1.t().contiguous()), g_w1, g_w2, g_b1, g_b2, None, None, None, None
+        return (_mm_nt(gh, w1.t().contiguous(), None, dnn), g_w1, g_w2, g_b1, g_b2,
+                None, None, None, None, None)
 
 
 def mlp(x: Tensor, fc1_weight: Tensor, fc2_weight: Tensor, p: float, training: bool = True,
         fc1_bias: Optional[Tensor] = None, fc2_bias: Optional[Tensor] = None,
-        recompute: bool = False) -> Tensor:
+        recompute: bool = False, onednn: bool = True) -> Tensor:
     """``dropout(fc2(dropout(gelu(fc1(x)))))``: the official MLP without the masks and fc2's
     input among the saved activations.
 
@@ -218,12 +222,14 @@ def mlp(x: Tensor, fc1_weight: Tensor, fc2_weight: Tensor, p: float, training: b
         p: dropout probability of both dropouts; ``training=False`` skips them.
         recompute: also drop fc1(x) (4C per token) from the saved activations and recompute
             it in the backward (one more fc1-sized GEMM).
+        onednn: GEMMs on oneDNN where it runs (False: F.linear, as under torch.compile, so
+            eager and compiled runs give the same bits).
     """
     if not training or p == 0.0:
         return linear(F.gelu(linear(x, fc1_weight, fc1_bias)), fc2_weight, fc2_bias)
     _check(x)
     return _Mlp.apply(x, fc1_weight, fc2_weight, fc1_bias, fc2_bias, float(p), new_seed(), new_seed(),
-                      recompute)
+                      recompute, onednn)
 
 
 def _fused_forward(self, x: Tensor) -> Tensor:
