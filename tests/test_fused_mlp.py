@@ -311,3 +311,25 @@ def test_onednn_bf16_decision_matches_onednn():
     assert runs == (fused_mlp.ONEDNN_BF16_REASON is None), (fused_mlp.ONEDNN_BF16_REASON, why)
     if runs:
         assert_linear_close(y, x, w)
+
+
+def test_model_trains_through_the_fused_mlp_by_default(monkeypatch):
+    """CPU float32 training takes fused_mlp.mlp; eval, fused=False and autocast do not."""
+    model_mod = pytest.importorskip("stcformer.model")
+    if fused_mlp.unavailable_reason("cpu") is not None:
+        pytest.skip(fused_mlp.unavailable_reason("cpu"))
+    calls = []
+    orig = fused_mlp.mlp
+    monkeypatch.setattr(fused_mlp, "mlp", lambda *a, **k: (calls.append(1), orig(*a, **k))[1])
+    torch.manual_seed(0)
+    model = model_mod.STCFormer(layers=2, d_hid=32, num_heads=2)
+    x = torch.randn(1, 5, 17, 2)
+    model.train()(x).sum().backward()
+    assert len(calls) == 2 and all(torch.isfinite(p.grad).all() for p in model.parameters()
+                                   if p.grad is not None)
+    with torch.no_grad():
+        model.eval()(x)
+    for block in model.stcformer.stc_block:
+        block.mlp.fused = False
+    model.train()(x)
+    assert len(calls) == 2
