@@ -13,20 +13,17 @@ from typing import Any, Optional
 
 import torch
 
-from .cli import atomic_write
+from .errors import CheckpointError
+from .io import torch_save
 from .model import STCFormer, from_official_key
 
 FORMAT = "stcformer"
 _BLOCK = re.compile(r"^stcformer\.stc_block\.(\d+)\.")
 
 
-class CheckpointError(ValueError):
-    """A file that cannot be loaded as an STCFormer checkpoint; the message names the file."""
-
-
 def atomic_save(obj: Any, path: str) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp), ".pt")
+    torch_save(obj, path)
 
 
 def save_checkpoint(model: STCFormer, path: str, extra: Optional[dict] = None) -> None:

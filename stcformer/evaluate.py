@@ -20,58 +20,12 @@ from typing import Optional
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import metrics
-from .cli import AMP_CHOICES, UsageError, amp_autocast, run, warn_slow_cpu_amp, write_json
+from .cli import AMP_CHOICES, UsageError, run, warn_slow_cpu_amp
+from .io import write_json
 from .data.dataset import PoseData, WindowSet, test_windows
-from .data.windows import flip_pose
-
-
-def _autocast(device: torch.device, amp: Optional[str]):
-    return amp_autocast(device.type, amp)
-
-
-@torch.no_grad()
-def predict_centres(model, windows: WindowSet, batch_size: int = 256, flip: bool = True,
-                    device=None, amp: Optional[str] = None, progress: bool = True,
-                    gather_on_device: Optional[bool] = None) -> np.ndarray:
-    """Centre-frame predictions (N, J, 3) of every window, flip-averaged, root zeroed (float32).
-
-    ``amp``: ``bf16``/``fp16`` autocast, default None/``none`` (float32). ``gather_on_device``
-    (default: on CUDA) cuts the windows on the device from arrays uploaded once and copies the
-    predictions back once, instead of a host gather and copy per batch; the values are the same.
-    """
-    device = torch.device(device or next(model.parameters()).device)
-    if gather_on_device is None:
-        gather_on_device = device.type == "cuda"
-    was_training = model.training
-    model.eval()
-    source = windows.to_device(device) if gather_on_device else None
-    out = torch.empty((len(windows),) + windows.poses.shape[1:], dtype=torch.float32,
-                      device=device if gather_on_device else "cpu")
-    starts = range(0, len(windows), batch_size)
-    for start in tqdm(starts, desc="test", unit="batch", disable=None if progress else True,
-                      leave=False, mininterval=1.0):
-        stop = min(start + batch_size, len(windows))
-        if gather_on_device:
-            idx = torch.arange(start, stop, device=device)
-            x = source.inputs(idx, flip=False)
-            x_f = source.inputs(idx, flip=True) if flip else None
-        else:
-            idx = np.arange(start, stop)
-            x = windows.inputs(idx, flip=False).to(device)
-            x_f = windows.inputs(idx, flip=True).to(device) if flip else None
-        with _autocast(device, amp):
-            pred = model(x).float()
-            if flip:
-                pred_f = model(x_f).float()
-                pred = (pred + flip_pose(pred_f, windows.left, windows.right)) / 2
-        centre = pred[:, windows.pad]
-        centre[:, windows.root] = 0
-        out[start:stop] = centre
-    model.train(was_training)
-    return out.cpu().numpy()
+from .predict import predict_centres
 
 
 def score_h36m(pred: np.ndarray, windows: WindowSet, unit_to_mm: float = 1000.0,

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint
-from .cli import AMP_CHOICES, UsageError, amp_autocast, atomic_write, run, warn_slow_cpu_amp
+from .cli import AMP_CHOICES, UsageError, run, warn_slow_cpu_amp
+from .io import atomic_write
 from .data.cameras import normalize_screen_coordinates
 from .data.skeleton import H36M_LEFT, H36M_PARENTS, H36M_RIGHT
-from .data.windows import flip_pose, window_indices
+from .predict import predict_centres, sequence_windows
 
 
 def coco_to_h36m(kpts: np.ndarray) -> np.ndarray:
@@ -73,27 +74,14 @@ def read_keypoints(path: str) -> np.ndarray:
     return arr
 
 
-@torch.no_grad()
 def lift(model, kpts_norm: np.ndarray, frames: int, tds: int, batch_size: int = 256,
          device: Optional[str] = None, amp: Optional[str] = None) -> np.ndarray:
     """Normalised 2D (T, 17, 2) -> root-relative 3D (T, 17, 3): one window per frame, flip-averaged.
 
     ``amp`` (``bf16``/``fp16``) runs the forward passes under autocast; default float32.
     """
-    device = torch.device(device or next(model.parameters()).device)
-    pad = (frames - 1) // 2
-    idx = window_indices(len(kpts_norm), np.arange(len(kpts_norm)), pad, tds)
-    x_all = torch.from_numpy(kpts_norm)
-    out = []
-    for start in range(0, len(idx), batch_size):
-        x = x_all[torch.from_numpy(idx[start:start + batch_size])].to(device)
-        with amp_autocast(device.type, amp):
-            pred, pred_f = model(x).float(), model(flip_pose(x, H36M_LEFT, H36M_RIGHT)).float()
-        pred = pred + flip_pose(pred_f, H36M_LEFT, H36M_RIGHT)
-        centre = pred[:, pad] / 2
-        centre[:, 0] = 0
-        out.append(centre.float().cpu())
-    return torch.cat(out).numpy()
+    windows = sequence_windows(kpts_norm, frames, tds, 0, H36M_LEFT, H36M_RIGHT)
+    return predict_centres(model, windows, batch_size, device=device, amp=amp, progress=False)
 
 
 def plot_preview(kpts: np.ndarray, poses: np.ndarray, path: str, count: int = 4) -> None:

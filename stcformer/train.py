@@ -31,8 +31,9 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .cli import (AMP_CHOICES, EXIT_BAD_INPUT, UsageError, amp_dtype, bad_input_types, run,
-                  warn_slow_cpu_amp, write_json)
+from .cli import AMP_CHOICES, EXIT_BAD_INPUT, UsageError, amp_dtype, run, warn_slow_cpu_amp
+from .errors import STCFormerError
+from .io import write_json
 from .data.dataset import PoseData, training_windows
 from .evaluate import evaluate, load_data, mean_pose_report
 from .metrics import mpjpe
@@ -674,7 +675,7 @@ def main(argv=None) -> int:
     except TrainingStopped as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_NAN
-    except bad_input_types():
+    except STCFormerError:
         # under torchrun every process meets the same bad input: the first one of each machine says so
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("LOCAL_RANK", "0")) != 0:
             return EXIT_BAD_INPUT

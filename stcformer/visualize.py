@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-from .cli import atomic_write
+from .io import save_figure
 
 
 def _pyplot():
@@ -29,7 +29,7 @@ def plot_curves(epochs: Sequence[dict], path: str, mean_pose_p1_mm: Optional[flo
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), ".png")
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -51,5 +51,5 @@ def plot_per_action(per_action: Mapping[str, Mapping[str, float]], path: str,
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"), ".png")
+    save_figure(fig, path)
     plt.close(fig)

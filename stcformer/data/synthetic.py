@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from typing import Dict, Sequence
 
 import numpy as np
 
 from .cameras import h36m_cameras, project_to_2d, world_to_camera
 from .motion import sequence, subject_bones
+from ..io import write_npz
 from .skeleton import (H36M_ACTIONS, H36M_KEPT_OF_32, H36M_LEFT, H36M_PARENTS_32, H36M_RIGHT,
                        H36M_TEST_SUBJECTS, H36M_TRAIN_SUBJECTS, MPI3DHP_FROM_H36M,
                        MPI3DHP_LEFT, MPI3DHP_RIGHT, MPI3DHP_TEST_SEQUENCES)
@@ -88,20 +88,7 @@ def make_motions(subjects: Sequence[str], frames: int, takes: int, seed: int) ->
 
 
 def _savez(path: str, **arrays):
-    """np.savez to a temporary file in the same folder, then rename: no half-written files."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_npz(path, compressed=True, **arrays)
 
 
 def write_h36m(out_dir, subjects: Sequence[str] = H36M_TRAIN_SUBJECTS + H36M_TEST_SUBJECTS,
