@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 
 from . import cpu_features
+from .errors import BackendError
 
 log = logging.getLogger("stcformer")
 
@@ -96,7 +97,7 @@ def choose(requested: str, device_type: str, dtype: torch.dtype) -> str:
     if requested != "auto":
         reason = unavailable_reason(requested, device_type, dtype)
         if reason is not None:
-            raise RuntimeError(f"stc_attention backend {reason}")
+            raise BackendError(f"stc_attention backend {reason}")
         return requested
     for name in AUTO_ORDER.get(device_type, ("reference",)):
         reason = unavailable_reason(name, device_type, dtype)

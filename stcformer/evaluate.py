@@ -16,98 +16,11 @@ import argparse
 import os
 import sys
 import time
-from typing import Optional
 
-import numpy as np
-import torch
-
-from . import metrics
-from .cli import AMP_CHOICES, UsageError, run, warn_slow_cpu_amp
+from .checkpoint import load_checkpoint, read_checkpoint
+from .cli import AMP_CHOICES, UsageError, check_backend, pick_device, run, warn_slow_cpu_amp
 from .io import write_json
-from .data.dataset import PoseData, WindowSet, test_windows
-from .predict import predict_centres
-
-
-def score_h36m(pred: np.ndarray, windows: WindowSet, unit_to_mm: float = 1000.0,
-               p2_batch: int = 0) -> metrics.ActionTable:
-    """Per-action table of P1, P2, N-MPJPE and MPJVE (mm) of centre predictions (N, J, 3).
-
-    P2 is per window; ``p2_batch`` > 0 credits it batch by batch as the official script does
-    with that test batch size (see :func:`metrics.official_batch_credit`).
-    """
-    target = windows.targets(np.arange(len(windows)))[:, 0].numpy()
-    groups = windows.groups(np.arange(len(windows)))
-    table = metrics.ActionTable()
-    table.add("p1", groups, metrics.mpjpe_per_window(pred, target) * unit_to_mm)
-    p2 = metrics.p_mpjpe(pred, target) * unit_to_mm
-    if p2_batch:
-        p2 = metrics.official_batch_credit(p2, groups, p2_batch)
-    table.add("p2", groups, p2)
-    table.add("n_p1", groups, metrics.n_mpjpe(pred, target) * unit_to_mm)
-    # velocity error between consecutive centres of each sequence
-    for s in np.unique(windows.seq):
-        rows = np.flatnonzero(windows.seq == s)
-        rows = rows[np.argsort(windows.centre[rows])]
-        if len(rows) > 1 and np.all(np.diff(windows.centre[rows]) == 1):
-            d = np.diff(pred[rows], axis=0) - np.diff(target[rows], axis=0)
-            table.add("mpjve", [windows.sequences[s].group] * (len(rows) - 1),
-                      np.linalg.norm(d, axis=-1).mean(axis=-1) * unit_to_mm)
-    return table
-
-
-def h36m_report(table: metrics.ActionTable) -> dict:
-    p1, p2 = table.means("p1"), table.means("p2")
-    return {
-        "p1_mm": table.average("p1"), "p2_mm": table.average("p2"),
-        "n_p1_mm": table.average("n_p1"), "mpjve_mm": table.average("mpjve"),
-        "per_action": {a: {"p1_mm": p1[a], "p2_mm": p2[a], "windows": table.windows(a)} for a in p1},
-    }
-
-
-def score_3dhp(pred: np.ndarray, windows: WindowSet) -> dict:
-    """Official 3DHP numbers (mm) of centre predictions on the valid frames."""
-    target = windows.targets(np.arange(len(windows)))[:, 0].numpy()
-    errors = metrics.joint_errors(pred, target)
-    per_seq = {}
-    for s, seq in enumerate(windows.sequences):
-        per_seq[seq.subject] = errors[windows.seq == s]
-    scores = metrics.mpi3dhp_scores(per_seq)
-    return {"p1_mm": scores["overall"]["mpjpe_mm"], "mpjpe_mm": scores["overall"]["mpjpe_mm"],
-            "pck": scores["overall"]["pck"], "auc": scores["overall"]["auc"], **scores}
-
-
-def evaluate(model, data: PoseData, frames: int, tds: int, batch_size: int = 256, flip: bool = True,
-             device=None, amp: Optional[str] = None, progress: bool = True, p2_batch: int = 0):
-    """(report dict, printable table) of ``model`` on ``data``'s test set."""
-    windows = test_windows(data, frames, tds)
-    pred = predict_centres(model, windows, batch_size, flip, device, amp, progress)
-    if data.name == "3dhp":
-        report = score_3dhp(pred, windows)
-        return report, metrics.format_3dhp(report)
-    table = score_h36m(pred, windows, data.unit_to_mm, p2_batch)
-    return h36m_report(table), table.format()
-
-
-def mean_pose_report(data: PoseData, frames: int, tds: int) -> dict:
-    """Scores of always predicting the mean training pose (root zeroed) for every test window."""
-    poses = np.concatenate([s.poses for s in data.train]).astype(np.float64)
-    poses[:, data.root] = 0
-    mean = poses.mean(axis=0).astype(np.float32)
-    windows = test_windows(data, 1, 1)  # the centre frame is all that is scored
-    pred = np.broadcast_to(mean, (len(windows),) + mean.shape).copy()
-    if data.name == "3dhp":
-        return score_3dhp(pred, windows)
-    return h36m_report(score_h36m(pred, windows, data.unit_to_mm))
-
-
-def load_data(dataset: str, data_dir: str, keypoints: str, train: bool, test: bool = True) -> PoseData:
-    if dataset == "h36m":
-        from .data.h36m import load_h36m
-        from .data.skeleton import H36M_TEST_SUBJECTS, H36M_TRAIN_SUBJECTS
-        return load_h36m(data_dir, keypoints, H36M_TRAIN_SUBJECTS if train else (),
-                         H36M_TEST_SUBJECTS if test else ())
-    from .data.mpi3dhp import load_3dhp
-    return load_3dhp(data_dir, train=train, test=test)
+from .protocol import PROTOCOLS, evaluate, get_protocol
 
 
 def parse_args(argv=None):
@@ -116,11 +29,10 @@ def parse_args(argv=None):
         description="Evaluate an STCFormer checkpoint (official or our own) with the official test "
                     "protocol: per-action P1/P2 on Human3.6M S9/S11, or MPJPE/PCK/AUC per sequence "
                     "on MPI-INF-3DHP. Flip test-time averaging is always on, as in the official code.")
-    p.add_argument("--dataset", choices=["h36m", "3dhp"], default="h36m", help="dataset (default h36m)")
+    p.add_argument("--dataset", choices=list(PROTOCOLS), default="h36m", help="dataset (default h36m)")
     p.add_argument("--data-dir", required=True,
-                   help="folder with data_3d_h36m.npz and data_2d_h36m_<keypoints>.npz (h36m), "
-                        "or data_test_3dhp.npz (3dhp)")
-    p.add_argument("-k", "--keypoints", default="cpn_ft_h36m_dbb",
+                   help="folder with " + "; ".join(f"{q.data_files} ({q.name})" for q in PROTOCOLS.values()))
+    p.add_argument("-k", "--keypoints", default=None,
                    help="2D keypoints file suffix for h36m (default cpn_ft_h36m_dbb; synthetic: synth_det or gt)")
     p.add_argument("--checkpoint", required=True, help="official .pth state_dict or a checkpoint of ours")
     p.add_argument("-f", "--frames", type=int, default=None,
@@ -151,51 +63,44 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from .checkpoint import load_checkpoint, read_checkpoint
+    protocol = get_protocol(args.dataset)
+    if args.batch_size < 1 or (args.frames is not None and args.frames < 1) or (args.tds is not None and args.tds < 1):
+        raise UsageError("--frames, --tds and --batch-size must be positive")
+    device = pick_device(args.device)
+    check_backend(args.backend, device)
     # our own checkpoints remember the window they were trained with
     trained = ((read_checkpoint(args.checkpoint).get("extra") or {}).get("args") or {})
     if trained.get("dataset", args.dataset) != args.dataset:
         trained = {}
-    frames = args.frames or trained.get("frames") or (27 if args.dataset == "h36m" else 81)
-    tds = args.tds or trained.get("tds") or (3 if args.dataset == "h36m" else 1)
-    if frames < 1 or tds < 1 or args.batch_size < 1:
-        raise UsageError("--frames, --tds and --batch-size must be positive")
+    frames = args.frames or trained.get("frames") or protocol.eval_frames
+    tds = args.tds or trained.get("tds") or protocol.eval_tds
     overrides = {} if args.spe_coef is None else {"spe_coef": args.spe_coef}
     if args.backend:
         overrides["backend"] = args.backend
     model = load_checkpoint(args.checkpoint, **overrides)
     if model.config["num_joints"] != 17:
         raise UsageError(f"{args.checkpoint}: model has {model.config['num_joints']} joints, the data 17")
-    if (model.family == "3dhp") != (args.dataset == "3dhp"):
-        print(f"warning: {args.checkpoint} is a {model.family}-family model evaluated on {args.dataset}",
+    if model.family != protocol.family:
+        print(f"warning: {args.checkpoint} is a {model.family}-family model evaluated on {protocol.name}",
               file=sys.stderr)
-    data = load_data(args.dataset, args.data_dir, args.keypoints, train=False)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    data = protocol.load(args.data_dir, args.keypoints, train=False)
     model.to(device)
     warn_slow_cpu_amp(device.type, args.amp)
     t0 = time.time()
     report, text = evaluate(model, data, frames, tds, args.batch_size, device=device, amp=args.amp,
                             p2_batch=args.official_p2_batch)
-    report.update(dataset=args.dataset, checkpoint=os.path.abspath(args.checkpoint), frames=frames, tds=tds,
-                  keypoints=args.keypoints if args.dataset == "h36m" else None,
+    report.update(dataset=protocol.name, checkpoint=os.path.abspath(args.checkpoint), frames=frames, tds=tds,
+                  keypoints=(args.keypoints or protocol.keypoints),
                   official_p2_batch=args.official_p2_batch or None,
                   amp=args.amp, model=dict(model.config), seconds=round(time.time() - t0, 2))
     print(text)
-    if args.dataset == "h36m":
-        print(f"P1 {report['p1_mm']:.2f} mm  P2 {report['p2_mm']:.2f} mm  ({frames} frames, tds {tds})")
-    else:
-        print(f"MPJPE {report['mpjpe_mm']:.2f} mm  PCK {report['pck']:.1f}  AUC {report['auc']:.1f}")
+    print(f"{protocol.headline(report)}  ({frames} frames, tds {tds})")
     if args.json:
         write_json(args.json, report)
     plot = args.plot or (os.path.join(os.path.dirname(os.path.abspath(args.json)), "per_action.png")
                          if args.json else None)
     if plot:
-        from .visualize import plot_per_action
-        if args.dataset == "h36m":
-            plot_per_action(report["per_action"], plot, title=f"P1 {report['p1_mm']:.2f} mm, "
-                                                              f"P2 {report['p2_mm']:.2f} mm")
-        else:
-            plot_per_action(report["per_sequence"], plot, keys=("mpjpe_mm",), labels=("MPJPE",))
+        protocol.plot(report, plot)
     return 0
 
 

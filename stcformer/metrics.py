@@ -103,12 +103,17 @@ def n_mpjpe(pred, target) -> np.ndarray:
     return mpjpe_per_window(pred * scale.reshape((n,) + (1,) * (pred.ndim - 1)), target)
 
 
-def mpjve(pred, target) -> float:
-    """Mean per-joint velocity error of one sequence (F, J, 3): error of the frame-to-frame differences."""
+def mpjve_per_step(pred, target) -> np.ndarray:
+    """Velocity error of one sequence (F, J, 3) per frame step: (F-1,), the mean over joints of the
+    error of the frame-to-frame differences."""
     pred, target = _np(pred).astype(np.float64), _np(target).astype(np.float64)
-    if len(pred) < 2:
-        return float("nan")
-    return float(np.linalg.norm(np.diff(pred, axis=0) - np.diff(target, axis=0), axis=-1).mean())
+    return np.linalg.norm(np.diff(pred, axis=0) - np.diff(target, axis=0), axis=-1).mean(axis=-1)
+
+
+def mpjve(pred, target) -> float:
+    """Mean per-joint velocity error of one sequence (F, J, 3) (nan for fewer than 2 frames)."""
+    steps = mpjve_per_step(pred, target)
+    return float(steps.mean()) if len(steps) else float("nan")
 
 
 class ActionTable:

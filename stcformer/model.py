@@ -8,7 +8,7 @@ classes (4 heads, scale C^-1/2, a 20-row embedding with padding_idx 0, the unuse
 from __future__ import annotations
 
 import re
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -17,6 +17,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from . import fused_mlp
+from .errors import UsageError
 from .ops import head_major_index, preferred_layout, stc_attention
 
 # body part of each joint, indexing the SPE embedding (official-reference A.1 step 7 and A.2)
@@ -25,8 +26,11 @@ MPI3DHP_PARTS = (0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 0, 0, 0)
 
 FAMILIES = {
     # heads, embedding rows, padding_idx, spatial SPE coef of the released weights, temporal coef
-    "h36m": dict(num_heads=8, emb_rows=5, padding_idx=None, spe_coef=1e-3, spe_t_coef=1e-9, parts=H36M_PARTS),
-    "3dhp": dict(num_heads=4, emb_rows=20, padding_idx=0, spe_coef=1e-4, spe_t_coef=None, parts=MPI3DHP_PARTS),
+    # and the attention scale's width: (C / scale_div)^-1/2
+    "h36m": dict(num_heads=8, emb_rows=5, padding_idx=None, spe_coef=1e-3, spe_t_coef=1e-9, parts=H36M_PARTS,
+                 scale_div=2),
+    "3dhp": dict(num_heads=4, emb_rows=20, padding_idx=0, spe_coef=1e-4, spe_t_coef=None, parts=MPI3DHP_PARTS,
+                 scale_div=1),
 }
 
 # our (H36M) module names <-> official 3DHP names, as substrings
@@ -181,6 +185,29 @@ class STCEncoder(nn.Module):
         return x
 
 
+# default of arguments whose value comes from the model family
+FAMILY_DEFAULT = "family"
+
+
+def check_config(layers: int, d_hid: int, family: str = "h36m", num_heads: Optional[int] = None) -> int:
+    """Check an architecture before anything is built; returns the number of heads.
+
+    The one place the width/heads rule lives (the op checks its own inputs again at run time):
+    the width C is even and C/2 splits into ``num_heads`` (default: the family's) equal heads.
+    Raises :class:`~stcformer.errors.UsageError` with one line.
+    """
+    if family not in FAMILIES:
+        raise UsageError(f"family must be one of {', '.join(sorted(FAMILIES))}, got {family!r}")
+    heads = num_heads or FAMILIES[family]["num_heads"]
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+        raise UsageError(f"layers must be a positive int, got {layers!r}")
+    if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
+        raise UsageError(f"num_heads must be a positive int, got {heads!r}")
+    if isinstance(d_hid, bool) or not isinstance(d_hid, int) or d_hid < 2 or d_hid % 2 or (d_hid // 2) % heads:
+        raise UsageError(f"width {d_hid!r}: must be even, and half of it divisible by the {heads} heads")
+    return heads
+
+
 class STCFormer(nn.Module):
     """2D keypoint sequence (B, T, J, 2) -> root-relative 3D poses (B, T, J, 3), any T.
 
@@ -191,7 +218,8 @@ class STCFormer(nn.Module):
         family: ``h36m`` or ``3dhp`` (official module naming and constants of each).
         spe_coef: spatial SPE coefficient; default that of the released weights
             (1e-3 for H36M, 1e-4 for 3DHP).
-        spe_t_coef: temporal SPE coefficient (H36M 1e-9, 3DHP none); ``None`` drops the term.
+        spe_t_coef: temporal SPE coefficient; default the family's (H36M 1e-9, 3DHP none);
+            ``None`` drops the term.
         scale: attention scale; default (C/2)^-1/2 for H36M and C^-1/2 for 3DHP.
         dropout, drop_path: MLP dropout (0.1) and DropPath on the SPE terms (0.5).
         backend: backend of ``stc_attention`` (default: $STCFORMER_BACKEND or auto).
@@ -201,18 +229,16 @@ class STCFormer(nn.Module):
 
     def __init__(self, layers: int = 6, d_hid: int = 256, num_joints: int = 17,
                  num_heads: Optional[int] = None, family: str = "h36m",
-                 spe_coef: Optional[float] = None, spe_t_coef: Optional[float] = -1.0,
+                 spe_coef: Optional[float] = None, spe_t_coef: Union[float, None, str] = FAMILY_DEFAULT,
                  scale: Optional[float] = None, dropout: float = 0.1, drop_path: float = 0.5,
                  parts: Optional[Sequence[int]] = None, backend: Optional[str] = None,
                  recompute: bool = False):
         super().__init__()
-        if family not in FAMILIES:
-            raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
+        num_heads = check_config(layers, d_hid, family, num_heads)
         fam = FAMILIES[family]
-        num_heads = num_heads or fam["num_heads"]
         spe_coef = fam["spe_coef"] if spe_coef is None else spe_coef
-        spe_t_coef = fam["spe_t_coef"] if spe_t_coef == -1.0 else spe_t_coef
-        scale = scale if scale is not None else (d_hid // 2 if family == "h36m" else d_hid) ** -0.5
+        spe_t_coef = fam["spe_t_coef"] if isinstance(spe_t_coef, str) and spe_t_coef == FAMILY_DEFAULT else spe_t_coef
+        scale = scale if scale is not None else (d_hid // fam["scale_div"]) ** -0.5
         parts = tuple(parts) if parts is not None else fam["parts"]
         if len(parts) != num_joints:
             raise ValueError(f"{num_joints} joints need a part index per joint (got {len(parts)}): pass parts=")

@@ -17,7 +17,8 @@ from stcformer.data.dataset import test_windows as make_test_windows
 from stcformer.data.skeleton import H36M_ACTIONS, H36M_LEFT, H36M_RIGHT
 from stcformer.data.synthetic import write_3dhp, write_h36m
 from stcformer.cli import run
-from stcformer.evaluate import main as evaluate_main, predict_centres
+from stcformer.evaluate import main as evaluate_main
+from stcformer.predict import predict_centres
 from stcformer.model import STCFormer
 
 SWAP = list(range(17))

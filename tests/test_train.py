@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 import torch
 
+from stcformer import cli as cli_mod
 from stcformer import train as train_mod
+from stcformer import training as training_mod
 from stcformer.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from stcformer.cli import run
 from stcformer.data.dataset import training_windows
 from stcformer.data.synthetic import write_h36m
-from stcformer.evaluate import load_data
+from stcformer.protocol import get_protocol
 from stcformer.model import STCFormer
 
 TINY = ["-f", "3", "--tds", "2", "-b", "64", "-s", "2", "--layers", "1", "--d-hid", "16",
@@ -93,7 +95,7 @@ def test_run_writes_metrics_curves_and_checkpoints(data, tmp_path):
 
 def test_no_arguments_uses_cached_synthetic_data_and_the_quick_config(tmp_path, monkeypatch):
     monkeypatch.setenv("STCFORMER_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(train_mod, "SYNTHETIC", dict(frames=8, takes=1))
+    monkeypatch.setattr(training_mod, "SYNTHETIC", dict(frames=8, takes=1))
     monkeypatch.setattr(train_mod, "QUICK", dict(train_mod.QUICK, frames=3, layers=1, d_hid=16, epochs=1))
     monkeypatch.chdir(tmp_path)
     code, stdout, _ = call([])
@@ -244,7 +246,7 @@ def test_device_defaults_fast_on_cuda_and_unchanged_on_cpu():
     cpu = train_mod.resolve_device_defaults(train_mod.parse_args([]), torch.device("cpu"))
     assert (cpu.amp, cpu.compile, cpu.check_every, cpu.recompute, cpu.eval_amp) == ("none", False, 1, False, "none")
     gpu = train_mod.resolve_device_defaults(train_mod.parse_args([]), torch.device("cuda", 0))
-    assert (gpu.amp, gpu.compile, gpu.check_every, gpu.tf32) == ("bf16", True, train_mod.CHECK_EVERY_CUDA, True)
+    assert (gpu.amp, gpu.compile, gpu.check_every, gpu.tf32) == ("bf16", True, training_mod.CHECK_EVERY_CUDA, True)
     assert gpu.eval_amp == "none"  # the test after each epoch stays float32 (the official numbers)
     # explicit flags win over the device's defaults
     args = train_mod.parse_args(["--amp", "none", "--no-compile", "--check-every", "7", "--recompute",
@@ -268,9 +270,9 @@ def test_make_train_step_is_the_training_step_and_autocasts():
         m = STCFormer(layers=1, d_hid=16)
         m.load_state_dict(model.state_dict())
         m.stcformer.stc_block[0].stc_att.qkv.register_forward_hook(lambda mod, i, o: dtypes.append(o.dtype))
-        opt = train_mod.make_optimizer(m.parameters(), 1e-3, "cpu")
+        opt = training_mod.make_optimizer(m.parameters(), 1e-3, "cpu")
         assert opt.defaults["amsgrad"] and not opt.defaults["fused"]  # fused only on CUDA
-        step = train_mod.make_train_step(m, opt, amp=amp, device="cpu")
+        step = training_mod.make_train_step(m, opt, amp=amp, device="cpu")
         before = {k: v.clone() for k, v in m.state_dict().items()}
         torch.manual_seed(1)
         loss = step(x, y)
@@ -286,7 +288,7 @@ def test_make_train_step_is_the_training_step_and_autocasts():
         assert torch.equal(loss, expect.detach())
         assert any(not torch.equal(before[k], v) for k, v in m.state_dict().items())
     with pytest.raises(ValueError):
-        train_mod.make_train_step(model, opt, amp="fp8")
+        training_mod.make_train_step(model, opt, amp="fp8")
 
 
 def test_compiled_step_equals_the_eager_step():
@@ -301,8 +303,8 @@ def test_compiled_step_equals_the_eager_step():
         graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
         m = STCFormer(layers=1, d_hid=16)
         m.load_state_dict(base.state_dict())
-        net = train_mod.compile_model(m, backend="aot_eager", fullgraph=True) if compiled else m
-        step = train_mod.make_train_step(net, train_mod.make_optimizer(m.parameters(), 1e-3, "cpu"), amp="none")
+        net = training_mod.compile_model(m, backend="aot_eager", fullgraph=True) if compiled else m
+        step = training_mod.make_train_step(net, training_mod.make_optimizer(m.parameters(), 1e-3, "cpu"), amp="none")
         torch.manual_seed(1)
         losses[compiled] = [step(x, y) for _ in range(3)] + [step(x[:2], y[:2])]  # and a shorter batch
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs >= 2  # it did compile, per shape
@@ -341,10 +343,10 @@ def test_cli_flags_reach_the_step(data, tmp_path, monkeypatch):
     def fake_compile(module, backend=None, fullgraph=False):  # the wiring; compilation is tested above
         compiled.append(module)
         return module
-    monkeypatch.setattr(train_mod, "compile_model", fake_compile)
+    monkeypatch.setattr(training_mod, "compile_model", fake_compile)
     seen = []  # (grad enabled, dtype) of block 0's qkv output
     blocks, heads = [], []  # grad enabled at each call of block 0 and of the head (once per forward)
-    real_build = train_mod.build_model
+    real_build = training_mod.build_model
 
     def build(args, device):
         model = real_build(args, device)
@@ -353,7 +355,7 @@ def test_cli_flags_reach_the_step(data, tmp_path, monkeypatch):
         model.stcformer.stc_block[0].register_forward_pre_hook(lambda *a: blocks.append(torch.is_grad_enabled()))
         model.regress_head.register_forward_hook(lambda m, i, o: heads.append(torch.is_grad_enabled()))
         return model
-    monkeypatch.setattr(train_mod, "build_model", build)
+    monkeypatch.setattr(training_mod, "build_model", build)
     out = tmp_path / "o"
     code, stdout, err = call(["--data-dir", data, "-k", "synth_det", *TINY, "--epochs", 1, "--out", out,
                               "--amp", "bf16", "--compile", "--recompute", "--check-every", 7])
@@ -375,13 +377,13 @@ def test_cli_flags_reach_the_step(data, tmp_path, monkeypatch):
 @pytest.mark.parametrize("bad,word", [(float("nan"), "NaN"), (float("inf"), "infinite")])
 def test_deferred_check_names_the_first_bad_step(data, tmp_path, monkeypatch, bad, word):
     calls = []
-    real = train_mod.mpjpe
+    real = training_mod.mpjpe
 
     def loss_with_a_bad_step(pred, target):  # step 6's loss is bad, and the weights after it too
         calls.append(1)
         loss = real(pred, target)
         return loss * bad if len(calls) == 6 else loss
-    monkeypatch.setattr(train_mod, "mpjpe", loss_with_a_bad_step)
+    monkeypatch.setattr(training_mod, "mpjpe", loss_with_a_bad_step)
     out = tmp_path / "o"
     code, _, err = call(["--data-dir", data, "-k", "synth_det", *TINY, "--epochs", 1, "--out", out,
                          "--check-every", 3, "--save-every", 4])
@@ -400,7 +402,7 @@ def test_deferred_check_names_the_first_bad_step(data, tmp_path, monkeypatch, ba
 
 
 def test_device_windows_equal_the_numpy_windows(data):
-    d = load_data("h36m", str(data), "synth_det", train=True)
+    d = get_protocol("h36m").load(str(data), "synth_det", train=True)
     for frames, tds in ((3, 2), (9, 3)):
         ws = training_windows(d, frames, tds, stride=2, augment=True)
         dev = ws.to_device("cpu")
@@ -429,23 +431,23 @@ def fake_gpus(monkeypatch):
 
 
 def test_pick_device(fake_gpus):
-    pick = train_mod.pick_device
+    pick = cli_mod.pick_device
     fake_gpus(0)
     assert pick(None) == torch.device("cpu") and pick("cpu", 2, 1, 2) == torch.device("cpu")
-    with pytest.raises(train_mod.UsageError, match="--device cuda: CUDA is not available"):
+    with pytest.raises(cli_mod.UsageError, match="--device cuda: CUDA is not available"):
         pick("cuda")
-    with pytest.raises(train_mod.UsageError, match="not a device"):
+    with pytest.raises(cli_mod.UsageError, match="not a device"):
         pick("gpu0")
     fake_gpus(2)
     assert pick(None) == torch.device("cuda", 0) and pick("cuda:1") == torch.device("cuda", 1)
     assert pick(None, 2, 1, 2) == torch.device("cuda", 1) and pick("cuda", 4, 1, 2) == torch.device("cuda", 1)
     assert pick("cpu", 2, 1, 2) == torch.device("cpu")
-    with pytest.raises(train_mod.UsageError, match=r"only 2 GPU\(s\) are visible \(cuda:0 to cuda:1\)"):
+    with pytest.raises(cli_mod.UsageError, match=r"only 2 GPU\(s\) are visible \(cuda:0 to cuda:1\)"):
         pick("cuda:2")
-    with pytest.raises(train_mod.UsageError, match="puts all 2 processes of this machine on one GPU"):
+    with pytest.raises(cli_mod.UsageError, match="puts all 2 processes of this machine on one GPU"):
         pick("cuda:0", 2, 0, 2)
     assert pick("cuda:1", 2, 0, 1) == torch.device("cuda", 1)  # one process per machine may name its GPU
-    with pytest.raises(train_mod.UsageError, match=r"4 processes were started on this machine but only 2 GPU"):
+    with pytest.raises(cli_mod.UsageError, match=r"4 processes were started on this machine but only 2 GPU"):
         pick(None, 4, 0, 4)
 
 
@@ -478,7 +480,7 @@ def test_more_processes_than_gpus_stops_in_one_line(data, tmp_path, monkeypatch,
 @pytest.mark.gpu
 def test_cuda_windows_and_step_never_wait_for_the_host(data):
     dev = torch.device("cuda", torch.cuda.current_device())
-    ws = training_windows(load_data("h36m", str(data), "synth_det", train=True), 9, 3, stride=2, augment=True)
+    ws = training_windows(get_protocol("h36m").load(str(data), "synth_det", train=True), 9, 3, stride=2, augment=True)
     gpu = ws.to_device(dev)
     idx = np.random.default_rng(0).permutation(len(ws))[:256]
     order = torch.from_numpy(idx).to(dev)
@@ -486,9 +488,9 @@ def test_cuda_windows_and_step_never_wait_for_the_host(data):
     assert torch.equal(gpu.targets(order).cpu(), ws.targets(idx))
     torch.manual_seed(0)
     model = STCFormer(layers=2, d_hid=32).to(dev)
-    opt = train_mod.make_optimizer(model.parameters(), 1e-3, dev)
+    opt = training_mod.make_optimizer(model.parameters(), 1e-3, dev)
     assert opt.defaults["fused"] and opt.defaults["amsgrad"]
-    step = train_mod.make_train_step(train_mod.compile_model(model), opt, amp="bf16", device=dev)
+    step = training_mod.make_train_step(training_mod.compile_model(model), opt, amp="bf16", device=dev)
     batches = [order[i:i + 64] for i in range(0, 256, 64)]
     losses = [step(gpu.inputs(b), gpu.targets(b)) for b in batches[:2]]  # compilation, warm-up
     torch.cuda.synchronize(dev)
@@ -509,5 +511,5 @@ def test_cuda_defaults_train(data, tmp_path):
     assert stdout.count("torch.compile: the first step took") == 1
     m = json.loads((out / "metrics.json").read_text())
     assert (m["config"]["amp"], m["config"]["compile"], m["config"]["check_every"]) == \
-        ("bf16", True, train_mod.CHECK_EVERY_CUDA)
+        ("bf16", True, training_mod.CHECK_EVERY_CUDA)
     assert np.isfinite(m["epochs"][0]["train_loss_mm"]) and m["epochs"][0]["p1_mm"] < m["mean_pose_p1_mm"] * 3
