@@ -4,4 +4,18 @@ from .model import STCFormer
 from .ops import stc_attention
 
 __version__ = "0.1.0"
-__all__ = ["STCFormer", "stc_attention", "load_checkpoint", "save_checkpoint", "CheckpointError"]
+__all__ = ["STCFormer", "stc_attention", "load_checkpoint", "save_checkpoint", "CheckpointError",
+           "lift", "read_keypoints", "Keypoints"]
+
+# imported on first use: stcformer.lift (stcformer.predict) and the keypoint readers
+_LAZY = {"lift": "predict", "read_keypoints": "keypoints", "Keypoints": "keypoints"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,15 +1,20 @@
-"""python -m stcformer.infer on the user's own keypoints."""
+"""python -m stcformer.infer and stcformer.lift on the user's own keypoints."""
+import json
 import os
 
 import numpy as np
 import pytest
 import torch
 
+import stcformer
 from stcformer import STCFormer, save_checkpoint
 from stcformer.checkpoint import load_checkpoint
-from stcformer.data.cameras import normalize_screen_coordinates
-from stcformer.infer import coco_to_h36m, lift, main
 from stcformer.cli import run
+from stcformer.data.cameras import normalize_screen_coordinates
+from stcformer.data.skeleton import H36M_LEFT, H36M_RIGHT
+from stcformer.data.windows import flip_pose
+from stcformer.infer import Z_UP, main
+from stcformer.predict import predict_sequence, seq2seq_centres
 
 
 @pytest.fixture
@@ -20,27 +25,41 @@ def ckpt(tmp_path):
     return str(path)
 
 
+def infer(*args):
+    return run(lambda: main([str(a) for a in args]))
+
+
+class FrameLocal(torch.nn.Module):
+    """Lifts each frame on its own: (x, y) -> (x, y, 0). Flip-averaging leaves it unchanged."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return torch.cat([x, torch.zeros_like(x[..., :1])], -1) + 0 * self.dummy
+
+
 def test_infer_writes_poses_and_preview(tmp_path, ckpt):
     kpts = np.random.default_rng(0).uniform(100, 900, size=(1, 12, 17, 2)).astype(np.float32)
     np.savez(tmp_path / "kpts.npz", reconstruction=kpts)
     out = tmp_path / "out"
-    rc = run(lambda: main(["--checkpoint", ckpt, "--keypoints", str(tmp_path / "kpts.npz"),
-                           "--width", "1000", "--height", "1000", "--out", str(out), "-f", "9",
-                           "--device", "cpu"]))
+    rc = infer("--checkpoint", ckpt, "--keypoints", tmp_path / "kpts.npz", "--width", 1000, "--height", 1000,
+               "--fps", 50, "--out", out, "-f", 9, "--device", "cpu")
     assert rc == 0
-    poses = np.load(out / "poses_3d.npz")["reconstruction"]
+    z = np.load(out / "poses_3d.npz")
+    poses = z["reconstruction"]
     assert poses.shape == (12, 17, 3) and np.isfinite(poses).all()
     assert np.all(poses[:, 0] == 0)  # root-relative
+    np.testing.assert_allclose(z["reconstruction_z_up"], np.stack([poses[..., 0], poses[..., 2], -poses[..., 1]], -1))
+    assert z["tds"] == 3 and z["frames"] == 9 and str(z["mode"]) == "center" and z["fps"] == 50
     assert (out / "preview.png").stat().st_size > 1000
 
 
-def test_lift_keeps_the_centre_frame():
-    from stcformer.data.skeleton import H36M_LEFT, H36M_RIGHT
-    from stcformer.data.windows import flip_pose
-
+def test_centre_mode_keeps_the_centre_frame():
     model = STCFormer(layers=1, d_hid=32, num_heads=2).eval()
     x = np.random.default_rng(1).normal(size=(7, 17, 2)).astype(np.float32)
-    poses = lift(model, x, frames=3, tds=2)
+    poses = predict_sequence(model, x, frames=3, tds=2)
     with torch.no_grad():  # frame 3's window with tds 2 is frames 1, 3, 5; its centre is index 1
         w = torch.from_numpy(x[None, [1, 3, 5]])
         pred = model(w) + flip_pose(model(flip_pose(w, H36M_LEFT, H36M_RIGHT)), H36M_LEFT, H36M_RIGHT)
@@ -50,28 +69,188 @@ def test_lift_keeps_the_centre_frame():
     np.testing.assert_allclose(poses[3], expect.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_coco_conversion_places_synthesised_joints():
-    c = np.random.default_rng(2).normal(size=(17, 2))
-    h = coco_to_h36m(c)
-    np.testing.assert_allclose(h[0], (c[11] + c[12]) / 2)  # pelvis = mid-hip
-    np.testing.assert_allclose(h[11], c[5])  # left shoulder copied
-    np.testing.assert_allclose(h[3], c[16])  # right ankle copied
+def test_seq2seq_mode_keeps_every_frame_of_its_windows():
+    model = STCFormer(layers=1, d_hid=32, num_heads=2).eval()
+    x = np.random.default_rng(2).normal(size=(7, 17, 2)).astype(np.float32)
+    # blocks of 3*2 = 6 frames: starts 0 and 1 (the last aligned to the end); windows
+    # (0,2,4), (1,3,5) and (1,3,5), (2,4,6)
+    np.testing.assert_array_equal(seq2seq_centres(7, 3, 2), [2, 3, 3, 4])
+    poses = predict_sequence(model, x, frames=3, tds=2, mode="seq2seq")
+
+    def window(frames):
+        with torch.no_grad():
+            w = torch.from_numpy(x[None, frames])
+            p = model(w) + flip_pose(model(flip_pose(w, H36M_LEFT, H36M_RIGHT)), H36M_LEFT, H36M_RIGHT)
+            p = (p / 2)[0].numpy()
+        p[:, 0] = 0
+        return p
+
+    a, b, c = window([0, 2, 4]), window([1, 3, 5]), window([2, 4, 6])
+    np.testing.assert_allclose(poses[0], a[0], rtol=1e-5, atol=1e-6)    # one window
+    np.testing.assert_allclose(poses[3], b[1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(poses[2], (a[1] + c[0]) / 2, rtol=1e-5, atol=1e-6)  # two: averaged
+    np.testing.assert_allclose(poses[6], c[2], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("content,match", [
-    (None, "no such file"),
-    (np.zeros((5, 16, 2)), "must be"),
-    (np.full((5, 17, 2), np.nan), "NaN"),
-])
-def test_bad_keypoints_exit_2(tmp_path, ckpt, capsys, content, match):
-    path = tmp_path / "k.npy"
-    if content is not None:
-        np.save(path, content)
-    rc = run(lambda: main(["--checkpoint", ckpt, "--keypoints", str(path), "--width", "10",
-                           "--height", "10", "--out", str(tmp_path / "o")]))
+@pytest.mark.parametrize("F,frames,tds", [(5, 27, 3), (81, 27, 3), (100, 27, 3), (300, 9, 2), (1, 9, 1)])
+def test_seq2seq_windows_cover_every_frame(F, frames, tds):
+    from stcformer.data.windows import window_indices
+
+    idx = window_indices(F, seq2seq_centres(F, frames, tds), (frames - 1) // 2, tds)
+    assert set(idx.ravel()) == set(range(F))
+
+
+@pytest.mark.parametrize("mode", ["center", "seq2seq"])
+def test_time_alignment(mode):
+    """A pose that changes at frame 40 comes out changed at frame 40, also with gaps filled."""
+    T, k = 90, 40
+    rng = np.random.default_rng(4)
+    a, b = rng.uniform(200, 800, size=(2, 17, 2)).astype(np.float32)
+    xy = np.where((np.arange(T) < k)[:, None, None], a, b)
+    sc = np.ones((T, 17, 1), np.float32)
+    sc[10:15] = 0       # gaps away from the change: filled by interpolation (same pose both sides)
+    sc[70:73, 3] = 0.1  # a low-score ankle
+    sc[-4:] = 0         # the end: held
+    for data in (xy, np.concatenate([xy, sc], -1)):
+        poses = stcformer.lift(data, checkpoint=FrameLocal(), fps=50, size=(1000, 1000), mode=mode, frames=9)
+        assert poses.shape == (T, 17, 3)
+        expect = normalize_screen_coordinates(xy, w=1000, h=1000)
+        expect[:, 0] = 0
+        np.testing.assert_allclose(poses[..., :2], expect, atol=1e-6)
+        change = np.flatnonzero(np.abs(np.diff(poses, axis=0)).max(axis=(1, 2)) > 1e-6) + 1
+        assert list(change) == [k]
+
+
+def test_lift_api_matches_the_cli(tmp_path, ckpt):
+    kpts = np.random.default_rng(5).uniform(100, 900, size=(30, 17, 2)).astype(np.float32)
+    np.save(tmp_path / "k.npy", kpts)
+    for mode in ("center", "seq2seq"):
+        out = tmp_path / mode
+        assert infer("--checkpoint", ckpt, "--keypoints", tmp_path / "k.npy", "--width", 1000, "--height", 800,
+                     "--fps", 30, "--out", out, "-f", 9, "--mode", mode, "--device", "cpu") == 0
+        cli = np.load(out / "poses_3d.npz")["reconstruction"]
+        api = stcformer.lift(kpts, checkpoint=ckpt, fps=30, size=(1000, 800), mode=mode, frames=9)
+        np.testing.assert_array_equal(api, cli)
+        api2 = stcformer.lift(stcformer.read_keypoints(tmp_path / "k.npy"), checkpoint=ckpt, tds=2,
+                              size=(1000, 800), mode=mode, frames=9)  # tds 2 = round(3*30/50)
+        np.testing.assert_array_equal(api2, cli)
+
+
+def test_cli_json_input_all_outputs(tmp_path, ckpt, capsys):
+    T = 24
+    rng = np.random.default_rng(6)
+    base = rng.uniform(300, 700, size=(17, 2))
+    recs = []
+    for f in range(T):
+        if f in (5, 6):
+            continue
+        pose = base + 3 * np.sin(f / 4) + rng.normal(scale=2, size=(17, 2))
+        kp = np.concatenate([pose, np.full((17, 1), 0.9)], 1).reshape(-1).tolist()
+        recs.append({"image_id": f"{f}.jpg", "keypoints": kp, "box": [250, 250, 500, 500], "idx": 1})
+        recs.append({"image_id": f"{f}.jpg", "keypoints": (np.array(kp) * 0.5).tolist(), "box": [0, 0, 9, 9],
+                     "idx": 2})
+    (tmp_path / "alphapose-results.json").write_text(json.dumps(recs))
+    out = tmp_path / "out"
+    rc = infer("--checkpoint", ckpt, "--keypoints", tmp_path / "alphapose-results.json", "--width", 1000,
+               "--height", 1000, "--fps", 25, "--out", out, "-f", 9, "--mode", "seq2seq", "--smooth",
+               "--json", out / "p.json", "--bvh", out / "p.bvh", "--bvh-root", "--render", out / "a.gif",
+               "--device", "cpu")
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "track 1" in text and "filled 2 of 24 frames" in text and "jitter" in text and "mm/frame^2" in text
+    poses = np.load(out / "poses_3d.npz")["reconstruction"]
+    doc = json.loads((out / "p.json").read_text())
+    np.testing.assert_allclose(doc["reconstruction"], poses, atol=1e-5)
+    np.testing.assert_allclose(doc["reconstruction_z_up"], poses @ Z_UP.T, atol=1e-5)
+    assert doc["fps"] == 25 and doc["joints"][0] == "Hip"
+    bvh = (out / "p.bvh").read_text()
+    assert "Frames: 24" in bvh and "Frame Time: 0.040000" in bvh
+    from PIL import Image
+    with Image.open(out / "a.gif") as im:
+        assert im.n_frames == T
+
+
+def files_in(folder):
+    return sorted(p for p in os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def _write(tmp_path, kind):
+    p = tmp_path / "k.npy"
+    rng = np.random.default_rng(7)
+    if kind == "missing":
+        return p, "no such file"
+    if kind == "joints":
+        np.save(p, rng.uniform(1, 9, size=(5, 16, 2)))
+        return p, "16 joints"
+    if kind == "nan":
+        np.save(p, np.full((5, 17, 2), np.nan))
+        return p, "too few usable frames"
+    if kind == "zeros":
+        np.save(p, np.zeros((5, 17, 2)))
+        return p, "too few usable frames: 0 of 5"
+    if kind == "lowscore":
+        np.save(p, np.concatenate([rng.uniform(1, 9, size=(5, 17, 2)), np.full((5, 17, 1), 0.1)], -1))
+        return p, "scoring >= 0.3"
+    if kind == "garbage":
+        p = tmp_path / "k.npz"
+        p.write_bytes(b"not a zip")
+        return p, "not a readable"
+    if kind == "nopeople":
+        p = tmp_path / "k.json"
+        p.write_text("[]")
+        return p, "no people"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["missing", "joints", "nan", "zeros", "lowscore", "garbage", "nopeople"])
+def test_bad_keypoints_exit_2(tmp_path, ckpt, capsys, kind):
+    path, match = _write(tmp_path, kind)
+    out = tmp_path / "o"
+    rc = infer("--checkpoint", ckpt, "--keypoints", path, "--width", 10, "--height", 10, "--fps", 30,
+               "--out", out, "--json", out / "p.json", "--bvh", out / "p.bvh", "--render", out / "a.gif")
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and len(err.splitlines()) == 1 and str(path) in err and match in err
-    assert not os.path.exists(tmp_path / "o" / "poses_3d.npz")
+    assert rc == 2 and len(err.splitlines()) == 1 and str(path) in err and match in err, err
+    assert files_in(out) == []
+
+
+@pytest.mark.parametrize("drop,match", [
+    (["--fps", "30"], "frame rate: pass --fps"),
+    (["--width", "100", "--height", "100"], "image size: pass --width and --height"),
+])
+def test_missing_fps_or_size_exit_2(tmp_path, ckpt, capsys, drop, match):
+    np.save(tmp_path / "k.npy", np.random.default_rng(8).uniform(1, 90, size=(6, 17, 2)))
+    args = ["--checkpoint", ckpt, "--keypoints", str(tmp_path / "k.npy"), "--width", "100", "--height", "100",
+            "--fps", "30", "--out", str(tmp_path / "o")]
+    for i, a in enumerate(args):
+        if a == drop[0]:
+            del args[i:i + len(drop)]
+            break
+    rc = infer(*args)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and match in err and "k.npy" in err, err
+    assert files_in(tmp_path / "o") == []
+
+
+def test_mp4_without_ffmpeg_is_refused_first(tmp_path, ckpt, capsys, monkeypatch):
+    import stcformer.render as render
+    monkeypatch.setattr(render, "ffmpeg_exe", lambda: None)
+    np.save(tmp_path / "k.npy", np.random.default_rng(9).uniform(1, 90, size=(6, 17, 2)))
+    rc = infer("--checkpoint", ckpt, "--keypoints", tmp_path / "k.npy", "--width", 100, "--height", 100,
+               "--fps", 30, "--out", tmp_path / "o", "--render", tmp_path / "o" / "a.mp4")
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "needs ffmpeg" in err and "a.mp4" in err and len(err.splitlines()) == 1
+    assert files_in(tmp_path / "o") == []
+
+
+def test_videopose3d_file_gives_the_size(tmp_path, ckpt):
+    rng = np.random.default_rng(10)
+    coco = rng.uniform(100, 600, size=(15, 17, 2)).astype(np.float32)
+    np.savez_compressed(tmp_path / "vp3d.npz", positions_2d={"v.mp4": {"custom": [coco]}},
+                        metadata={"layout_name": "coco", "video_metadata": {"v.mp4": {"w": 640, "h": 480}}})
+    assert infer("--checkpoint", ckpt, "--keypoints", tmp_path / "vp3d.npz", "--fps", 25, "--out",
+                 tmp_path / "o", "-f", 9, "--device", "cpu") == 0
+    z = np.load(tmp_path / "o" / "poses_3d.npz")
+    assert tuple(z["size"]) == (640, 480) and z["reconstruction"].shape == (15, 17, 3)
 
 
 def test_amp_is_opt_in(tmp_path, ckpt):
@@ -81,15 +260,27 @@ def test_amp_is_opt_in(tmp_path, ckpt):
     for amp in (None, "bf16"):
         out = tmp_path / str(amp)
         extra = [] if amp is None else ["--amp", amp]
-        rc = run(lambda: main(["--checkpoint", ckpt, "--keypoints", str(tmp_path / "k.npy"), "--width", "1000",
-                               "--height", "1000", "--out", str(out), "-f", "5", "--device", "cpu", *extra]))
+        rc = infer("--checkpoint", ckpt, "--keypoints", tmp_path / "k.npy", "--width", 1000, "--height", 1000,
+                   "--fps", 50, "--out", out, "-f", 5, "--device", "cpu", *extra)
         assert rc == 0
         poses[amp] = np.load(out / "poses_3d.npz")["reconstruction"]
     from stcformer.infer import parse_args
-    assert parse_args(["--checkpoint", ckpt, "--keypoints", "k", "--width", "1", "--height", "1",
-                       "--out", "o"]).amp == "none"  # float32 by default
+    assert parse_args(["--checkpoint", ckpt, "--keypoints", "k", "--out", "o"]).amp == "none"  # float32 by default
     model = load_checkpoint(ckpt)
     x = normalize_screen_coordinates(kpts, w=1000, h=1000).astype(np.float32)
-    np.testing.assert_array_equal(poses[None], lift(model, x, frames=5, tds=3))  # the float32 lift (tds 3 at 50 fps)
+    np.testing.assert_array_equal(poses[None], predict_sequence(model, x, frames=5, tds=3))  # tds 3 at 50 fps
     assert poses["bf16"].dtype == np.float32 and not np.array_equal(poses["bf16"], poses[None])
     np.testing.assert_allclose(poses["bf16"], poses[None], rtol=0.05, atol=0.02)
+
+
+def test_old_format_flag_names_the_joint_set(tmp_path, ckpt):
+    from stcformer.keypoints import coco_to_h36m
+
+    kpts = np.random.default_rng(11).uniform(100, 900, size=(8, 17, 2)).astype(np.float32)
+    np.save(tmp_path / "k.npy", kpts)
+    np.save(tmp_path / "h.npy", coco_to_h36m(kpts))
+    for name, extra in (("k.npy", ["--format", "coco"]), ("h.npy", [])):
+        assert infer("--checkpoint", ckpt, "--keypoints", tmp_path / name, "--width", 1000, "--height", 1000,
+                     "--fps", 50, "--out", tmp_path / name[0], "-f", 5, "--device", "cpu", *extra) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "k" / "poses_3d.npz")["reconstruction"],
+                               np.load(tmp_path / "h" / "poses_3d.npz")["reconstruction"], atol=1e-5)
