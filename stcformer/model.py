@@ -26,11 +26,12 @@ MPI3DHP_PARTS = (0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 0, 0, 0)
 
 FAMILIES = {
     # heads, embedding rows, padding_idx, spatial SPE coef of the released weights, temporal coef
-    # and the attention scale's width: (C / scale_div)^-1/2
+    # the attention scale's width: (C / scale_div)^-1/2; mixer_names: the released weights use the
+    # 3DHP names (mlpmixer.mixerblocks..., cross_att, layer_norm1) and keep an unused layer_norm2 per block
     "h36m": dict(num_heads=8, emb_rows=5, padding_idx=None, spe_coef=1e-3, spe_t_coef=1e-9, parts=H36M_PARTS,
-                 scale_div=2),
+                 scale_div=2, mixer_names=False),
     "3dhp": dict(num_heads=4, emb_rows=20, padding_idx=0, spe_coef=1e-4, spe_t_coef=None, parts=MPI3DHP_PARTS,
-                 scale_div=1),
+                 scale_div=1, mixer_names=True),
 }
 
 # our (H36M) module names <-> official 3DHP names, as substrings
@@ -49,7 +50,7 @@ _BLOCK_LN_3DHP = re.compile(r"^(mlpmixer\.mixerblocks\.\d+)\.layer_norm1\.")
 
 def to_official_key(key: str, family: str) -> str:
     """Our parameter name -> the official checkpoint's name (identity for H36M)."""
-    if family != "3dhp":
+    if not FAMILIES[family]["mixer_names"]:
         return key
     key = _BLOCK_LN.sub(r"\1.layer_norm1.", key)
     for ours, theirs in _3DHP_NAMES:
@@ -251,7 +252,7 @@ class STCFormer(nn.Module):
         self.pose_emb = nn.Linear(2, d_hid, bias=False)
         self.gelu = nn.GELU()
         self.stcformer = STCEncoder(layers, d_hid, attn_kwargs=attn, mlp_ratio=4, drop=dropout,
-                                    unused_norm=family == "3dhp")
+                                    unused_norm=fam["mixer_names"])
         self.regress_head = nn.Linear(d_hid, 3, bias=False)
         self.stcformer.recompute = recompute
 

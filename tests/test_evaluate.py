@@ -176,6 +176,9 @@ def test_bad_inputs_exit_2_and_write_nothing(tiny, tmp_path):
         np.savez(bad / f, **e)
     _assert_bad(run_cli("--data-dir", bad, "-k", "synth_det", "--frames", 3, "--checkpoint", tiny / "tiny.pth",
                         "--json", out), "data_2d_h36m_synth_det.npz", "positions_2d['S11']['Greeting'][1]", "NaN")
+    _assert_bad(run_cli(*base, "--checkpoint", tiny / "tiny.pth", "--backend", "nope"), "--backend nope",
+                "unknown backend")
+    _assert_bad(run_cli(*base, "--checkpoint", tiny / "tiny.pth", "--device", "cuda:7"), "--device cuda:7")
     assert not out.exists() and not out.parent.exists()
 
 

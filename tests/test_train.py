@@ -234,6 +234,16 @@ def test_bad_input_exits_2_and_writes_nothing(data, tmp_path):
     assert code == 2 and "--frames must be odd" in err
     code, _, err = call(["--resume", tmp_path / "nothing"])
     assert code == 2 and "last.pth: no such file" in err
+    # flags are checked before anything is generated, trained or written
+    for flags, message in ((["--backend", "bogus"], "--backend bogus: unknown backend"),
+                           (["--backend", "cuda"], "--backend cuda: tensors are on cpu"),
+                           (["--device", "tpu"], "--device tpu: not a device"),
+                           (["--d-hid", "20"], "--layers/--d-hid: width 20: must be even, and half of it "
+                                               "divisible by the 8 heads"),
+                           (["-b", "1", "-s", "2"], "-b 1 // -s 2 leaves no window per step")):
+        code, stdout, err = call(["--data-dir", data, "-k", "synth_det", *TINY, "--out", out, *flags])
+        assert code == 2 and err.count("\n") == 1 and message in err, (flags, err)
+        assert stdout == "", flags
     assert not out.exists()
     # a subprocess gets exit status 2 from the same error
     r = subprocess.run([sys.executable, "-m", "stcformer.train", "--data-dir", str(tmp_path / "empty"), "--out",

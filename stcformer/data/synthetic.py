@@ -199,11 +199,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.frames < 2 or args.takes < 1:
         p.error("--frames must be >= 2 and --takes >= 1")
-    if args.layout == "h36m":
-        subjects = [s for s in args.subjects.split(",") if s]
-        paths = write_h36m(args.out, subjects, args.frames, args.takes, args.seed, args.noise)
-    else:
-        paths = write_3dhp(args.out, args.frames, seed=args.seed, noise=args.noise)
+    writers = {  # one per file layout
+        "h36m": lambda: write_h36m(args.out, [s for s in args.subjects.split(",") if s], args.frames,
+                                   args.takes, args.seed, args.noise),
+        "3dhp": lambda: write_3dhp(args.out, args.frames, seed=args.seed, noise=args.noise),
+    }
+    paths = writers[args.layout]()
     for path in paths.values():
         print(path)
     return 0
