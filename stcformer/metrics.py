@@ -12,7 +12,7 @@ in metres.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, Iterable, Mapping, Optional, Sequence
+from typing import Dict, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch

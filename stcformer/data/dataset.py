@@ -1,7 +1,7 @@
 """Sequences of a dataset and the windows cut from them, batched with numpy fancy indexing."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -41,14 +41,13 @@ class PoseSequence:
 class PoseData:
     """A dataset ready for windowing: train and test sequences plus its conventions."""
 
-    name: str                      # "h36m" or "3dhp"
+    name: str                      # the dataset (a key of stcformer.protocol.PROTOCOLS)
     train: List[PoseSequence]
     test: List[PoseSequence]
     root: int
     left: Sequence[int]
     right: Sequence[int]
     unit_to_mm: float              # 1000 for metres (H36M), 1 for millimetres (3DHP)
-    files: List[str] = field(default_factory=list)
 
 
 class WindowSet:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Sequence
 
-import numpy as np
 
 from .cameras import h36m_cameras, normalize_screen_coordinates, world_to_camera
 from .dataset import PoseData, PoseSequence
@@ -121,7 +120,7 @@ def load_h36m(data_dir, keypoints: str = "cpn_ft_h36m_dbb",
     files = read_files(data_dir, keypoints)
     train = load_sequences(data_dir, keypoints, train_subjects, files) if train_subjects else []
     test = load_sequences(data_dir, keypoints, test_subjects, files) if test_subjects else []
-    path3d, path2d = h36m_paths(data_dir, keypoints)
+    path3d, _ = h36m_paths(data_dir, keypoints)
     if require_all_actions and test_subjects:
         groups = {s.group for s in test}
         unknown = sorted(groups - set(H36M_ACTIONS))
@@ -133,7 +132,7 @@ def load_h36m(data_dir, keypoints: str = "cpn_ft_h36m_dbb",
             raise DataError(path3d, f"action(s) {', '.join(missing)} missing from the test subjects "
                                     f"{', '.join(test_subjects)}")
     return PoseData(name="h36m", train=train, test=test, root=H36M_ROOT, left=H36M_LEFT,
-                    right=H36M_RIGHT, unit_to_mm=1000.0, files=[path3d, path2d])
+                    right=H36M_RIGHT, unit_to_mm=1000.0)
 
 
 __all__ = ["load_h36m", "load_sequences", "h36m_paths", "action_group"]

@@ -97,8 +97,7 @@ def load_3dhp(data_dir, train: bool = True, test: bool = True) -> PoseData:
         name="3dhp",
         train=load_train(data_dir) if train else [],
         test=load_test(data_dir) if test else [],
-        root=MPI3DHP_ROOT, left=MPI3DHP_LEFT, right=MPI3DHP_RIGHT, unit_to_mm=1.0,
-        files=[os.path.join(data_dir, f) for f, use in ((TRAIN_FILE, train), (TEST_FILE, test)) if use])
+        root=MPI3DHP_ROOT, left=MPI3DHP_LEFT, right=MPI3DHP_RIGHT, unit_to_mm=1.0)
 
 
 __all__ = ["load_3dhp", "load_train", "load_test", "TRAIN_FILE", "TEST_FILE"]

@@ -21,11 +21,10 @@ from typing import Dict, Sequence
 import numpy as np
 
 from .cameras import h36m_cameras, project_to_2d, world_to_camera
-from .motion import sequence, subject_bones
 from ..io import write_npz
+from .motion import sequence, subject_bones
 from .skeleton import (H36M_ACTIONS, H36M_KEPT_OF_32, H36M_LEFT, H36M_PARENTS_32, H36M_RIGHT,
-                       H36M_TEST_SUBJECTS, H36M_TRAIN_SUBJECTS, MPI3DHP_FROM_H36M,
-                       MPI3DHP_LEFT, MPI3DHP_RIGHT, MPI3DHP_TEST_SEQUENCES)
+                       H36M_TEST_SUBJECTS, H36M_TRAIN_SUBJECTS, MPI3DHP_FROM_H36M, MPI3DHP_TEST_SEQUENCES)
 
 DETECTIONS = "synth_det"
 # detector noise (pixels, one sigma) per H36M-17 joint: extremities are noisier
