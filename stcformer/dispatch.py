@@ -108,5 +108,5 @@ def choose(requested: str, device_type: str, dtype: torch.dtype) -> str:
 
 
 def available_backends(device_type: str = "cpu", dtype: torch.dtype = torch.float32) -> dict:
-    """{backend: None or reason} for every backend, e.g. for ``python -m stcformer.ops``."""
+    """{backend: None or reason} for every backend (``python -m stcformer`` prints them)."""
     return {name: unavailable_reason(name, device_type, dtype) for name in BACKENDS}
