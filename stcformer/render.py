@@ -124,7 +124,7 @@ class Renderer:
         ax3.set_ylabel("depth (m)")
         ax3.set_zlabel("up (m)")
         ax3.set_title("3D, root-relative")
-        self.fig.subplots_adjust(left=0.02, right=0.98, top=0.9, bottom=0.04, wspace=0.05)
+        self.fig.subplots_adjust(left=0.02, right=0.95, top=0.9, bottom=0.08, wspace=0.1)
         self.canvas.draw()
         self.shape = np.asarray(self.canvas.buffer_rgba()).shape[:2] + (3,)
 
