@@ -1,17 +1,18 @@
 """The ``cpp`` backend (csrc/cpu, in stcformer._C) against the reference op.
 
-Forward and every gradient at shapes that break kernels, float32 / bfloat16 tolerances, float64
-gradcheck, opcheck of the registered op and torch.compile(fullgraph=True) through it.
+Forward and every gradient at shapes that break kernels (tests/backend_harness.py: float64
+reference, tolerances by dtype), both qkv layouts, float64 gradcheck, opcheck of the registered op
+and torch.compile(fullgraph=True) through it.
 """
-import ctypes
 import os
 
 import pytest
 import torch
 
+from backend_harness import (_junk_fill_flag, check_backend, check_compile_fullgraph, check_inputs,
+                             gradcheck_backend, make_inputs, poisoned_allocations)
 from stcformer import dispatch
 from stcformer.ops import stc_attention
-from stcformer.reference import stc_attention_reference
 
 _reason = dispatch.unavailable_reason("cpp", "cpu", torch.float32)
 pytestmark = pytest.mark.skipif(_reason is not None, reason=str(_reason))
@@ -19,58 +20,9 @@ pytestmark = pytest.mark.skipif(_reason is not None, reason=str(_reason))
 FWD = "stcformer::stc_attention_fwd"
 
 
-def make_inputs(B, T, J, C, H, dtype=torch.float32, spe=True, seed=0, scale=None):
-    """Random op inputs; conv weights/spe scaled so every term of the output matters."""
-    g = torch.Generator().manual_seed(seed)
-    half, dh = C // 2, C // 2 // H
-
-    def r(*shape, s=1.0):
-        return (torch.randn(*shape, generator=g, dtype=torch.float64) * s).to(dtype)
-
-    qkv = r(B, T, J, 3 * C, s=1.5)
-    w_s, b_s, w_t, b_t = r(half, 1, 3, 3, s=0.3), r(half, s=0.5), r(half, 1, 3, 3, s=0.3), r(half, s=0.5)
-    spe_s, spe_t = (r(J, dh, s=0.5), r(J, dh, s=0.5)) if spe else (None, None)
-    return [qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, H, scale if scale is not None else half ** -0.5]
-
-
-def run_both(args, grad_seed=1, qkv_override=None):
-    """(out, grads) of reference (float64 for accuracy) and cpp for the same inputs."""
-    qkv = qkv_override if qkv_override is not None else args[0]
-    tensors = [qkv] + [t for t in args[1:7]]
-    diff_idx = [i for i, t in enumerate(tensors) if t is not None]
-
-    def go(fn, cast):
-        ts = [t.detach().to(cast).requires_grad_() if t is not None else None for t in tensors]
-        out = fn(*ts, args[7], args[8])
-        gout = torch.randn(out.shape, generator=torch.Generator().manual_seed(grad_seed),
-                           dtype=torch.float64).to(out.dtype)
-        grads = torch.autograd.grad(out, [ts[i] for i in diff_idx], gout)
-        return out, grads
-
-    ref = go(lambda *a: stc_attention_reference(*a), torch.float64)
-    cpp = go(lambda *a: stc_attention(*a, backend="cpp"), qkv.dtype)
-    return ref, cpp, diff_idx
-
-
-def assert_close(ref, got, rtol, name):
-    """Max error relative to the tensor's max magnitude (robust for near-zero entries)."""
-    got = got.to(torch.float64)
-    assert torch.isfinite(got).all(), f"{name}: non-finite values"
-    err = (got - ref).abs().max().item()
-    mag = ref.abs().max().item() + 1e-30
-    assert err <= rtol * mag, f"{name}: max abs err {err:.3g} > {rtol} * {mag:.3g}"
-
-
-NAMES = ["qkv", "w_s", "b_s", "w_t", "b_t", "spe_s", "spe_t"]
-
-
-def check(args, rtol, qkv_override=None):
-    (ro, rg), (co, cg), idx = run_both(args, qkv_override=qkv_override)
-    assert co.dtype == args[0].dtype and co.shape == ro.shape
-    assert_close(ro, co, rtol, "out")
-    for i, a, b in zip(idx, rg, cg):
-        assert b.shape == a.shape, NAMES[i]
-        assert_close(a, b, rtol, "grad " + NAMES[i])
+def inputs(B, T, J, C, H, dtype=torch.float32, spe=True, seed=0, **kw):
+    """The harness's inputs with a sharper softmax (qkv std 1.5)."""
+    return make_inputs(B, T, J, C, H, dtype=dtype, spe=spe, seed=seed, qkv_std=1.5, **kw)
 
 
 # (T, J, C, H): every T of the design's list, J = 17 and 16, dh = 4 / 16 / 32
@@ -84,25 +36,32 @@ SHAPES = [
 @pytest.mark.parametrize("spe", [True, False])
 def test_float32_matches_reference(T, J, C, H, spe):
     B = 2 if T <= 81 else 1
-    check(make_inputs(B, T, J, C, H, spe=spe, seed=T), rtol=2e-5)
+    check_inputs("cpp", inputs(B, T, J, C, H, spe=spe, seed=T))
 
 
 @pytest.mark.parametrize("T,J,C,H", [(1, 17, 256, 8), (27, 17, 256, 8), (81, 16, 256, 4), (243, 17, 64, 8)])
 def test_bfloat16_matches_reference(T, J, C, H):
-    check(make_inputs(1, T, J, C, H, dtype=torch.bfloat16, seed=T), rtol=2e-2)
+    check_inputs("cpp", inputs(1, T, J, C, H, dtype=torch.bfloat16, seed=T))
+
+
+@pytest.mark.parametrize("T,J,C,H,memory", [(3, 17, 64, 8, "transposed"), (27, 16, 256, 4, "sliced"),
+                                            (300, 16, 64, 8, "contiguous")])
+def test_head_major_matches_reference(T, J, C, H, memory):
+    """qkv in the head-major layout (the model's permuted qkv Linear) against the reference
+    reading the same layout."""
+    check_backend("cpp", (1, T, J, C, H), layout="head_major", memory=memory, seed=T, qkv_std=1.5)
 
 
 def test_3dhp_scale_and_batch1():
-    check(make_inputs(1, 27, 17, 256, 4, scale=256 ** -0.5, seed=7), rtol=2e-5)
+    check_inputs("cpp", inputs(1, 27, 17, 256, 4, scale=256 ** -0.5, seed=7))
 
 
-def test_non_contiguous_qkv():
-    args = make_inputs(2, 9, 17, 64, 8, seed=3)
-    wide = torch.randn(2, 17, 9, 2 * 192, dtype=torch.float32)
-    qkv = wide.transpose(1, 2)[..., ::2]  # (2, 9, 17, 192), strided in every dim
-    qkv.copy_(args[0])
+@pytest.mark.parametrize("memory", ["transposed", "sliced"])
+def test_non_contiguous_qkv(memory):
+    args = inputs(2, 9, 17, 64, 8, seed=3, memory=memory)
+    qkv = args[0]
     assert not qkv.is_contiguous()
-    check(args, rtol=2e-5, qkv_override=qkv)
+    check_inputs("cpp", args)
     # the raw op too (the Python wrapper makes qkv contiguous, the kernel must not rely on it)
     op = torch.ops.stcformer.stc_attention_fwd
     a, b = op(qkv, *args[1:]), op(qkv.contiguous(), *args[1:])
@@ -112,21 +71,17 @@ def test_non_contiguous_qkv():
 
 @pytest.fixture
 def nan_allocations():
-    """Make every CPU allocation NaN-filled (c10's junk-fill flag), so an unwritten output shows."""
-    lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libc10.so"))
-    try:
-        flag = ctypes.c_bool.in_dll(lib, "FLAGS_caffe2_cpu_allocator_do_junk_fill")
-    except ValueError:
+    """Every allocation NaN-filled (c10's junk fill for the kernels' at::empty)."""
+    if _junk_fill_flag() is None:
         pytest.skip("this libc10 does not export the junk-fill flag")
-    flag.value = True
-    assert torch.empty(64).isnan().all(), "junk fill did not take effect"
-    yield
-    flag.value = False
+    with poisoned_allocations():
+        assert torch.empty_strided((64,), (1,)).isnan().all(), "junk fill did not take effect"
+        yield
 
 
 @pytest.mark.parametrize("T,J,C,H", [(1, 16, 64, 8), (27, 17, 256, 8), (5, 17, 256, 4)])
 def test_every_output_written(nan_allocations, T, J, C, H):
-    args = make_inputs(2, T, J, C, H, seed=5)
+    args = inputs(2, T, J, C, H, seed=5)
     op = torch.ops.stcformer
     out, lse_s, lse_t = op.stc_attention_fwd(*args)
     for t in (out, lse_s, lse_t):
@@ -143,20 +98,11 @@ def test_every_output_written(nan_allocations, T, J, C, H):
 
 
 def test_lse_matches_reference():
-    B, T, J, C, H = 2, 5, 17, 64, 8
-    args = make_inputs(B, T, J, C, H, seed=11)
-    _, lse_s, lse_t = torch.ops.stcformer.stc_attention_fwd(*args)
-    from stcformer.reference import split_qkv
-
-    (q_s, k_s, _), (q_t, k_t, _) = split_qkv(args[0].double(), H)
-    s = torch.einsum("btihd,btjhd->bhtij", q_s, k_s) * args[8]
-    torch.testing.assert_close(lse_s.double(), s.logsumexp(-1), rtol=1e-5, atol=1e-5)
-    s = torch.einsum("bujhd,bwjhd->bhjuw", q_t, k_t) * args[8]
-    torch.testing.assert_close(lse_t.double(), s.logsumexp(-1), rtol=1e-5, atol=1e-5)
+    check_inputs("cpp", inputs(2, 5, 17, 64, 8, seed=11), lse=True)
 
 
 def test_weight_grads_deterministic():
-    args = make_inputs(3, 27, 17, 256, 8, seed=9)
+    args = inputs(3, 27, 17, 256, 8, seed=9)
     op = torch.ops.stcformer
     out, ls, lt = op.stc_attention_fwd(*args)
     g = torch.randn_like(out)
@@ -179,7 +125,7 @@ def test_weight_grads_deterministic():
 def test_one_openmp_runtime():
     """_C's parallel regions and torch's run on one OpenMP runtime (setup.py links the one
     torch loads): two copies mean two thread pools and two sets of OpenMP state in one process."""
-    torch.ops.stcformer.stc_attention_fwd(*make_inputs(2, 27, 17, 64, 8))  # _C's runtime is in use
+    torch.ops.stcformer.stc_attention_fwd(*inputs(2, 27, 17, 64, 8))  # _C's runtime is in use
     try:
         with open("/proc/self/maps") as f:
             paths = {ln.split()[-1] for ln in f if "/" in ln}
@@ -205,50 +151,23 @@ def test_build_isa_is_checked_before_loading():
 
 @pytest.mark.parametrize("T,J,spe", [(1, 3, True), (4, 3, False), (3, 5, True)])
 def test_gradcheck_float64(T, J, spe):
-    args = make_inputs(1, T, J, 16, 2, dtype=torch.float64, spe=spe, seed=T + J)
-    ts = [t.requires_grad_() if t is not None else None for t in args[:7]]
-
-    def f(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t):
-        return stc_attention(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, args[7], args[8], backend="cpp")
-
-    assert torch.autograd.gradcheck(f, ts, eps=1e-6, atol=1e-6)
+    assert gradcheck_backend("cpp", (1, T, J, 16, 2), spe=spe, seed=T + J, eps=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("spe", [True, False])
 def test_opcheck(spe):
-    args = make_inputs(2, 5, 17, 64, 8, spe=spe)
-    args = [a.requires_grad_() if isinstance(a, torch.Tensor) else a for a in args]
+    args = inputs(2, 5, 17, 64, 8, spe=spe, requires_grad=True)
     torch.library.opcheck(torch.ops.stcformer.stc_attention_fwd.default, tuple(args))
-
-
-def _compile_check(attention):
-    args = make_inputs(2, 9, 17, 64, 8, seed=4)
-    ts = [t.requires_grad_() for t in args[:7]]
-    proj = torch.nn.Linear(64, 64)
-
-    def f(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t):
-        out = attention(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, 8, args[8])
-        return proj(out).square().sum()
-
-    torch._dynamo.reset()
-    compiled = torch.compile(f, fullgraph=True)
-    got = compiled(*ts)
-    g_got = torch.autograd.grad(got, ts)
-    want = f(*ts)
-    g_want = torch.autograd.grad(want, ts)
-    torch.testing.assert_close(got, want)
-    for a, b in zip(g_got, g_want):
-        torch.testing.assert_close(a, b)
 
 
 def test_torch_compile_fullgraph_op():
     from stcformer.backends import compiled
 
-    _compile_check(compiled.stc_attention)
+    check_compile_fullgraph(compiled.stc_attention, shape=(2, 9, 17, 64, 8))
 
 
 def test_torch_compile_fullgraph_public_api():
     def attention(*a):
         return stc_attention(*a, backend="cpp")
 
-    _compile_check(attention)
+    check_compile_fullgraph(attention, shape=(2, 9, 17, 64, 8))

@@ -6,8 +6,9 @@ raises ValueError / TypeError / RuntimeError with a message. Nothing may crash t
   child first runs multi-threaded kernels and changes the thread count (the state after which
   a bad dtype was seen to segfault in tests/test_cpp.py on another machine).
 - ``triton`` runs under TRITON_INTERPRET=1 (tests/conftest.py) in this process, on tiny shapes.
-- A property-based test (hypothesis) checks cpp against the reference, and the reference against
-  the literal formulation, over small shapes, dtypes and layouts.
+- A property-based test (hypothesis) checks cpp against the reference (tests/backend_harness.py,
+  forward and every gradient), and the reference against the literal formulation, over small
+  shapes, dtypes and layouts.
 """
 import json
 import math
@@ -20,6 +21,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from backend_harness import NAMES, check_inputs, make_inputs, rel_err, tolerance
 from stcformer import dispatch
 from stcformer.ops import stc_attention
 from stcformer.reference import stc_attention_reference
@@ -28,8 +30,7 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("reference", "cpp", "triton")
 ERRORS = (ValueError, TypeError, RuntimeError)  # NotImplementedError is a RuntimeError
 # max error relative to the largest finite reference magnitude, by dtype (tiny reductions here)
-RTOL = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 1e-2, torch.bfloat16: 2e-2}
-NAMES = ("qkv", "w_s", "b_s", "w_t", "b_t", "spe_s", "spe_t")
+# max error relative to the largest finite reference magnitude: tests/backend_harness.tolerance
 
 CPP_REASON = dispatch.unavailable_reason("cpp", "cpu", torch.float32)
 B, T, J, C, H = 2, 3, 5, 16, 2  # dh = 4
@@ -41,12 +42,7 @@ HALF, DH = C // 2, C // 2 // H
 # view(base) gives the qkv the op sees (for expanded / strided layouts: gradients go to the base)
 
 def _inputs(b=B, t=T, j=J, c=C, h=H, dtype=torch.float32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    half = c // 2
-    dh = half // h if h > 0 and half % h == 0 else 1
-    r = lambda *s, k=1.0: (torch.randn(*s, generator=g, dtype=torch.float64) * k).to(dtype)  # noqa: E731
-    return [r(b, t, j, 3 * c), r(half, 1, 3, 3, k=0.3), r(half, k=0.5), r(half, 1, 3, 3, k=0.3),
-            r(half, k=0.5), r(j, dh, k=0.5), r(j, dh, k=0.5), h, half ** -0.5 if half else 1.0]
+    return make_inputs(b, t, j, c, h, dtype=dtype, seed=seed)
 
 
 def _set(args, i, value):
@@ -179,22 +175,6 @@ def _expected(name, backend):
     return expect, match
 
 
-def _max_rel_err(got, want):
-    """max |got - want| over max |want| (finite entries), after checking NaN / inf agree."""
-    got = got.detach().to(torch.float64)
-    if got.shape != want.shape:
-        return f"shape {tuple(got.shape)} != {tuple(want.shape)}"
-    if not torch.equal(got.isnan(), want.isnan()):
-        return f"NaN at {int(got.isnan().sum())} places, reference {int(want.isnan().sum())}"
-    if not torch.equal(torch.where(got.isinf(), got, 0), torch.where(want.isinf(), want, 0)):
-        return "inf entries differ from the reference"
-    fin = want.isfinite()
-    if not fin.any():
-        return 0.0
-    mag = want[fin].abs().max().item() + 1e-30
-    return (got[fin] - want[fin]).abs().max().item() / mag
-
-
 def run_case(name, backend):
     """Run one case; a JSON-able summary (the parent asserts on it)."""
     make, _, _ = CASES[name]
@@ -235,9 +215,9 @@ def run_case(name, backend):
             res["zero_param_grads"] = all(g is None or not bool(g.any())
                                           for i, g in gs.items() if i in (1, 3))  # conv weights
         return res
-    res["out_err"] = _max_rel_err(out, want)
+    res["out_err"] = rel_err(out, want)
     if gs is not None and want_gs is not None:
-        res["grad_errs"] = {NAMES[i]: (None if g is None else [_max_rel_err(g, want_gs[i]), str(g.dtype)])
+        res["grad_errs"] = {NAMES[i]: (None if g is None else [rel_err(g, want_gs[i]), str(g.dtype)])
                             for i, g in gs.items()}
     return res
 
@@ -264,7 +244,7 @@ def _check_result(name, backend, res):
         if res["finite_grads"] is not None:
             assert res["finite_grads"] and res["zero_param_grads"], f"{where}: gradients of an empty grid"
         return
-    rtol = RTOL[qkv.dtype]
+    rtol = tolerance(qkv.dtype)
     err = res["out_err"]
     assert not isinstance(err, str), f"{where}: {err}"
     assert err <= rtol, f"{where}: max rel err {err:.3g} > {rtol}"
@@ -272,7 +252,7 @@ def _check_result(name, backend, res):
         if e is None:
             continue
         e, gdtype = e  # a gradient has its parameter's dtype (e.g. a bf16 bias): its tolerance too
-        tol = max(rtol, RTOL[getattr(torch, gdtype.split(".")[1])])
+        tol = tolerance(qkv.dtype, own_dtype=getattr(torch, gdtype.split(".")[1]))
         assert not isinstance(e, str), f"{where}, grad {n}: {e}"
         assert e <= tol, f"{where}, grad {n}: max rel err {e:.3g} > {tol}"
 
@@ -450,34 +430,17 @@ def test_property_cpp_and_reference_agree(b, t, j, h, dh, dtype, spe, layout, sc
     args[8] = scale
     if not spe:
         args[5] = args[6] = None
-    base = args[0]
+    view = None
     if layout == "transposed":
-        base = base.transpose(1, 2).contiguous()
-        view = lambda x: x.transpose(1, 2)  # noqa: E731
-    elif layout == "expanded":
-        base = base[:1].clone()
+        args[0] = args[0].transpose(1, 2).contiguous().transpose(1, 2)
+    elif layout == "expanded":  # one batch element read b times (gradients go to the base)
+        args[0] = args[0][:1].clone()
         view = lambda x: x.expand(b, -1, -1, -1)  # noqa: E731
-    else:
-        view = lambda x: x  # noqa: E731
-
-    def go(fn, cast):
-        ts = [None if x is None else x.detach().to(cast).requires_grad_() for x in [base] + args[1:7]]
-        out = fn(view(ts[0]), *ts[1:], h, scale)
-        gout = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-        live = [x for x in ts if x is not None]
-        return out, torch.autograd.grad(out, live, gout.to(out.dtype))
-
-    want, want_g = go(stc_attention_reference, torch.float64)
     if t <= 4 and j <= 6:  # the literal formulation loops in Python: small cases only
-        lit = literal_stc_attention(view(base.double()), *[x if x is None else x.double() for x in args[1:7]],
-                                    h, scale)
+        qkv = (view or (lambda x: x))(args[0]).double()
+        lit = literal_stc_attention(qkv, *[x if x is None else x.double() for x in args[1:7]], h, scale)
+        want = stc_attention_reference(qkv, *[x if x is None else x.double() for x in args[1:7]], h, scale)
         torch.testing.assert_close(want, lit, rtol=1e-10, atol=1e-10)
     if CPP_REASON is not None:
         return
-    got, got_g = go(lambda *a: stc_attention(*a, backend="cpp"), dtype)
-    assert got.dtype == dtype
-    err = _max_rel_err(got, want)
-    assert err <= RTOL[dtype], f"out: {err}"
-    for i, (g1, g2) in enumerate(zip(got_g, want_g)):
-        err = _max_rel_err(g1, g2)
-        assert err <= RTOL[dtype], f"grad {i}: {err}"
+    check_inputs("cpp", args, view=view, grad_seed=seed)

@@ -10,21 +10,21 @@ from stcformer import dispatch
 from stcformer.ops import stc_attention
 from stcformer.reference import stc_attention_reference
 
-from test_reference import random_inputs
+from backend_harness import make_inputs
 
 
 def test_auto_on_cpu_matches_reference():
-    args = random_inputs(2, 5, 17, 32, 2)
+    args = make_inputs(2, 5, 17, 32, 2)
     torch.testing.assert_close(stc_attention(*args), stc_attention_reference(*args), rtol=1e-5, atol=1e-5)
 
 
 def test_unknown_backend_is_an_error():
     with pytest.raises(RuntimeError, match="unknown backend"):
-        stc_attention(*random_inputs(1, 2, 17, 16, 2), backend="fast")
+        stc_attention(*make_inputs(1, 2, 17, 16, 2), backend="fast")
 
 
 def test_named_backend_that_cannot_run_raises_with_reason():
-    args = random_inputs(1, 2, 17, 16, 2)
+    args = make_inputs(1, 2, 17, 16, 2)
     with pytest.raises(RuntimeError, match="cuda: tensors are on cpu"):
         stc_attention(*args, backend="cuda")
 
@@ -32,9 +32,9 @@ def test_named_backend_that_cannot_run_raises_with_reason():
 def test_env_var_selects_backend(monkeypatch):
     monkeypatch.setenv("STCFORMER_BACKEND", "cuda")
     with pytest.raises(RuntimeError, match="cuda: tensors are on cpu"):
-        stc_attention(*random_inputs(1, 2, 17, 16, 2))
+        stc_attention(*make_inputs(1, 2, 17, 16, 2))
     monkeypatch.setenv("STCFORMER_BACKEND", "reference")
-    stc_attention(*random_inputs(1, 2, 17, 16, 2))
+    stc_attention(*make_inputs(1, 2, 17, 16, 2))
 
 
 def test_reasons_are_one_sentence_per_backend():
@@ -61,7 +61,7 @@ def test_triton_on_cpu_needs_interpreter(monkeypatch):
 ])
 def test_argument_checks(change, match):
     with pytest.raises(ValueError, match=match):
-        stc_attention(*change(random_inputs(1, 2, 17, 16, 2)))
+        stc_attention(*change(tuple(make_inputs(1, 2, 17, 16, 2))))
 
 
 # --- what the CPU can run (stcformer/cpu_features.py, asked by dispatch before loading _C) ---
@@ -85,7 +85,7 @@ def test_cpp_refused_on_a_cpu_without_avx2(monkeypatch):
     # the CUDA kernels live in the same library (host code built for the same level)
     assert dispatch.unavailable_reason("cuda", "cuda", torch.float32).startswith("cuda: stcformer._C is built")
     assert dispatch.choose("auto", "cpu", torch.float32) == "reference"
-    args = random_inputs(1, 2, 17, 16, 2)
+    args = make_inputs(1, 2, 17, 16, 2)
     with pytest.raises(RuntimeError, match="cpp: stcformer._C is built for x86-64-v3"):
         stc_attention(*args, backend="cpp")
     torch.testing.assert_close(stc_attention(*args), stc_attention_reference(*args))
@@ -118,8 +118,8 @@ def test_aten_capability_cap_refuses_cpp_without_loading_it():
     code = (
         "import sys, torch, stcformer\n"
         "from stcformer import dispatch, fused_mlp, stc_attention\n"
-        "sys.path.insert(0, 'tests'); from test_reference import random_inputs\n"
-        "args = random_inputs(1, 2, 17, 16, 2, seed=0)\n"
+        "sys.path.insert(0, 'tests'); from backend_harness import make_inputs\n"
+        "args = make_inputs(1, 2, 17, 16, 2)\n"
         "out = stc_attention(*args)\n"
         "try:\n"
         "    stc_attention(*args, backend='cpp'); print('RAN')\n"

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from backend_harness import check_backend, gradcheck_backend, make_inputs
 from stcformer.ops import stc_attention
 from stcformer.reference import stc_attention_reference
 
@@ -38,44 +39,39 @@ def literal_stc_attention(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, H, scale):
     return out
 
 
-def random_inputs(B, T, J, C, H, spe=True, dtype=torch.float32, seed=None):
-    g = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**31)
-    half, dh = C // 2, C // 2 // H
-    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64).to(dtype)  # noqa: E731
-    qkv = r(B, T, J, 3 * C)
-    return (qkv, r(half, 1, 3, 3), r(half), r(half, 1, 3, 3), r(half),
-            r(J, dh) if spe else None, r(J, dh) if spe else None, H, half ** -0.5)
-
-
 @pytest.mark.parametrize("B,T,J,C,H,spe", [(2, 5, 17, 32, 2, True), (1, 1, 16, 16, 2, False),
                                            (1, 3, 4, 64, 8, True), (2, 7, 17, 24, 3, True)])
 def test_reference_matches_literal(B, T, J, C, H, spe):
-    args = random_inputs(B, T, J, C, H, spe, dtype=torch.float64)
+    args = make_inputs(B, T, J, C, H, spe=spe, dtype=torch.float64, seed=T)
     torch.testing.assert_close(stc_attention_reference(*args), literal_stc_attention(*args),
                                rtol=1e-10, atol=1e-10)
 
 
 def test_reference_float32_and_dtype():
-    args = random_inputs(2, 6, 17, 32, 4, dtype=torch.float32)
+    args = make_inputs(2, 6, 17, 32, 4, dtype=torch.float32)
     out = stc_attention_reference(*args)
     assert out.dtype == torch.float32 and out.shape == (2, 6, 17, 32)
     torch.testing.assert_close(out.double(), literal_stc_attention(*args), rtol=1e-5, atol=1e-5)
-    bf = (args[0].bfloat16(),) + args[1:]
+    bf = [args[0].bfloat16()] + args[1:]
     assert stc_attention_reference(*bf).dtype == torch.bfloat16
 
 
 def test_reference_gradcheck():
-    qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, H, scale = random_inputs(1, 4, 5, 16, 2, dtype=torch.float64)
-    tensors = [t.requires_grad_() for t in (qkv, w_s, b_s, w_t, b_t, spe_s, spe_t)]
-    f = lambda *t: stc_attention(*t, H, scale, backend="reference")  # noqa: E731
-    assert torch.autograd.gradcheck(f, tensors)
+    assert gradcheck_backend("reference", (1, 4, 5, 16, 2))
+
+
+# the reference in lower precision against itself in float64 (the harness every backend uses)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["interleaved", "head_major"])
+def test_reference_lower_precision_vs_float64(dtype, layout):
+    check_backend("reference", (2, 5, 17, 32, 2), dtype, layout=layout, memory="transposed")
 
 
 def test_head_major_layout_is_a_channel_permutation():
     """The reference reads the head-major layout: per half and head, q(dh), k(dh), v(dh)."""
     from stcformer.reference import head_major_index
 
-    args = random_inputs(2, 5, 17, 64, 4, seed=3)
+    args = make_inputs(2, 5, 17, 64, 4, seed=3)
     qkv, rest = args[0], args[1:]
     idx = head_major_index(64, 4)
     assert sorted(idx.tolist()) == list(range(192))
@@ -98,7 +94,7 @@ def test_public_op_head_major_on_every_backend(backend):
 
     if dispatch.unavailable_reason(backend, "cpu", torch.float32):
         pytest.skip(dispatch.unavailable_reason(backend, "cpu", torch.float32))
-    args = random_inputs(1, 4, 17, 64, 4, seed=4)
+    args = make_inputs(1, 4, 17, 64, 4, seed=4)
     qkv, rest = args[0], args[1:]
     hm = qkv[..., head_major_index(64, 4)].clone().requires_grad_(True)
     il = qkv.clone().requires_grad_(True)
@@ -112,6 +108,6 @@ def test_public_op_head_major_on_every_backend(backend):
 
 
 def test_bad_layout_is_a_clear_error():
-    args = random_inputs(1, 3, 17, 64, 4, seed=5)
+    args = make_inputs(1, 3, 17, 64, 4, seed=5)
     with pytest.raises(ValueError, match="layout"):
         stc_attention(*args, layout="q_then_k")
