@@ -99,7 +99,8 @@ def parse_args(argv=None):
                    help="center: every frame the centre of its own window (default); seq2seq: every frame "
                         "of non-overlapping windows")
     p.add_argument("--min-score", type=float, default=0.3,
-                   help="joints scoring less are filled from neighbouring frames (default 0.3; 0 keeps all)")
+                   help="joints scoring less are filled from neighbouring frames (default 0.3; 0 keeps every joint "
+                        "that has a position)")
     p.add_argument("--smooth", type=int, nargs="?", const=0, default=None, metavar="FRAMES",
                    help="Savitzky-Golay smoothing (degree 2) of the 3D over FRAMES frames (odd; default "
                         "about 0.2 s); prints the jitter before and after")

@@ -283,25 +283,36 @@ def _read_array(path: str, person) -> tuple:
         raise DataError(path, f"not a readable .npy/.npz file ({_short(exc)})") from None
     info: Dict = {}
     if isinstance(data, np.lib.npyio.NpzFile):
-        with data as z:
-            keys = [k for k in z.files if k not in ("fps", "width", "height", "scores")]
-            if "keypoints" in z.files:
-                arr = z["keypoints"]
-            elif len(keys) == 1:
-                arr = z[keys[0]]
-            else:
-                raise DataError(path, f"no 'keypoints' array and not exactly one array (keys: {', '.join(z.files)})")
-            scores = z["scores"] if "scores" in z.files else None
-            fps = _scalar(path, z, "fps")
-            w, h = _scalar(path, z, "width", int), _scalar(path, z, "height", int)
-            if fps:
-                info["fps"] = fps
-            if w and h:
-                info["size"] = (w, h)
+        try:
+            arr, scores = _npz_arrays(path, data, info)
+        except DataError:
+            raise
+        except Exception as exc:  # e.g. an object array (pickled), which is not read here
+            raise DataError(path, f"cannot read its arrays ({_short(exc)})") from None
     else:
         arr, scores = data, None
     xy, sc = _split_scores(path, arr, scores)
     return xy, sc, info
+
+
+def _npz_arrays(path: str, data, info: Dict) -> tuple:
+    """The keypoint array and scores (or None) of an array-format .npz; fps and size into ``info``."""
+    with data as z:
+        keys = [k for k in z.files if k not in ("fps", "width", "height", "scores")]
+        if "keypoints" in z.files:
+            arr = z["keypoints"]
+        elif len(keys) == 1:
+            arr = z[keys[0]]
+        else:
+            raise DataError(path, f"no 'keypoints' array and not exactly one array (keys: {', '.join(z.files)})")
+        scores = z["scores"] if "scores" in z.files else None
+        fps = _scalar(path, z, "fps")
+        w, h = _scalar(path, z, "width", int), _scalar(path, z, "height", int)
+        if fps:
+            info["fps"] = fps
+        if w and h:
+            info["size"] = (w, h)
+    return arr, scores
 
 
 def _read_demo(path: str, person) -> tuple:

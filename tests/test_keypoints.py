@@ -244,3 +244,15 @@ def test_savgol_keeps_quadratics_and_lowers_jitter():
     noisy = quad + np.random.default_rng(5).normal(scale=0.05, size=quad.shape)
     assert jitter(savgol(noisy, 9)) < 0.3 * jitter(noisy)
     assert savgol(noisy[:2], 9).shape == noisy[:2].shape  # shorter than the window: unchanged
+
+
+def test_npz_layouts_that_are_refused(tmp_path):
+    np.savez(tmp_path / "two.npz", a=np.zeros((3, 17, 2)), b=np.zeros((3, 17, 2)))
+    with pytest.raises(DataError, match="not exactly one array"):
+        read_keypoints(tmp_path / "two.npz")
+    np.savez(tmp_path / "obj.npz", keypoints=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(DataError, match="cannot read its arrays"):
+        read_keypoints(tmp_path / "obj.npz")
+    np.savez(tmp_path / "fps.npz", keypoints=np.ones((3, 17, 2)), fps=-1.0)
+    with pytest.raises(DataError, match="'fps' must be positive"):
+        read_keypoints(tmp_path / "fps.npz")
