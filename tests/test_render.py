@@ -11,10 +11,16 @@ import stcformer.render as render_mod
 from stcformer.render import Renderer, check_output, render
 
 
+# a standing Human3.6M-17 pose, camera axes (x right, y down, z forward), metres, facing the camera
+REST = np.array([
+    [0, 0, 0], [-0.13, 0.0, 0.0], [-0.13, 0.45, 0.02], [-0.13, 0.88, 0.05], [0.13, 0.0, 0.0],
+    [0.13, 0.45, 0.02], [0.13, 0.88, 0.05], [0, -0.23, 0.0], [0, -0.48, 0.0], [0, -0.58, -0.05],
+    [0, -0.70, 0.0], [0.17, -0.45, 0.0], [0.45, -0.45, 0.0], [0.70, -0.45, 0.0], [-0.17, -0.45, 0.0],
+    [-0.45, -0.45, 0.0], [-0.70, -0.45, 0.0]])
+
+
 def walking(T=12):
     """2D keypoints (pixels) and 3D poses (metres, camera axes) of a figure swinging its legs."""
-    from tests.test_bvh import REST
-
     t = np.arange(T)[:, None]
     P = np.repeat(REST[None], T, 0).copy()
     P[:, [2, 3], 2] += 0.2 * np.sin(t / 2)   # right leg forward/back
