@@ -44,6 +44,19 @@ def _openmp_link_flags():
 NVCC_FLAGS = ["-O3", "-std=c++20", "--use_fast_math", "-lineinfo"]
 
 
+def _cuda_skip_reason(torch, cuda_home):
+    """None when the CUDA kernels can be built, else why not (one line for the build log)."""
+    if os.environ.get("STCFORMER_NO_CUDA") == "1":
+        return "STCFORMER_NO_CUDA=1"
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is built without CUDA"
+    if cuda_home is None:
+        return "nvcc was not found (set CUDA_HOME or put nvcc on PATH)"
+    if not _sources("csrc/cuda/*.cu"):
+        return "no sources in csrc/cuda"
+    return None
+
+
 def _sources(pattern):
     return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
 
@@ -57,19 +70,20 @@ def extensions():
     link_flags = _openmp_link_flags()
 
     sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
-    cuda_sources = _sources("csrc/cuda/*.cu")
-    with_cuda = (torch.version.cuda is not None and CUDA_HOME is not None and cuda_sources
-                 and os.environ.get("STCFORMER_NO_CUDA") != "1")
-    if with_cuda:
+    cuda_sources = _sources("csrc/cuda/*.cu") + _sources("csrc/cuda/*.cpp")
+    skip = _cuda_skip_reason(torch, CUDA_HOME)
+    if skip is None:
         arch = os.environ.get("TORCH_CUDA_ARCH_LIST")
         if not arch:  # build for the card that is here, else for the common data-centre cards
             arch = ("%d.%d" % torch.cuda.get_device_capability()) if torch.cuda.is_available() else "8.0;9.0"
             os.environ["TORCH_CUDA_ARCH_LIST"] = arch
+        print(f"stcformer: building the CUDA kernels (csrc/cuda) for TORCH_CUDA_ARCH_LIST={arch}")
         ext = CUDAExtension("stcformer._C", sources + cuda_sources,
                             extra_compile_args={"cxx": CXX_FLAGS + ["-DSTCFORMER_WITH_CUDA"],
                                                 "nvcc": NVCC_FLAGS},
                             extra_link_args=link_flags)
     else:
+        print(f"stcformer: not building the CUDA kernels: {skip}")
         ext = CppExtension("stcformer._C", sources, extra_compile_args={"cxx": CXX_FLAGS},
                            extra_link_args=link_flags)
     return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}

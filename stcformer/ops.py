@@ -14,16 +14,17 @@ from torch import Tensor
 from . import dispatch
 from .reference import LAYOUTS, head_major_index, stc_attention_reference
 
-# backends whose kernels read the head-major layout directly; the others get an interleaved copy
-NATIVE_HEAD_MAJOR = ("reference", "triton")
+# backends whose kernels read the head-major layout directly (all of them: the cpp and cuda
+# kernels take it through the ops' head_major flag); any other gets an interleaved copy
+NATIVE_HEAD_MAJOR = ("reference", "triton", "cpp", "cuda")
 
 
 def preferred_layout(backend: Optional[str], device_type: str, dtype: torch.dtype) -> str:
     """The qkv layout the backend that would run reads fastest (the model asks before its qkv
-    Linear). Triton loads a head's q, k, v as contiguous vectors in ``head_major``; the CPU
-    kernels gather into scratch anyway, so they keep the official layout."""
+    Linear). The GPU kernels (triton, cuda) load a head's q, k, v as contiguous vectors in
+    ``head_major``; the CPU kernels gather into scratch anyway, so they keep the official layout."""
     name = dispatch.choose(dispatch.requested_backend(backend), device_type, dtype)
-    return "head_major" if name == "triton" else "interleaved"
+    return "head_major" if name in ("triton", "cuda") else "interleaved"
 
 
 def _impl(name: str):

@@ -72,9 +72,9 @@ void backward_branch(const LineGeom& g, const scalar_t* gout, const scalar_t* qk
           const acc_t* dq = dQ.data() + n * dh;
           const acc_t* dk = dK.data() + n * dh;
           for (int64_t d = 0; d < dh; ++d) {
-            o[3 * d] = static_cast<scalar_t>(dq[d]);
-            o[3 * d + 1] = static_cast<scalar_t>(dk[d]);
-            o[3 * d + 2] = static_cast<scalar_t>(dv[d]);
+            o[g.chan(d, 0)] = static_cast<scalar_t>(dq[d]);
+            o[g.chan(d, 1)] = static_cast<scalar_t>(dk[d]);
+            o[g.chan(d, 2)] = static_cast<scalar_t>(dv[d]);
           }
         }
       }
@@ -130,31 +130,18 @@ stc_attention_bwd(const at::Tensor& grad_out_in, const at::Tensor& qkv_in, const
                   const std::optional<at::Tensor>& spe_s, const std::optional<at::Tensor>& spe_t,
                   const at::Tensor& /*out: D comes from the recomputed rows*/,
                   const at::Tensor& lse_s_in, const at::Tensor& lse_t_in, int64_t H,
-                  double scale) {
+                  double scale, bool head_major) {
   // every check first, on this thread, before any conversion, allocation or parallel region
   const int64_t dh = check_inputs("stc_attention_bwd", qkv_in, w_s, b_s, w_t, b_t, spe_s, spe_t, H);
   const int64_t B = qkv_in.size(0), T = qkv_in.size(1), J = qkv_in.size(2), C = qkv_in.size(3) / 3;
-  TORCH_CHECK(grad_out_in.sizes() == at::IntArrayRef({B, T, J, C}),
-              "stc_attention_bwd: grad_out must be ", at::IntArrayRef({B, T, J, C}), ", got ",
-              grad_out_in.sizes());
-  TORCH_CHECK(lse_s_in.sizes() == at::IntArrayRef({B, H, T, J}) &&
-                  lse_t_in.sizes() == at::IntArrayRef({B, H, J, T}),
-              "stc_attention_bwd: lse_s must be (B, H, T, J) and lse_t (B, H, J, T), got ",
-              lse_s_in.sizes(), " and ", lse_t_in.sizes());
-  for (const at::Tensor* t : {&grad_out_in, &lse_s_in, &lse_t_in}) {
-    TORCH_CHECK(t->device() == qkv_in.device(), "stc_attention_bwd: grad_out and lse must be on ",
-                qkv_in.device(), ", got ", t->device());
-    TORCH_CHECK(t->layout() == at::kStrided && at::isFloatingType(t->scalar_type()),
-                "stc_attention_bwd: grad_out and lse must be dense floating-point tensors, got ",
-                t->scalar_type());
-  }
+  check_backward_inputs("stc_attention_bwd", qkv_in, grad_out_in, lse_s_in, lse_t_in, H);
   const at::Tensor qkv = qkv_in.contiguous();
   const auto acc = qkv.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const at::Tensor gout = grad_out_in.to(qkv.scalar_type()).contiguous();
   const at::Tensor lse_s = lse_s_in.to(acc).contiguous(), lse_t = lse_t_in.to(acc).contiguous();
 
   at::Tensor gqkv = at::empty_like(qkv);
-  const LineGeom gs(B, T, J, C, H, false), gt(B, T, J, C, H, true);
+  const LineGeom gs(B, T, J, C, H, false, head_major), gt(B, T, J, C, H, true, head_major);
   // the kernels write every task's partials; with no positions (T or J = 0) there are lines but
   // no kernel runs, so the partials must start at zero
   auto alloc_part = [&](const LineGeom& g) {

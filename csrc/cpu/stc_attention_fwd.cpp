@@ -70,10 +70,10 @@ void forward_branch(const LineGeom& g, const scalar_t* qkv, const acc_t* w, cons
 template <typename scalar_t, typename acc_t>
 void forward(const at::Tensor& qkv, const at::Tensor& w_s, const at::Tensor& b_s,
              const at::Tensor& w_t, const at::Tensor& b_t, const at::Tensor& spe_s,
-             const at::Tensor& spe_t, int64_t H, double scale, at::Tensor& out, at::Tensor& lse_s,
-             at::Tensor& lse_t) {
+             const at::Tensor& spe_t, int64_t H, double scale, bool head_major, at::Tensor& out,
+             at::Tensor& lse_s, at::Tensor& lse_t) {
   const int64_t B = qkv.size(0), T = qkv.size(1), J = qkv.size(2), C = qkv.size(3) / 3;
-  const LineGeom gs(B, T, J, C, H, false), gt(B, T, J, C, H, true);
+  const LineGeom gs(B, T, J, C, H, false, head_major), gt(B, T, J, C, H, true, head_major);
   auto run = [&](const LineGeom& g, const at::Tensor& w, const at::Tensor& b, const at::Tensor& e,
                  at::Tensor& lse) {
     STC_DISPATCH_DH(g.dh, [&] {
@@ -92,7 +92,7 @@ void forward(const at::Tensor& qkv, const at::Tensor& w_s, const at::Tensor& b_s
 std::tuple<at::Tensor, at::Tensor, at::Tensor> stc_attention_fwd(
     const at::Tensor& qkv_in, const at::Tensor& w_s, const at::Tensor& b_s, const at::Tensor& w_t,
     const at::Tensor& b_t, const std::optional<at::Tensor>& spe_s,
-    const std::optional<at::Tensor>& spe_t, int64_t num_heads, double scale) {
+    const std::optional<at::Tensor>& spe_t, int64_t num_heads, double scale, bool head_major) {
   check_inputs("stc_attention_fwd", qkv_in, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads);  // first
   const at::Tensor qkv = qkv_in.contiguous();
   const int64_t B = qkv.size(0), T = qkv.size(1), J = qkv.size(2), C = qkv.size(3) / 3;
@@ -110,13 +110,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> stc_attention_fwd(
   const at::Tensor es = prep_opt(spe_s), et = prep_opt(spe_t);
   switch (qkv.scalar_type()) {
     case at::kFloat:
-      forward<float, float>(qkv, ws, bs, wt, bt, es, et, num_heads, scale, out, lse_s, lse_t);
+      forward<float, float>(qkv, ws, bs, wt, bt, es, et, num_heads, scale, head_major, out, lse_s, lse_t);
       break;
     case at::kBFloat16:
-      forward<at::BFloat16, float>(qkv, ws, bs, wt, bt, es, et, num_heads, scale, out, lse_s, lse_t);
+      forward<at::BFloat16, float>(qkv, ws, bs, wt, bt, es, et, num_heads, scale, head_major, out, lse_s, lse_t);
       break;
     default:
-      forward<double, double>(qkv, ws, bs, wt, bt, es, et, num_heads, scale, out, lse_s, lse_t);
+      forward<double, double>(qkv, ws, bs, wt, bt, es, et, num_heads, scale, head_major, out, lse_s, lse_t);
   }
   return {out, lse_s, lse_t};
 }

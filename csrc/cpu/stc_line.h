@@ -1,8 +1,6 @@
-// Both branches of stc_attention are the same problem on "lines" of the (T, J) grid:
-// spatial attention runs along a frame (positions = joints, lines = frames), temporal
-// attention along a joint's trajectory (positions = frames, lines = joints). LineGeom maps
-// (batch, line, position, head, d) to qkv / out offsets and the conv taps to weight indices,
-// so one forward and one backward kernel serve both branches.
+// CPU helpers on lines of the (T, J) grid; LineGeom (csrc/common/stc_geom.h, shared with the
+// CUDA kernels) maps (batch, line, position, head, d) to qkv / out offsets and the conv taps to
+// weight indices, so one forward and one backward kernel serve both branches and both layouts.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -10,42 +8,12 @@
 #include <limits>
 #include <vector>
 
+#include "../common/stc_geom.h"
 #include "vec_math.h"
 
 namespace stcformer {
 namespace cpu {
 
-struct LineGeom {
-  int64_t B, T, J, C, half, H, dh;
-  bool temporal;
-  int64_t N, L;               // positions per line, lines per batch element
-  int64_t qkv_pos, qkv_line;  // qkv element strides between positions / lines
-  int64_t out_pos, out_line;  // out element strides between positions / lines
-  int64_t qkv_chan0;          // offset of the branch's head 0 in a qkv row (interleaved q,k,v)
-  int64_t out_chan0;          // offset of the branch inside a head's [spatial | temporal] slot
-
-  LineGeom(int64_t B_, int64_t T_, int64_t J_, int64_t C_, int64_t H_, bool temporal_)
-      : B(B_), T(T_), J(J_), C(C_), half(C_ / 2), H(H_), dh(C_ / 2 / H_), temporal(temporal_) {
-    N = temporal ? T : J;
-    L = temporal ? J : T;
-    qkv_pos = temporal ? J * 3 * C : 3 * C;
-    qkv_line = temporal ? 3 * C : J * 3 * C;
-    out_pos = temporal ? J * C : C;
-    out_line = temporal ? C : J * C;
-    qkv_chan0 = temporal ? 3 * half : 0;
-    out_chan0 = temporal ? dh : 0;
-  }
-  // weight tap (kernel row = time offset, column = joint offset) of a (line, position) offset
-  int tap(int dl, int dn) const { return temporal ? (dn + 1) * 3 + (dl + 1) : (dl + 1) * 3 + (dn + 1); }
-  // head h's q of position n on line l; k and v follow at +1, +2
-  int64_t qkv_off(int64_t l, int64_t n, int64_t h) const {
-    return l * qkv_line + n * qkv_pos + qkv_chan0 + 3 * h * dh;
-  }
-  int64_t out_off(int64_t l, int64_t n, int64_t h) const {
-    return l * out_line + n * out_pos + 2 * dh * h + out_chan0;
-  }
-  int64_t spe_row(int64_t l, int64_t n) const { return temporal ? l : n; }
-};
 
 template <typename acc_t, typename scalar_t>
 inline acc_t to_acc(scalar_t x) {
@@ -74,7 +42,7 @@ inline void gather_slab(const LineGeom& g, const scalar_t* src, int64_t l0, int6
     for (int64_t n = 0; n < N; ++n) {
       const scalar_t* p = src + line * stride_line + n * stride_pos + chan0;
       if (x >= 0) {
-        for (int64_t d = 0; d < dh; ++d) row[n * dh + d] = to_acc<acc_t>(p[3 * d + x]);
+        for (int64_t d = 0; d < dh; ++d) row[n * dh + d] = to_acc<acc_t>(p[g.chan(d, x)]);
       } else {
         for (int64_t d = 0; d < dh; ++d) row[n * dh + d] = to_acc<acc_t>(p[d]);
       }
@@ -96,13 +64,13 @@ inline void gather_qk(const LineGeom& g, const scalar_t* qkv_b, int64_t l, int64
   for (int64_t n = 0; n < N; ++n) {
     const scalar_t* p = qkv_b + g.qkv_off(l, n, h);
     for (int64_t d = 0; d < dh; ++d) {
-      Q[n * dh + d] = scale * to_acc<acc_t>(p[3 * d]);
-      Kt[d * nk + n] = to_acc<acc_t>(p[3 * d + 1]);
+      Q[n * dh + d] = scale * to_acc<acc_t>(p[g.chan(d, 0)]);
+      Kt[d * nk + n] = to_acc<acc_t>(p[g.chan(d, 1)]);
     }
     if (K)
       for (int64_t d = 0; d < dh; ++d) {
-        K[n * dh + d] = to_acc<acc_t>(p[3 * d + 1]);
-        Vt[d * nk + n] = to_acc<acc_t>(p[3 * d + 2]);
+        K[n * dh + d] = to_acc<acc_t>(p[g.chan(d, 1)]);
+        Vt[d * nk + n] = to_acc<acc_t>(p[g.chan(d, 2)]);
       }
   }
 }
