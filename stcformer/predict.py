@@ -169,8 +169,7 @@ def trained_window(checkpoint) -> tuple:
         from .checkpoint import read_checkpoint
 
         args = ((read_checkpoint(checkpoint).get("extra") or {}).get("args") or {})
-        if args.get("dataset", "h36m") == "h36m":
-            frames, tds = args.get("frames") or frames, args.get("tds") or tds
+        frames, tds = args.get("frames") or frames, args.get("tds") or tds
     return int(frames), int(tds)
 
 
