@@ -5,13 +5,16 @@
 #
 # 1. installs this checkout without building stcformer._C (the GPU paths are Triton; the CPU
 #    kernels are tested by CI): pip install --no-build-isolation --no-deps --use-pep517 -e .
-# 2. the GPU tests: tests/test_triton.py with STCFORMER_GPU_TESTS=1 (every kernel against the
+# 2. the GPU tests with STCFORMER_GPU_TESTS=1: tests/test_triton.py (every kernel against the
 #    reference at the awkward and the large shapes, both qkv layouts, NaN-poisoned outputs,
-#    opcheck, fullgraph compile, the whole model; every gpu-marked test lives there)
+#    opcheck, fullgraph compile, the whole model), and tests/test_cuda.py and
+#    tests/test_cuda_build.py where they exist (all through tests/backend_harness.py)
 # 3. a short `python -m stcformer.train` run with the CUDA defaults (bf16, compile, fused Adam)
-# 4. the benchmark (bench/gpu_bench.py), its table printed last
+# 4. the benchmark (bench/gpu_bench.py: every dispatch backend that runs on CUDA, beside the
+#    reference, torch.compile(reference) and SDPA + conv2d), its table printed last; the rows
+#    are in $LOG/gpu_bench.json (python bench/render.py $LOG/gpu_bench.json --write bench/RESULTS.md)
 # Env knobs: SUITE_SKIP_INSTALL=1, SUITE_SKIP_TESTS=1, SUITE_SKIP_TRAIN_TESTS=1, SUITE_SKIP_TRAIN=1,
-# SUITE_PYTEST_K="..." (a -k subset of tests/test_triton.py), SUITE_BENCH_ARGS="...",
+# SUITE_PYTEST_K="..." (a -k subset of the GPU test files), SUITE_BENCH_ARGS="...",
 # SUITE_BENCH_BUDGET_S (default 330).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -38,10 +41,15 @@ if [ "${SUITE_SKIP_INSTALL:-0}" != "1" ]; then
 fi
 
 if [ "${SUITE_SKIP_TESTS:-0}" != "1" ]; then
-  "$PY" -m pytest tests/test_triton.py -q -rfEs -x --durations=8 -p no:cacheprovider ${SUITE_PYTEST_K:+-k "$SUITE_PYTEST_K"} >"$LOG/pytest.log" 2>&1
+  gpu_tests="tests/test_triton.py"
+  for f in tests/test_cuda.py tests/test_cuda_build.py; do
+    [ -f "$f" ] && gpu_tests="$gpu_tests $f"
+  done
+  # shellcheck disable=SC2086
+  "$PY" -m pytest $gpu_tests -q -rfEs -x --durations=8 -p no:cacheprovider ${SUITE_PYTEST_K:+-k "$SUITE_PYTEST_K"} >"$LOG/pytest.log" 2>&1
   rc=$?
   [ $rc -ne 0 ] && status=1
-  echo "tests/test_triton.py: rc=$rc $(tail -n 1 "$LOG/pytest.log") ($(since))" | tee -a "$LOG/suite.log"
+  echo "$gpu_tests: rc=$rc $(tail -n 1 "$LOG/pytest.log") ($(since))" | tee -a "$LOG/suite.log"
   # the training loop on a GPU box: CUDA defaults, no host sync per step, torchrun with a GPU present
   if [ "${SUITE_SKIP_TRAIN_TESTS:-0}" != "1" ]; then
     timeout 240 "$PY" -m pytest tests/test_train.py -q -rfEs -k "cuda or torchrun" -p no:cacheprovider >>"$LOG/pytest.log" 2>&1
