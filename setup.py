@@ -102,7 +102,8 @@ setup(
     python_requires=">=3.9",
     # no torch pin here: install the torch you want first (CPU or CUDA build), then this package
     install_requires=["torch>=2.5", "numpy", "tqdm", "matplotlib"],
-    extras_require={"triton": ["triton"], "dev": ["pytest", "pytest-benchmark", "hypothesis", "ninja", "triton"]},
+    extras_require={"triton": ["triton"], "video": ["imageio", "imageio-ffmpeg"],
+                    "dev": ["pytest", "pytest-benchmark", "hypothesis", "ninja", "triton"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -93,3 +93,26 @@ def test_video_without_imageio_falls_back_to_a_blank_canvas(tmp_path, monkeypatc
     assert render(tmp_path / "a.gif", uv, P, fps=10, size=(640, 400), video=str(tmp_path / "v.mp4"),
                   progress=False, log=notes.append) == 3
     assert "imageio is not installed" in notes[0]
+
+
+def test_real_mp4_on_a_real_video(tmp_path):
+    """With imageio-ffmpeg installed (``pip install -e .[video]``): a real .mp4 over a real video's
+    frames, one output frame per input frame at the input fps."""
+    iio = pytest.importorskip("imageio.v2")
+    pytest.importorskip("imageio_ffmpeg")
+    uv, P = walking(14)
+    with iio.get_writer(str(tmp_path / "in.mp4"), fps=25) as w:
+        for t in range(14):
+            frame = np.zeros((400, 640, 3), np.uint8)
+            frame[..., 1] = 100 + 5 * t
+            w.append_data(frame)
+    notes = []
+    n = render(tmp_path / "out.mp4", uv, P, fps=25, size=(640, 400), video=str(tmp_path / "in.mp4"),
+               progress=False, log=notes.append)
+    assert n == 14 and "drawing on the video's frames" in notes[0]
+    reader = iio.get_reader(str(tmp_path / "out.mp4"))
+    assert reader.get_meta_data()["fps"] == 25
+    frames = [f for f in reader]
+    assert len(frames) == 14
+    # the left half shows the video frame: mostly green, brighter in later frames
+    assert frames[-1][..., 1].mean() > frames[0][..., 1].mean()
