@@ -103,7 +103,7 @@ setup(
     # no torch pin here: install the torch you want first (CPU or CUDA build), then this package
     install_requires=["torch>=2.5", "numpy", "tqdm", "matplotlib"],
     extras_require={"triton": ["triton"], "video": ["imageio", "imageio-ffmpeg"],
-                    "dev": ["pytest", "pytest-benchmark", "hypothesis", "ninja", "triton"]},
+                    "dev": ["pytest", "pytest-benchmark", "hypothesis", "ninja", "triton", "imageio", "imageio-ffmpeg"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )
