@@ -42,6 +42,75 @@ def aligned_attrs(kernel) -> dict:
             if name.endswith("_ptr") or name.startswith("s_")}
 
 
+def _signature(kernel, x: str, p: str) -> dict:
+    """Triton signature of one of our kernels: *_ptr args get x (activations) or p (params)."""
+    sig = {}
+    for name in kernel.arg_names:
+        if name.endswith("_ptr"):
+            if name in ("w_ptr", "b_ptr", "spe_ptr"):
+                sig[name] = "*" + p
+            elif name in ("lse_ptr", "delta_ptr", "pw_ptr", "pj_ptr"):
+                sig[name] = "*fp32"
+            else:
+                sig[name] = "*" + x
+        elif name in ("T", "J", "NSPLIT") or name.startswith("s_"):
+            sig[name] = "i32"
+        elif name == "scale":
+            sig[name] = "fp32"
+        else:
+            sig[name] = "constexpr"
+    return sig
+
+
+def kernel_variants(dtypes, shapes=((1, 17, 4), (3, 16, 16), (243, 17, 16), (27, 17, 32)),
+                    profile: str = "gpu", spe=(False, True), layouts=(True, False)):
+    """Every distinct (kernel, signature, constexprs, num_warps) the launcher picks for these
+    dtypes, (T, J, dh) shapes and layouts (head_major True / False), for ``triton.compile``
+    against a GPU target without a GPU (below). Parameters
+    (w, b, spe) are float32 (the autocast case) except for the first shape, where they share
+    the activations' dtype. ``spe``: the HAS_SPE values to build (False only drops a load).
+    A T above MAX_ROW_T adds the streaming temporal backward.
+    """
+    import torch
+    from stcformer.backends.triton import Config, _layout
+    from stcformer.kernels.spatial import spatial_bwd_kernel, spatial_fwd_kernel
+    from stcformer.kernels.temporal import (temporal_bwd_delta_kernel, temporal_bwd_kernel,
+                                            temporal_bwd_row_kernel, temporal_fwd_kernel)
+
+    seen = set()
+    variants = []
+
+    def add(kernel, x, p, const, num_warps):
+        key = (kernel.fn.__name__, x, p, tuple(sorted(const.items())), num_warps)
+        if key not in seen:
+            seen.add(key)
+            variants.append((kernel, _signature(kernel, x, p), dict(const), num_warps))
+
+    for dt in dtypes:
+        x = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dt]
+        for i, (T, J, dh) in enumerate(shapes):
+            cfg = Config(42, T, J, 8, dh, dt, profile=profile)
+            p = x if i == 0 else "fp32"
+            for hm in layouts:
+                common = dict(H=8, DH=dh, DHP=cfg.DHP, **_layout(hm, dh))
+                dot = dict(common, DOT_PREC=cfg.DOT_PREC)
+                for has_spe in spe:
+                    add(spatial_fwd_kernel, x, p, dict(dot, JP=cfg.JP, FRAMES=cfg.FRAMES,
+                                                       HAS_SPE=has_spe), cfg.warps_s)
+                    add(temporal_fwd_kernel, x, p, dict(dot, NB=cfg.NB, BLOCK_M=cfg.BLOCK_M, BLOCK_N=cfg.BLOCK_N,
+                                                        HAS_SPE=has_spe), cfg.warps_fwd_t)
+                    if not cfg.row_bwd:
+                        add(temporal_bwd_delta_kernel, x, p, dict(common, NB=cfg.NB, BLOCK=cfg.STREAM,
+                                                                  HAS_SPE=has_spe), 4)
+                add(spatial_bwd_kernel, x, p, dict(dot, JP=cfg.JP, FRAMES=cfg.FRAMES_BWD), cfg.warps_s)
+                if cfg.row_bwd:
+                    add(temporal_bwd_row_kernel, x, p, dict(dot, NB=cfg.NB, BLOCK_M=cfg.BLOCK_M_BWD,
+                                                            BLOCK_N=cfg.BLOCK_N), cfg.warps_bwd_t)
+                else:
+                    add(temporal_bwd_kernel, x, p, dict(dot, NB=cfg.NB, BLOCK=cfg.STREAM), 4)
+    return variants
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default="90,80",
@@ -58,14 +127,12 @@ def main(argv=None) -> int:
     import triton
     from triton.backends.compiler import GPUTarget
 
-    from stcformer.backends import triton as tb
-
     dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     wanted = {int(c) for c in args.targets.split(",")}
     failures = count = 0
     t0 = time.time()
     for targets, dtypes, shapes, spe, layouts in SETS[args.set]:
-        variants = tb.kernel_variants(dtypes=[dt[d] for d in dtypes], shapes=shapes, spe=spe,
+        variants = kernel_variants(dtypes=[dt[d] for d in dtypes], shapes=shapes, spe=spe,
                                       layouts=layouts)
         for cc in sorted(wanted.intersection(targets), reverse=True):
             target = GPUTarget("cuda", cc, 32)

@@ -15,9 +15,10 @@ the tensor cores with 16-bit P / dS (flash-attention style).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import triton
@@ -38,15 +39,30 @@ FP32_DOT_PRECISION = os.environ.get("STCFORMER_TRITON_FP32_DOT", "tf32x3")  # or
 MAX_J = 64        # the joints of one frame live in one tile
 MAX_ROW_T = 256   # temporal backward keeps the whole key row in one program up to this T
 
-# Tests and the benchmark's sweeps set these to force block shapes: keys "profile" ("gpu" or
-# "interpreter"), "frames", "frames_bwd", "block_m", "block_m_bwd", "block_n", "nsplit", "nb",
-# "stream_block" (forces the streaming temporal backward with this block), "warps_s",
-# "warps_fwd_t", "warps_bwd_t".
-OVERRIDES: dict = {}
+# knobs of ``override_config`` (see there); empty: the launcher's choice
+CONFIG_KNOBS = ("profile", "frames", "frames_bwd", "block_m", "block_m_bwd", "block_n", "nsplit", "nb",
+                "stream_block", "warps_s", "warps_fwd_t", "warps_bwd_t")
+_overrides: dict = {}
 
-# Every buffer the ops hand to a kernel comes from here (tests swap in a NaN-filled allocator
-# to check that the kernels write every element).
-_empty = torch.empty
+
+@contextlib.contextmanager
+def override_config(**knobs):
+    """Force block shapes / launch parameters of every launch inside (tuning sweeps, tests).
+
+    Knobs (``Config`` attributes): profile ("gpu" or "interpreter"), frames, frames_bwd,
+    block_m, block_m_bwd, block_n, nsplit, nb, stream_block (forces the streaming temporal
+    backward with this block), warps_s, warps_fwd_t, warps_bwd_t. Not thread-safe; nests.
+    """
+    unknown = set(knobs) - set(CONFIG_KNOBS)
+    if unknown:
+        raise ValueError(f"override_config: unknown knobs {sorted(unknown)}; choose from {CONFIG_KNOBS}")
+    saved = dict(_overrides)
+    _overrides.update(knobs)
+    try:
+        yield
+    finally:
+        _overrides.clear()
+        _overrides.update(saved)
 
 
 def _interpreting() -> bool:
@@ -81,7 +97,7 @@ class Config:
 
     def __init__(self, B: int, T: int, J: int, num_heads: int, dh: int, dtype: torch.dtype,
                  profile: Optional[str] = None, sm_count: int = 132):
-        o = OVERRIDES
+        o = _overrides
         profile = o.get("profile", profile or ("interpreter" if _interpreting() else "gpu"))
         self.H, self.DH = num_heads, dh
         self.DHP = _np2(dh)  # tl.dot needs K, N >= 16 on a GPU
@@ -169,9 +185,9 @@ def stc_attention_triton_fwd(
 ) -> Tuple[Tensor, Tensor, Tensor]:
     B, T, J, C, dh = _check_inputs(qkv, num_heads)
     H = num_heads
-    out = _empty((B, T, J, C), device=qkv.device, dtype=qkv.dtype)
-    lse_s = _empty((B, H, T, J), device=qkv.device, dtype=torch.float32)
-    lse_t = _empty((B, H, J, T), device=qkv.device, dtype=torch.float32)
+    out = torch.empty((B, T, J, C), device=qkv.device, dtype=qkv.dtype)
+    lse_s = torch.empty((B, H, T, J), device=qkv.device, dtype=torch.float32)
+    lse_t = torch.empty((B, H, J, T), device=qkv.device, dtype=torch.float32)
     if not _launches(qkv) or out.numel() == 0:
         return out, lse_s, lse_t
     cfg = _config(qkv, H, dh)
@@ -202,7 +218,7 @@ def stc_attention_triton_bwd(
     B, T, J, C, dh = _check_inputs(qkv, num_heads)
     H, half = num_heads, C // 2
     dev = qkv.device
-    grad_qkv = _empty((B, T, J, 3 * C), device=dev, dtype=qkv.dtype)
+    grad_qkv = torch.empty((B, T, J, 3 * C), device=dev, dtype=qkv.dtype)
     spe_dtype = lambda e: e.dtype if e is not None else qkv.dtype  # noqa: E731
     if not _launches(qkv) or grad_qkv.numel() == 0:
         z = lambda shape, dt: torch.zeros(shape, device=dev, dtype=dt)  # noqa: E731
@@ -218,8 +234,8 @@ def stc_attention_triton_bwd(
 
     # spatial half: persistent programs, register-held partials of grad w / b / spe
     n_s = B * H * cfg.NSPLIT
-    pw_s = _empty((B, H, cfg.NSPLIT, 16, DHP), device=dev, dtype=torch.float32)
-    pj_s = _empty((B, H, cfg.NSPLIT, cfg.JP, DHP), device=dev, dtype=torch.float32)
+    pw_s = torch.empty((B, H, cfg.NSPLIT, 16, DHP), device=dev, dtype=torch.float32)
+    pj_s = torch.empty((B, H, cfg.NSPLIT, cfg.JP, DHP), device=dev, dtype=torch.float32)
     wrap_triton(spatial_bwd_kernel)[(n_s,)](
         qkv, w_s_, grad_out, lse_s, grad_qkv, pw_s, pj_s, T, J, cfg.NSPLIT, *strides, scale,
         JP=cfg.JP, FRAMES=cfg.FRAMES_BWD, DOT_PREC=cfg.DOT_PREC, num_warps=cfg.warps_s, **common)
@@ -227,8 +243,8 @@ def stc_attention_triton_bwd(
     # temporal half
     NB, n_jg = cfg.NB, triton.cdiv(J, cfg.NB)
     if cfg.row_bwd:
-        pw_t = _empty((B, H, n_jg, 1, 16, DHP), device=dev, dtype=torch.float32)
-        pj_t = _empty((B, H, n_jg, 1, NB, DHP), device=dev, dtype=torch.float32)
+        pw_t = torch.empty((B, H, n_jg, 1, 16, DHP), device=dev, dtype=torch.float32)
+        pj_t = torch.empty((B, H, n_jg, 1, NB, DHP), device=dev, dtype=torch.float32)
         wrap_triton(temporal_bwd_row_kernel)[(B * H * n_jg,)](
             qkv, w_t_, grad_out, lse_t, grad_qkv, pw_t, pj_t, T, J, *strides, scale, NB=NB,
             BLOCK_M=cfg.BLOCK_M_BWD, BLOCK_N=cfg.BLOCK_N, DOT_PREC=cfg.DOT_PREC,
@@ -237,13 +253,13 @@ def stc_attention_triton_bwd(
         n_tb = triton.cdiv(T, cfg.STREAM)
         grid = (B * H * n_jg * n_tb,)
         spe_t_ = spe_t.contiguous() if spe_t is not None else b_t_
-        delta = _empty((B, H, J, T), device=dev, dtype=torch.float32)
+        delta = torch.empty((B, H, J, T), device=dev, dtype=torch.float32)
         wrap_triton(temporal_bwd_delta_kernel)[grid](
             qkv, w_t_, b_t_, spe_t_, out, grad_out, delta, T, J,
             *qkv.stride()[:3], *out.stride()[:3], *grad_out.stride()[:3],
             NB=NB, BLOCK=cfg.STREAM, HAS_SPE=spe_t is not None, num_warps=4, **common)
-        pw_t = _empty((B, H, n_jg, n_tb, 16, DHP), device=dev, dtype=torch.float32)
-        pj_t = _empty((B, H, n_jg, n_tb, NB, DHP), device=dev, dtype=torch.float32)
+        pw_t = torch.empty((B, H, n_jg, n_tb, 16, DHP), device=dev, dtype=torch.float32)
+        pj_t = torch.empty((B, H, n_jg, n_tb, NB, DHP), device=dev, dtype=torch.float32)
         wrap_triton(temporal_bwd_kernel)[grid](
             qkv, w_t_, grad_out, lse_t, delta, grad_qkv, pw_t, pj_t, T, J, *strides, scale,
             NB=NB, BLOCK=cfg.STREAM, DOT_PREC=cfg.DOT_PREC, num_warps=4, **common)
@@ -292,67 +308,3 @@ def stc_attention(qkv: Tensor, w_s: Tensor, b_s: Tensor, w_t: Tensor, b_t: Tenso
         qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, int(num_heads), float(scale),
         layout == "head_major")
     return out
-
-
-def _signature(kernel, x: str, p: str) -> dict:
-    """Triton signature of one of our kernels: *_ptr args get x (activations) or p (params)."""
-    sig = {}
-    for name in kernel.arg_names:
-        if name.endswith("_ptr"):
-            if name in ("w_ptr", "b_ptr", "spe_ptr"):
-                sig[name] = "*" + p
-            elif name in ("lse_ptr", "delta_ptr", "pw_ptr", "pj_ptr"):
-                sig[name] = "*fp32"
-            else:
-                sig[name] = "*" + x
-        elif name in ("T", "J", "NSPLIT") or name.startswith("s_"):
-            sig[name] = "i32"
-        elif name == "scale":
-            sig[name] = "fp32"
-        else:
-            sig[name] = "constexpr"
-    return sig
-
-
-def kernel_variants(dtypes=SUPPORTED_DTYPES, shapes=((1, 17, 4), (3, 16, 16), (243, 17, 16), (27, 17, 32)),
-                    profile: str = "gpu", spe=(False, True), layouts=(True, False)):
-    """Every distinct (kernel, signature, constexprs, num_warps) the launcher picks for these
-    dtypes, (T, J, dh) shapes and layouts (head_major True / False), for ``triton.compile``
-    against a GPU target without a GPU (see tests/triton_gpu_compile_check.py). Parameters
-    (w, b, spe) are float32 (the autocast case) except for the first shape, where they share
-    the activations' dtype. ``spe``: the HAS_SPE values to build (False only drops a load).
-    A T above MAX_ROW_T adds the streaming temporal backward.
-    """
-    tname = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
-    seen = set()
-    variants: List[tuple] = []
-
-    def add(kernel, x, p, const, num_warps):
-        key = (kernel.fn.__name__, x, p, tuple(sorted(const.items())), num_warps)
-        if key not in seen:
-            seen.add(key)
-            variants.append((kernel, _signature(kernel, x, p), dict(const), num_warps))
-
-    for dt in dtypes:
-        x = tname[dt]
-        for i, (T, J, dh) in enumerate(shapes):
-            cfg = Config(42, T, J, 8, dh, dt, profile=profile)
-            p = x if i == 0 else "fp32"
-            for hm in layouts:
-                common = dict(H=8, DH=dh, DHP=cfg.DHP, **_layout(hm, dh))
-                dot = dict(common, DOT_PREC=cfg.DOT_PREC)
-                for has_spe in spe:
-                    add(spatial_fwd_kernel, x, p, dict(dot, JP=cfg.JP, FRAMES=cfg.FRAMES,
-                                                       HAS_SPE=has_spe), cfg.warps_s)
-                    add(temporal_fwd_kernel, x, p, dict(dot, NB=cfg.NB, BLOCK_M=cfg.BLOCK_M, BLOCK_N=cfg.BLOCK_N,
-                                                        HAS_SPE=has_spe), cfg.warps_fwd_t)
-                    if not cfg.row_bwd:
-                        add(temporal_bwd_delta_kernel, x, p, dict(common, NB=cfg.NB, BLOCK=cfg.STREAM,
-                                                                  HAS_SPE=has_spe), 4)
-                add(spatial_bwd_kernel, x, p, dict(dot, JP=cfg.JP, FRAMES=cfg.FRAMES_BWD), cfg.warps_s)
-                if cfg.row_bwd:
-                    add(temporal_bwd_row_kernel, x, p, dict(dot, NB=cfg.NB, BLOCK_M=cfg.BLOCK_M_BWD,
-                                                            BLOCK_N=cfg.BLOCK_N), cfg.warps_bwd_t)
-                else:
-                    add(temporal_bwd_kernel, x, p, dict(dot, NB=cfg.NB, BLOCK=cfg.STREAM), 4)
-    return variants
