@@ -79,14 +79,34 @@ def extensions():
             os.environ["TORCH_CUDA_ARCH_LIST"] = arch
         print(f"stcformer: building the CUDA kernels (csrc/cuda) for TORCH_CUDA_ARCH_LIST={arch}")
         ext = CUDAExtension("stcformer._C", sources + cuda_sources,
-                            extra_compile_args={"cxx": CXX_FLAGS + ["-DSTCFORMER_WITH_CUDA"],
-                                                "nvcc": NVCC_FLAGS},
+                            extra_compile_args={"cxx": CXX_FLAGS, "nvcc": NVCC_FLAGS},
                             extra_link_args=link_flags)
     else:
         print(f"stcformer: not building the CUDA kernels: {skip}")
         ext = CppExtension("stcformer._C", sources, extra_compile_args={"cxx": CXX_FLAGS},
                            extra_link_args=link_flags)
-    return [ext], {"build_ext": BuildExtension.with_options(use_ninja=True)}
+
+    class BuildWithCPUFallback(BuildExtension):
+        """A CUDA build that fails (a toolkit, compiler or torch this code was not tried with)
+        falls back to the CPU kernels with one line, instead of failing the install;
+        STCFORMER_REQUIRE_CUDA=1 makes it an error."""
+
+        def build_extension(self, extension):
+            try:
+                super().build_extension(extension)
+            except Exception as exc:  # noqa: BLE001 - any compile or link error of the CUDA build
+                cuda = [s for s in extension.sources if s.startswith(os.path.join("csrc", "cuda"))]
+                if not cuda or os.environ.get("STCFORMER_REQUIRE_CUDA") == "1":
+                    raise
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+                print(f"stcformer: the CUDA kernels failed to build ({first}); building the CPU kernels "
+                      "only (set STCFORMER_REQUIRE_CUDA=1 to make this an error)")
+                extension.sources = [s for s in extension.sources if s not in cuda]
+                extension.libraries = [lib for lib in extension.libraries
+                                       if lib not in ("cudart", "c10_cuda", "torch_cuda")]
+                super().build_extension(extension)
+
+    return [ext], {"build_ext": BuildWithCPUFallback.with_options(use_ninja=True)}
 
 
 ext_modules, cmdclass = extensions()

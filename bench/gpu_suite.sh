@@ -3,8 +3,8 @@
 #
 #   bash bench/gpu_suite.sh            # logs and tables under $OUT if set, else /tmp/stcformer_gpu_suite
 #
-# 1. installs this checkout without building stcformer._C (the GPU paths are Triton; the CPU
-#    kernels are tested by CI): pip install --no-build-isolation --no-deps --use-pep517 -e .
+# 1. installs this checkout, building stcformer._C with the CUDA kernels for the card present
+#    (pip install --no-build-isolation --no-deps --use-pep517 -e .; SUITE_NO_EXTENSION=1 skips it)
 # 2. the GPU tests with STCFORMER_GPU_TESTS=1: tests/test_triton.py (every kernel against the
 #    reference at the awkward and the large shapes, both qkv layouts, NaN-poisoned outputs,
 #    opcheck, fullgraph compile, the whole model), and tests/test_cuda.py and
@@ -13,7 +13,7 @@
 # 4. the benchmark (bench/gpu_bench.py: every dispatch backend that runs on CUDA, beside the
 #    reference, torch.compile(reference) and SDPA + conv2d), its table printed last; the rows
 #    are in $LOG/gpu_bench.json (python bench/render.py $LOG/gpu_bench.json --write bench/RESULTS.md)
-# Env knobs: SUITE_SKIP_INSTALL=1, SUITE_SKIP_TESTS=1, SUITE_SKIP_TRAIN_TESTS=1, SUITE_SKIP_TRAIN=1,
+# Env knobs: SUITE_SKIP_INSTALL=1, SUITE_NO_EXTENSION=1, SUITE_SKIP_TESTS=1, SUITE_SKIP_TRAIN_TESTS=1, SUITE_SKIP_TRAIN=1,
 # SUITE_PYTEST_K="..." (a -k subset of the GPU test files), SUITE_BENCH_ARGS="...",
 # SUITE_BENCH_BUDGET_S (default 330).
 set -uo pipefail
@@ -34,9 +34,14 @@ since() { echo "$(( $(date +%s) - t_start )) s"; }
 } 2>&1 | tee "$LOG/suite.log"
 
 if [ "${SUITE_SKIP_INSTALL:-0}" != "1" ]; then
-  if ! STCFORMER_NO_EXTENSION=1 "$PY" -m pip install --no-build-isolation --no-deps --use-pep517 -e . >"$LOG/install.log" 2>&1; then
+  # stcformer._C with the CUDA kernels for this card (setup.py falls back to the CPU kernels with
+  # one line if the CUDA build fails; STCFORMER_REQUIRE_CUDA=1 here makes that fail instead);
+  # SUITE_NO_EXTENSION=1 skips the extension (Triton paths only, faster)
+  if [ "${SUITE_NO_EXTENSION:-0}" = "1" ]; then export STCFORMER_NO_EXTENSION=1; fi
+  if ! MAX_JOBS="${MAX_JOBS:-16}" "$PY" -m pip install -v --no-build-isolation --no-deps --use-pep517 -e . >"$LOG/install.log" 2>&1; then
     echo "install FAILED" | tee -a "$LOG/suite.log"; tail -n 20 "$LOG/install.log" | tee -a "$LOG/suite.log"; exit 1
   fi
+  grep -E "^ *stcformer: " "$LOG/install.log" | sort -u | tee -a "$LOG/suite.log"
   echo "install: $(since)" | tee -a "$LOG/suite.log"
 fi
 
