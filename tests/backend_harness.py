@@ -208,10 +208,7 @@ def raw_forward(backend: str) -> Callable:
     if backend in ("cpp", "cuda"):
         import stcformer.backends.compiled  # noqa: F401
 
-        def fwd(*a, layout):
-            assert layout == "interleaved", f"{backend}: the raw op reads the interleaved layout"
-            return torch.ops.stcformer.stc_attention_fwd(*a)
-        return fwd
+        return lambda *a, layout: torch.ops.stcformer.stc_attention_fwd(*a, layout == "head_major")
     raise ValueError(f"{backend}: no raw forward op (it returns no log-sum-exp)")
 
 

@@ -99,6 +99,8 @@ def test_every_output_written(nan_allocations, T, J, C, H):
 
 def test_lse_matches_reference():
     check_inputs("cpp", inputs(2, 5, 17, 64, 8, seed=11), lse=True)
+    # the raw op reads head-major qkv through its head_major flag: same out, lse and gradients
+    check_backend("cpp", (2, 5, 17, 64, 8), layout="head_major", lse=True, seed=12)
 
 
 def test_weight_grads_deterministic():
