@@ -53,9 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
             f"--layers {q['layers']} --d-hid {q['d_hid']} --lr {q['lr']} --lr-decay {q['lr_decay']} "
             f"--epochs {q['epochs']} --threads {q['threads']}; a few minutes on a CPU. Any flag given "
             "overrides it.\n"
-            "Official recipe (with --data-dir): "
-            + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in PROTOCOLS["h36m"].recipe.items())
-            + " (the official script runs 79 epochs); 3dhp: -f 81 -s 1, consecutive frames.\n"
+            "Official recipe (with --data-dir; the official script runs 79 epochs): "
+            + "; ".join(f"{q.name}: " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in q.recipe.items())
+                        for q in PROTOCOLS.values()) + ".\n"
             "Outputs in --out: metrics.json, curves.png, per_action.png, last.pth, best.pth."))
     p.add_argument("--dataset", choices=list(PROTOCOLS), default="h36m", help="dataset (default h36m)")
     p.add_argument("--data-dir", default=None,
