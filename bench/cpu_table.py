@@ -93,14 +93,17 @@ class _MklGemms(torch.nn.Module):
 
 
 def variants(compile_ref: bool, fused: bool) -> dict:
-    v = {"reference": dict(backend="reference"), "cpp": dict(backend="cpp")}
+    # reference: the official model (reference op, plain GELU/dropout MLP); cpp: the model's
+    # defaults (cpp op; in float32 training on CPU the fused GELU+dropout MLP); cpp_plain_mlp: the op alone
+    v = {"reference": dict(backend="reference", plain_mlp=True), "cpp": dict(backend="cpp"),
+         "cpp_plain_mlp": dict(backend="cpp", plain_mlp=True)}
     if fused:
         v["cpp+fused_mlp(mkl)"] = dict(backend="cpp", fused_mlp=True, mkl=True)
         v["cpp+fused_mlp"] = dict(backend="cpp", fused_mlp=True)
         v["cpp+fused+onednn"] = dict(backend="cpp", fused_mlp=True, onednn=True)
         v["cpp+fused+onednn+recompute"] = dict(backend="cpp", fused_mlp=True, onednn=True, recompute=True)
     if compile_ref:
-        v["compiled"] = dict(backend="reference", compile=True)
+        v["compiled"] = dict(backend="reference", compile=True, plain_mlp=True)
     return v
 
 
@@ -109,6 +112,12 @@ def build(spec: dict, dtype=torch.float32):
 
     spec = dict(spec)
     model = h.make_model(spec["backend"], "cpu", layers=LAYERS, dtype=dtype)
+    if spec.get("plain_mlp"):  # nn.GELU and nn.Dropout as the official code runs them
+        from stcformer.model import Mlp
+
+        for m in model.modules():
+            if isinstance(m, Mlp):
+                m.fused = False
     if spec.get("onednn"):  # qkv, proj, embedding and head Linears on oneDNN too
         fm.use_onednn_linear(model)
     if spec.get("fused_mlp"):  # fused GELU+dropout, MLP GEMMs on oneDNN (on MKL with mkl=True)
@@ -153,7 +162,7 @@ def gemm_rates(dtype=torch.float32) -> dict:
     return {k: 2 * 8192 * C * 4 * C / (v * 1e-3) for k, v in t.items() if k != "busy"}
 
 
-def model_table(bench, compile_ref: bool, fused: bool, sizes):
+def model_table(bench, compile_ref: bool, fused: bool, sizes, bf16: bool = True):
     r32, r16 = gemm_rates(torch.float32), gemm_rates(torch.bfloat16)
     fmt = lambda r: ", ".join(f"{k} {v / 1e9:.0f}" for k, v in r.items())  # noqa: E731
     print(f"\n## STCFormer ({LAYERS} layers, width {h.C}, {h.H} heads); GEMM GFLOP/s measured now: fp32 "
@@ -172,7 +181,7 @@ def model_table(bench, compile_ref: bool, fused: bool, sizes):
                       f" | GEMM floor {floor:.0f} ms, best/floor {best / floor:.2f}")
             record(bench, "model", case, t, gemm_floor_ms=round(floor, 1))
     # bf16 inference vs the reference in fp32
-    for T, B in sizes["infer"]:
+    for T, B in (sizes["infer"] if bf16 else ()):
         fns = {"reference": h.infer_fn(build(spec["reference"]), B, T)}
         for name in targets:
             fns[name + "-bf16"] = h.infer_fn(build(spec[name], torch.bfloat16), B, T, dtype=torch.bfloat16)
@@ -229,6 +238,7 @@ def main(argv=None):
     ap.add_argument("--only", choices=("op", "model", "memory"))
     ap.add_argument("--repeats", type=int, default=OPTS["repeats"])
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference) (and sdpa)")
+    ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 inference rows")
     ap.add_argument("--fused", action="store_true",
                     help="add cpp variants with stcformer.fused_mlp: the fused GELU+dropout MLP "
                          "(its GEMMs on oneDNN), and also every other Linear on oneDNN")
@@ -258,7 +268,7 @@ def main(argv=None):
     if args.only in (None, "op"):
         op_table(bench, compile_ref, sizes["op"])
     if args.only in (None, "model"):
-        model_table(bench, compile_ref, args.fused, sizes)
+        model_table(bench, compile_ref, args.fused, sizes, bf16=not args.no_bf16)
     if args.only in (None, "memory"):
         memory_table(bench, compile_ref, args.fused, sizes["memory"])
     print(f"load average {os.getloadavg()[0]:.1f} at end")

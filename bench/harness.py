@@ -303,6 +303,12 @@ class Bench:
         self.meta = dict(entry=entry, command=" ".join(["python", f"bench/{entry}"] + list(
             sys.argv[1:] if argv is None else argv)), date=time.strftime("%Y-%m-%d %H:%M"),
             machine=machine(), device=device, torch=torch.__version__, triton=triton_version)
+        if device == "cpu":  # CPU figures depend on these (AVX2 vs AVX-512, native bf16)
+            from stcformer import cpu_features
+
+            cpu = cpu_features.summary()
+            self.meta["cpu_flags"] = " ".join(cpu["flags"]) or "none of avx*/amx*/fma/f16c"
+            self.meta["aten_capability"] = cpu["aten_capability"]
 
     def skip(self, section: str, case: str, variant: str, reason: str) -> dict:
         return self._record(dict(section=section, case=case, variant=variant, status="SKIPPED", reason=reason))

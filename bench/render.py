@@ -32,7 +32,10 @@ def render_run(data: dict) -> str:
     meta, rows = data["meta"], data["rows"]
     lines = [f"### {meta['machine']} ({meta['date']})", "",
              f"torch {meta['torch']}" + (f", triton {meta['triton']}" if meta.get("triton") else "")
-             + f", device {meta['device']}. Command: `{meta['command']}`.", ""]
+             + f", device {meta['device']}"
+             + (f" (CPU flags: {meta['cpu_flags']}; ATen capability {meta.get('aten_capability')})"
+                if meta.get("cpu_flags") else "")
+             + f". Command: `{meta['command']}`.", ""]
     sections = []
     for r in rows:
         if r["section"] not in sections:
