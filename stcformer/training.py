@@ -430,10 +430,9 @@ class Trainer:
 
     def batch(self, order, step: int):
         """Inputs and targets of step ``step`` of an epoch whose window order is ``order``."""
-        if self.device_windows is not None:
-            idx = order[step * self.per_step:(step + 1) * self.per_step]
-            return self.device_windows.inputs(idx), self.device_windows.targets(idx), len(idx)
         idx = order[step * self.per_step:(step + 1) * self.per_step]
+        if self.device_windows is not None:
+            return self.device_windows.inputs(idx), self.device_windows.targets(idx), len(idx)
         x = self.windows.inputs(idx).to(self.d.device, non_blocking=True)
         y = self.windows.targets(idx).to(self.d.device, non_blocking=True)
         return x, y, len(idx)
@@ -526,9 +525,8 @@ class Trainer:
                 plot_curves(state.history, os.path.join(self.out, "curves.png"), state.mean_pose_p1_mm)
         if not d.main:
             return {}
-        if report is None:  # resumed a finished run: nothing left to train
-            report, text = evaluate(load_checkpoint(self.last_path).to(d.device), self.data, args.frames,
-                                    args.tds, args.eval_batch_size, device=d.device, amp=args.eval_amp)
+        if report is None:  # resumed a finished run: nothing left to train (the model holds last.pth)
+            report, text = self.test()
         print(text)
         final = state.history[-1] if state.history else {}
         print(f"final P1 {final.get('p1_mm', float('nan')):.2f} mm (mean pose {state.mean_pose_p1_mm:.2f} mm, "
