@@ -131,6 +131,25 @@ __device__ __forceinline__ void load_row(const LineGeom& g, const scalar_t* qkv_
   for (int d = 0; d < DHP; ++d) row[d] = d < g.dh ? to_float(src[g.chan(d, x)]) * mul : 0.f;
 }
 
+// The line's keys and values n0 .. n0+kn-1 into shared memory (KB x DHP floats each, zero past
+// kn and dh); the QB threads of a line share the copy.
+template <int DHP, typename scalar_t>
+__device__ __forceinline__ void stage_kv(const LineGeom& g, const Tiling& t, const RowCoord& rc,
+                                         const scalar_t* qkv_b, int64_t n0, int kn, float* Ks,
+                                         float* Vs) {
+  for (int e = rc.r; e < t.KB * DHP; e += t.QB) {
+    const int k = e / DHP, d = e % DHP;
+    float kv = 0.f, vv = 0.f;
+    if (k < kn && d < g.dh) {
+      const scalar_t* src = qkv_b + g.qkv_off(rc.l, n0 + k, rc.h);
+      kv = to_float(src[g.chan(d, 1)]);
+      vv = to_float(src[g.chan(d, 2)]);
+    }
+    Ks[e] = kv;
+    Vs[e] = vv;
+  }
+}
+
 // y[d] += sum over the 3x3 neighbourhood of w[tap][d] * x[neighbour][d], x the head's channel
 // of a (B, T, J, *) tensor at x_b + off(l, n) + d * sd; `flip` mirrors the offsets (the
 // adjoint conv). w points at the head's first conv row: w[(d) * 9 + tap].

@@ -40,19 +40,7 @@ __global__ void __launch_bounds__(kThreads) line_forward_kernel(const FwdArgs a)
   for (int64_t n0 = 0; n0 < g.N; n0 += t.KB) {
     const int kn = g.N - n0 < t.KB ? static_cast<int>(g.N - n0) : t.KB;
     if (n0 > 0) __syncthreads();  // the previous chunk is consumed
-    if (rc.line_ok) {
-      for (int e = rc.r; e < t.KB * DHP; e += t.QB) {
-        const int k = e / DHP, d = e % DHP;
-        float kv = 0.f, vv = 0.f;
-        if (k < kn && d < g.dh) {
-          const scalar_t* src = qkv_b + g.qkv_off(rc.l, n0 + k, rc.h);
-          kv = to_float(src[g.chan(d, 1)]);
-          vv = to_float(src[g.chan(d, 2)]);
-        }
-        Ks[e] = kv;
-        Vs[e] = vv;
-      }
-    }
+    if (rc.line_ok) stage_kv<DHP>(g, t, rc, qkv_b, n0, kn, Ks, Vs);
     __syncthreads();
     if (rc.row_ok) {
       for (int k = 0; k < kn; ++k) {
