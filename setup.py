@@ -8,8 +8,17 @@ C++ CPU kernels are always built; CUDA kernels when torch has CUDA and nvcc is f
 import glob
 import os
 import re
+import sys
 
+import setuptools
 from setuptools import setup
+
+# 70.1: editable installs map kernels/ to stcformer.kernels and need no `wheel` package; older
+# ones (a fresh Python 3.11 venv has 65.5) installed a stcformer without its kernels package
+_SETUPTOOLS_MIN = (70, 1)
+if tuple(int(x) for x in re.findall(r"\d+", setuptools.__version__)[:2]) < _SETUPTOOLS_MIN:
+    sys.exit(f"setup.py: setuptools {setuptools.__version__} is too old; "
+             f"pip install 'setuptools>={_SETUPTOOLS_MIN[0]}.{_SETUPTOOLS_MIN[1]}' first")
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -64,7 +73,11 @@ def _sources(pattern):
 def extensions():
     if os.environ.get("STCFORMER_NO_EXTENSION") == "1":
         return [], {}
-    import torch
+    try:
+        import torch
+    except ImportError:
+        sys.exit("setup.py: torch is not importable here; install torch first, then this package "
+                 "with pip install --no-build-isolation (an isolated build cannot see that torch)")
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
     link_flags = _openmp_link_flags()
@@ -120,8 +133,9 @@ setup(
     packages=["stcformer", "stcformer.backends", "stcformer.data", "stcformer.kernels"],
     package_dir={"stcformer.kernels": "kernels"},
     python_requires=">=3.9",
-    # no torch pin here: install the torch you want first (CPU or CUDA build), then this package
-    install_requires=["torch>=2.5", "numpy", "tqdm", "matplotlib"],
+    # no torch pin here: install the torch you want first (CPU or CUDA build), then this package;
+    # tested with torch 2.11 and 2.13 (torch.library.triton_op and the custom-op APIs used here)
+    install_requires=["torch>=2.11", "numpy", "tqdm", "matplotlib"],
     extras_require={"triton": ["triton"], "video": ["imageio", "imageio-ffmpeg"],
                     "dev": ["pytest", "pytest-benchmark", "hypothesis", "ninja", "triton", "imageio", "imageio-ffmpeg"]},
     ext_modules=ext_modules,
