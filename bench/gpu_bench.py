@@ -159,11 +159,13 @@ def section_profile(bench, B, frames, bw_bytes_s):
 
 
 # ---------------------------------------------------------------------------------------------
-def train_case(bench, T, B, *, backend, amp, compile_, recompute=False, fused=True, measure_mem=False):
+def train_case(bench, T, B, *, backend, amp, compile_, recompute=False, fused=True, measure_mem=False,
+               cuda_graphs=False):
     dev = torch.device(bench.device)
     h.set_tf32(dev, amp != "none" or compile_)
     model = h.make_model(backend, dev, recompute=recompute)
-    step = h.train_step(model, B, T, device=dev, amp=amp, compile_=compile_, fused_adam=fused)
+    step = h.train_step(model, B, T, device=dev, amp=amp, compile_=compile_, fused_adam=fused,
+                        cuda_graphs=cuda_graphs)
     t0 = time.time()
     step()
     h.sync(dev)
@@ -189,27 +191,37 @@ def section_train(bench, frames, B):
         bench.row("train", case, "reference fp32 eager, unfused Adam", lambda: train_case(
             bench, T, B, backend="reference", amp="none", compile_=False, fused=False))
         if on_gpu:
+            bench.row("train", case, "default + --cuda-graphs", lambda: train_case(
+                bench, T, B, backend=None, amp="bf16", compile_=True, cuda_graphs=True))
             bench.row("train", case, "triton fp32 eager (--amp none --no-compile)", lambda: train_case(
                 bench, T, B, backend=None, amp="none", compile_=False))
 
 
 def section_memory(bench, T, B):
-    for rec in (False, True):
-        bench.row("memory", f"bf16 train step T={T} B={B} (eager)", f"recompute={rec}",
-                  lambda: train_case(bench, T, B, backend=None, amp="bf16", compile_=False,
-                                     recompute=rec, measure_mem=True))
+    for compile_ in (False, True):
+        for rec in (False, True):
+            bench.row("memory", f"bf16 train step T={T} B={B} ({'compiled' if compile_ else 'eager'})",
+                      f"recompute={rec}", lambda rec=rec, compile_=compile_: train_case(
+                          bench, T, B, backend=None, amp="bf16", compile_=compile_, recompute=rec,
+                          measure_mem=True))
 
 
 def section_infer(bench, T, B):
-    def case(backend, amp):
+    def case(backend, amp, compile_=False):
         model = h.make_model(backend, bench.device, train=False)
+        model = torch.compile(model, dynamic=False) if compile_ else model
         run = h.infer_fn(model, B, T, device=bench.device, amp=torch.bfloat16 if amp == "bf16" else None,
                          flip=True)  # the flipped copy: a second forward of the same cost
-        return dict(ms=round(bench.time_ms(run), 2))
+        t0 = time.time()
+        run()
+        h.sync(torch.device(bench.device))
+        return dict(ms=round(bench.time_ms(run), 2), first_call_s=round(time.time() - t0, 1))
 
-    for backend, amp in ((None, "bf16"), (None, "none"), ("reference", "none")):
-        bench.row("infer", f"flip-averaged T={T} B={B}", f"{backend or 'auto'} {amp}",
-                  lambda backend=backend, amp=amp: case(backend, amp))
+    for backend, amp, compile_ in ((None, "bf16", True), (None, "bf16", False), (None, "none", True),
+                                   (None, "none", False), ("reference", "none", False)):
+        bench.row("infer", f"flip-averaged T={T} B={B}",
+                  f"{backend or 'auto'} {amp}{' compiled' if compile_ else ''}",
+                  lambda backend=backend, amp=amp, compile_=compile_: case(backend, amp, compile_))
 
 
 def section_ceilings(bench):

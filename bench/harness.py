@@ -111,15 +111,16 @@ def make_model(backend: Optional[str] = None, device="cpu", *, layers: int = 6, 
 
 
 def train_step(model, B: int, T: int, *, device="cpu", amp: str = "none", compile_: bool = False,
-               fused_adam: bool = True, seed: int = 1) -> Callable[[], torch.Tensor]:
+               fused_adam: bool = True, seed: int = 1, cuda_graphs: bool = False) -> Callable[[], torch.Tensor]:
     """One training step as ``python -m stcformer.train`` runs it (``make_train_step``: forward,
     seq2seq MPJPE, backward, Adam with amsgrad; fused on CUDA unless fused_adam=False), on
-    fixed random (B, T, 17, 2) inputs. ``compile_``: the model under ``compile_model``."""
+    fixed random (B, T, 17, 2) inputs. ``compile_``: the model under ``compile_model`` (with
+    ``cuda_graphs``, replayed as CUDA graphs)."""
     tr = _training_module()
     dev = torch.device(device)
     model.train()
     opt = tr.make_optimizer(model.parameters(), 1e-3, dev if fused_adam else "cpu")
-    net = tr.compile_model(model) if compile_ else model
+    net = tr.compile_model(model, cuda_graphs=cuda_graphs) if compile_ else model
     step = tr.make_train_step(net, opt, amp=amp, device=dev)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, T, J, 2, generator=g).to(dev)

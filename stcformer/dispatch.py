@@ -7,9 +7,11 @@ What the CPU itself can do (ISA of the compiled extension, bf16) is asked of ``c
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
+import re
 from typing import Optional
 
 import torch
@@ -54,11 +56,31 @@ def _extension_reason(dispatch_key: str, backend: str) -> Optional[str]:
     return None
 
 
+def _version(module) -> tuple:
+    return tuple(int(x) for x in re.findall(r"\d+", module.__version__)[:2])
+
+
+@functools.lru_cache(maxsize=None)
+def _interpreter_reason() -> Optional[str]:
+    # Triton 3.6's interpreter fails on every kernel under numpy 2.4 ("only 0-dimensional
+    # arrays can be converted to Python scalars"); 3.6 with numpy 2.3 and 3.9 with 2.4 work.
+    # 3.7 and 3.8 were not tried, so they are refused with the same reason.
+    import numpy
+    import triton
+
+    if _version(triton) < (3, 9) and _version(numpy) >= (2, 4):
+        return (f"triton: the interpreter of triton {triton.__version__} fails under numpy "
+                f"{numpy.__version__} (install numpy<2.4, or triton>=3.9)")
+    return None
+
+
 def _triton_reason(device_type: str) -> Optional[str]:
     if importlib.util.find_spec("triton") is None:
         return "triton: the triton package is not installed"
     if device_type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
         return "triton: tensors are on CPU and TRITON_INTERPRET is not set"
+    if device_type == "cpu":
+        return _interpreter_reason()
     if device_type == "cuda" and os.environ.get("TRITON_INTERPRET") == "1":
         return "triton: TRITON_INTERPRET=1 runs kernels on the host, so CUDA tensors cannot be used"
     return None

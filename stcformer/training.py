@@ -180,12 +180,19 @@ def make_optimizer(params, lr: float, device) -> torch.optim.Adam:
 
 
 def compile_model(module: torch.nn.Module, backend: Optional[str] = None,
-                  fullgraph: bool = False) -> torch.nn.Module:
+                  fullgraph: bool = False, cuda_graphs: bool = False) -> torch.nn.Module:
     """``torch.compile`` as the training loop uses it: static shapes (a full batch and the shorter
     last batch of an epoch each get their own graph), ``backend`` default ``COMPILE_BACKEND``
     (inductor). stc_attention is a registered custom op, so an STCFormer compiles with
-    ``fullgraph=True``; the loop leaves it False, since DDP splits the graph at its buckets."""
-    return torch.compile(module, backend=backend or COMPILE_BACKEND, dynamic=False, fullgraph=fullgraph)
+    ``fullgraph=True``; the loop leaves it False, since DDP splits the graph at its buckets.
+
+    ``cuda_graphs``: Inductor's ``mode="reduce-overhead"``: the compiled forward and backward
+    are replayed as CUDA graphs, which removes the per-kernel launch cost that bounds short
+    windows (T=27). Outputs of a replay are overwritten by the next one: the training step
+    only keeps the loss, computed outside the compiled model."""
+    mode = "reduce-overhead" if cuda_graphs else None
+    return torch.compile(module, backend=backend or COMPILE_BACKEND, dynamic=False, fullgraph=fullgraph,
+                         mode=mode)
 
 
 def make_train_step(model, optimizer, *, amp: str = "none", device=None, scaler=None):
@@ -387,7 +394,7 @@ class Trainer:
             net = torch.nn.parallel.DistributedDataParallel(
                 net, device_ids=[d.device.index] if d.device.type == "cuda" else None)
         if args.compile:
-            net = compile_model(net)
+            net = compile_model(net, cuda_graphs=bool(getattr(args, "cuda_graphs", False)))
         self.net = net
         self.step_fn = make_train_step(net, self.optimizer, amp=args.amp, device=d.device, scaler=self.scaler)
         # on CUDA the windows are gathered on the GPU from arrays uploaded once (the same values)
@@ -415,7 +422,8 @@ class Trainer:
               f"{self.per_step * d.world} per step")
         print(f"model: {args.layers} layers, width {args.d_hid}, {n_params / 1e6:.2f}M parameters; "
               f"T={args.frames} tds={args.tds}; {d.world} process(es) on {d.device}; output {self.out}")
-        print(f"step: amp {args.amp}, torch.compile {'on' if args.compile else 'off'}, recompute "
+        print(f"step: amp {args.amp}, torch.compile {'on' if args.compile else 'off'}"
+              f"{' with CUDA graphs' if getattr(args, 'cuda_graphs', False) else ''}, recompute "
               f"{'on' if args.recompute else 'off'}, Adam{' (fused)' if d.device.type == 'cuda' else ''}, "
               f"loss checked every {args.check_every} step(s)"
               + (f", TF32 {'on' if args.tf32 else 'off'}" if d.device.type == "cuda" else ""))

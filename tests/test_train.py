@@ -18,6 +18,7 @@ from stcformer import train as train_mod
 from stcformer import training as training_mod
 from stcformer.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from stcformer.cli import run
+from stcformer.errors import UsageError
 from stcformer.data.dataset import training_windows
 from stcformer.data.synthetic import write_h36m
 from stcformer.protocol import get_protocol
@@ -269,6 +270,12 @@ def test_device_defaults_fast_on_cuda_and_unchanged_on_cpu():
     with pytest.raises(SystemExit):
         with contextlib.redirect_stderr(io.StringIO()):
             train_mod.parse_args(["--amp", "fp8"])
+    # CUDA graphs: opt-in, and only where they exist (CUDA, compiled)
+    assert train_mod.resolve_device_defaults(train_mod.parse_args(["--cuda-graphs"]),
+                                             torch.device("cuda", 0)).cuda_graphs is True
+    for argv, dev in ((["--cuda-graphs"], "cpu"), (["--cuda-graphs", "--no-compile"], "cuda")):
+        with pytest.raises(UsageError, match="--cuda-graphs needs a CUDA device and --compile"):
+            train_mod.resolve_device_defaults(train_mod.parse_args(argv), torch.device(dev))
 
 
 def test_make_train_step_is_the_training_step_and_autocasts():

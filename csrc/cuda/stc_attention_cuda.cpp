@@ -135,8 +135,8 @@ backward(const at::Tensor& grad_out_in, const at::Tensor& qkv_in, const at::Tens
   TORCH_CHECK(err == nullptr, "stc_attention_bwd (cuda): kernel launch failed: ", err);
 
   // fixed-order reductions of the partials (float64), channels c = (h, branch, dh)
-  const at::Tensor taps = part_w.sum({0, 1}, false, at::kDouble).view({H, 2, dh, 9});
-  const at::Tensor sums = part_col.sum({0}, false, at::kDouble).view({J, H, 2, dh});
+  const at::Tensor taps = part_w.sum(at::IntArrayRef{0, 1}, false, at::kDouble).view({H, 2, dh, 9});
+  const at::Tensor sums = part_col.sum(at::IntArrayRef{0}, false, at::kDouble).view({J, H, 2, dh});
   const int64_t half = C / 2;
   at::Tensor gw_s = taps.select(1, 0).reshape({half, 1, 3, 3}).to(w_s.scalar_type());
   at::Tensor gw_t = taps.select(1, 1).reshape({half, 1, 3, 3}).to(w_t.scalar_type());

@@ -23,7 +23,8 @@ from typing import Optional, Tuple
 import torch
 import triton
 from torch import Tensor
-from torch.library import triton_op, wrap_triton
+from torch.library import triton_op
+from torch.library import wrap_triton as _wrap_triton
 
 from stcformer.kernels.spatial import spatial_bwd_kernel, spatial_fwd_kernel
 from stcformer.kernels.temporal import (temporal_bwd_delta_kernel, temporal_bwd_kernel,
@@ -75,6 +76,12 @@ def _interpreting() -> bool:
 def _launches(t: Tensor) -> bool:
     """False only for fake tensors under the interpreter (shape propagation, no kernels)."""
     return not (_interpreting() and torch._subclasses.fake_tensor.is_fake(t))
+
+
+def wrap_triton(kernel):
+    """``torch.library.wrap_triton``; under the interpreter the kernel itself (what torch 2.13
+    hands back there; torch 2.11 refuses interpreted kernels with a RuntimeError)."""
+    return kernel if _interpreting() else _wrap_triton(kernel)
 
 
 @functools.lru_cache(maxsize=None)
