@@ -91,8 +91,10 @@ class Mlp(nn.Module):
 
     Training in float32 on a CPU that runs stcformer._C goes through ``fused_mlp.mlp``: GELU
     and dropout fused, masks drawn from a counter-based hash instead of stored (the same keep
-    probability, other random draws than nn.Dropout), 1.7x faster training steps at T=27 on a
-    2-core AVX2 CPU (bench/RESULTS.md). ``fused=False`` keeps the plain modules everywhere.
+    probability, other random draws than nn.Dropout). Inside an STCBlock the block runs
+    ``fused_mlp.residual_mlp`` instead (LayerNorm, MLP and residual in row chunks; see
+    ``STCBlock``). ``fused=False`` keeps the plain modules everywhere. ``recompute``: the fused
+    path keeps only its input and recomputes fc1 in the backward (less memory, one GEMM more).
     """
 
     def __init__(self, dim: int, hidden: int, drop: float):
@@ -102,13 +104,18 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim, bias=False)
         self.drop = nn.Dropout(drop)
         self.fused = True
+        self.recompute = False
+
+    def runs_fused(self, x: Tensor) -> bool:
+        """Whether the fused CPU path takes ``x`` (float32 on a CPU that runs stcformer._C)."""
+        return (self.fused and x.device.type == "cpu" and x.dtype == torch.float32
+                and not torch.is_autocast_enabled("cpu") and _fused_mlp_reason() is None)
 
     def forward(self, x: Tensor) -> Tensor:
-        if (self.fused and self.training and self.drop.p > 0 and x.device.type == "cpu"
-                and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-                and _fused_mlp_reason() is None):
+        if self.training and self.drop.p > 0 and self.runs_fused(x):
             # GEMMs through F.linear (MKL): the same bits eager and under torch.compile
-            return fused_mlp.mlp(x, self.fc1.weight, self.fc2.weight, self.drop.p, True, onednn=False)
+            return fused_mlp.mlp(x, self.fc1.weight, self.fc2.weight, self.drop.p, True,
+                                 recompute=self.recompute, onednn=False)
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
@@ -168,7 +175,13 @@ class STCBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.stc_att(x)
-        return x + self.mlp(self.layer_norm(x))
+        mlp = self.mlp
+        if mlp.runs_fused(x):
+            # float32 on CPU: LayerNorm, MLP and residual in row chunks (cache-resident hidden,
+            # the LayerNorm output recomputed in the backward instead of kept)
+            return fused_mlp.residual_mlp(x, self.layer_norm, mlp.fc1.weight, mlp.fc2.weight, mlp.drop.p,
+                                          self.training, mlp.fc1.bias, mlp.fc2.bias, recompute=mlp.recompute)
+        return x + mlp(self.layer_norm(x))
 
 
 class STCEncoder(nn.Module):
@@ -185,6 +198,8 @@ class STCEncoder(nn.Module):
             x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)
         return x
 
+
+RECOMPUTE_CHOICES = ("none", "blocks", "mlp")
 
 # default of arguments whose value comes from the model family
 FAMILY_DEFAULT = "family"
@@ -224,8 +239,11 @@ class STCFormer(nn.Module):
         scale: attention scale; default (C/2)^-1/2 for H36M and C^-1/2 for 3DHP.
         dropout, drop_path: MLP dropout (0.1) and DropPath on the SPE terms (0.5).
         backend: backend of ``stc_attention`` (default: $STCFORMER_BACKEND or auto).
-        recompute: activation checkpointing of every block in training (less memory, about
-            one more forward per step); ``set_recompute`` switches it later.
+        recompute: what to recompute in the backward instead of keeping: ``"blocks"`` (or
+            True): activation checkpointing of every block in training (least memory, about one
+            more forward per step); ``"mlp"``: the fused CPU MLP's hidden (fc1's output, 4C per
+            token: one more fc1 GEMM per step); False / None / ``"none"``: nothing.
+            ``set_recompute`` switches it later.
     """
 
     def __init__(self, layers: int = 6, d_hid: int = 256, num_joints: int = 17,
@@ -233,7 +251,7 @@ class STCFormer(nn.Module):
                  spe_coef: Optional[float] = None, spe_t_coef: Union[float, None, str] = FAMILY_DEFAULT,
                  scale: Optional[float] = None, dropout: float = 0.1, drop_path: float = 0.5,
                  parts: Optional[Sequence[int]] = None, backend: Optional[str] = None,
-                 recompute: bool = False):
+                 recompute: Union[bool, str, None] = False):
         super().__init__()
         num_heads = check_config(layers, d_hid, family, num_heads)
         fam = FAMILIES[family]
@@ -254,7 +272,7 @@ class STCFormer(nn.Module):
         self.stcformer = STCEncoder(layers, d_hid, attn_kwargs=attn, mlp_ratio=4, drop=dropout,
                                     unused_norm=fam["mixer_names"])
         self.regress_head = nn.Linear(d_hid, 3, bias=False)
-        self.stcformer.recompute = recompute
+        self.set_recompute(recompute)
 
     @property
     def family(self) -> str:
@@ -266,9 +284,14 @@ class STCFormer(nn.Module):
             block.stc_att.backend = backend
         return self
 
-    def set_recompute(self, flag: bool = True) -> "STCFormer":
-        """Activation checkpointing of every block while training (see ``recompute``)."""
-        self.stcformer.recompute = bool(flag)
+    def set_recompute(self, what: Union[bool, str, None] = True) -> "STCFormer":
+        """What the backward recomputes: "blocks" (True), "mlp" or "none" (False/None); see ``recompute``."""
+        what = {True: "blocks", False: "none", None: "none"}.get(what, what) if not isinstance(what, str) else what
+        if what not in RECOMPUTE_CHOICES:
+            raise ValueError(f"recompute={what!r}: choose one of {', '.join(RECOMPUTE_CHOICES)} (or True/False)")
+        self.stcformer.recompute = what == "blocks"
+        for block in self.stcformer.stc_block:
+            block.mlp.recompute = what == "mlp"
         return self
 
     def official_state_dict(self) -> dict:

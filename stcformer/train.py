@@ -99,9 +99,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="with --compile on CUDA, replay the compiled forward and backward as CUDA graphs "
                         "(torch.compile mode reduce-overhead): less launch overhead for short windows "
                         "(default off)")
-    p.add_argument("--recompute", action="store_true",
-                   help="activation checkpointing of every block: less memory, about one more forward "
-                        "per step (default off)")
+    p.add_argument("--recompute", nargs="?", const="blocks", default=None, choices=("blocks", "mlp"),
+                   help="recompute in the backward instead of keeping: 'blocks' (the value of a bare "
+                        "--recompute): activation checkpointing of every block, least memory, about one "
+                        "more forward per step; 'mlp': the CPU MLP's hidden only, one more GEMM per block "
+                        "(default off)")
     p.add_argument("--check-every", type=int, default=None, metavar="STEPS",
                    help="check the loss for NaN/inf every STEPS steps (and before every save and at epoch "
                         "ends); the first bad step is still named exactly (default 50 on CUDA, 1 on CPU)")

@@ -165,7 +165,7 @@ def build_model(args, device):
         if {k: v.shape for k, v in src.state_dict().items()} != {k: v.shape for k, v in model.state_dict().items()}:
             raise CheckpointError(f"{args.init}: parameters do not match this model")
         model.load_state_dict(src.state_dict())
-    model.set_recompute(bool(getattr(args, "recompute", False)))
+    model.set_recompute(getattr(args, "recompute", None))  # True in runs saved before "mlp" existed
     return model.to(device)
 
 
@@ -424,7 +424,7 @@ class Trainer:
               f"T={args.frames} tds={args.tds}; {d.world} process(es) on {d.device}; output {self.out}")
         print(f"step: amp {args.amp}, torch.compile {'on' if args.compile else 'off'}"
               f"{' with CUDA graphs' if getattr(args, 'cuda_graphs', False) else ''}, recompute "
-              f"{'on' if args.recompute else 'off'}, Adam{' (fused)' if d.device.type == 'cuda' else ''}, "
+              f"{'off' if not args.recompute else 'blocks' if args.recompute is True else args.recompute}, Adam{' (fused)' if d.device.type == 'cuda' else ''}, "
               f"loss checked every {args.check_every} step(s)"
               + (f", TF32 {'on' if args.tf32 else 'off'}" if d.device.type == "cuda" else ""))
         print(f"P1 of the mean training pose: {self.state.mean_pose_p1_mm:.2f} mm", flush=True)

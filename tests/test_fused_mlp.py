@@ -123,8 +123,13 @@ def _mlp_reference(x, w1, w2, p, s1, s2):
     return ops.gelu_dropout_fwd(F.linear(y, w2), s2, 0, p, False)
 
 
+@pytest.mark.parametrize("rows", [None, 48])  # 48: 170 rows in 4 chunks, the last one short
 @pytest.mark.parametrize("bias,recompute", [(False, False), (True, False), (True, True)])
-def test_mlp_matches_composition(bias, recompute):
+def test_mlp_matches_composition(bias, recompute, rows, monkeypatch):
+    """The chunked MLP gives the unchunked composition's output (same masks: a chunk's masks
+    are the hash at its offset) and gradients (summed chunk by chunk)."""
+    if rows is not None:
+        monkeypatch.setattr(fused_mlp, "ROWS", rows)
     torch.manual_seed(0)
     x = torch.randn(2, 5, 17, 32, requires_grad=True)
     w1, w2 = (torch.randn(128, 32) * 0.2).requires_grad_(), (torch.randn(32, 128) * 0.1).requires_grad_()
@@ -196,12 +201,15 @@ def test_opcheck(gelu):
                           (g, x.detach() if gelu else None, seed(1), 0, 0.1, gelu, True))
 
 
-def test_torch_compile_fullgraph():
+def test_torch_compile_fullgraph(monkeypatch):
+    monkeypatch.setattr(fused_mlp, "ROWS", 7)  # 18 rows: three chunks, the last one short
     w1, w2 = (torch.randn(64, 16) * 0.2).requires_grad_(), (torch.randn(16, 64) * 0.2).requires_grad_()
     x = torch.randn(2, 9, 16, requires_grad=True)
+    ln = torch.nn.LayerNorm(16)
 
     def f(x):
-        return fused_mlp.mlp(x, w1, w2, 0.1).square().sum() + fused_mlp.gelu_dropout(x, 0.2).sum()
+        return (fused_mlp.mlp(x, w1, w2, 0.1).square().sum() + fused_mlp.gelu_dropout(x, 0.2).sum()
+                + fused_mlp.residual_mlp(x, ln, w1, w2, 0.1).square().sum())
 
     torch._dynamo.reset()
     compiled = torch.compile(f, fullgraph=True)
@@ -314,13 +322,15 @@ def test_onednn_bf16_decision_matches_onednn():
 
 
 def test_model_trains_through_the_fused_mlp_by_default(monkeypatch):
-    """CPU float32 training takes fused_mlp.mlp; eval, fused=False and autocast do not."""
+    """CPU float32 blocks take fused_mlp.residual_mlp in training and in evaluation (the same
+    numbers as the plain modules there); fused=False and autocast do not."""
     model_mod = pytest.importorskip("stcformer.model")
     if fused_mlp.unavailable_reason("cpu") is not None:
         pytest.skip(fused_mlp.unavailable_reason("cpu"))
     calls = []
-    orig = fused_mlp.mlp
-    monkeypatch.setattr(fused_mlp, "mlp", lambda *a, **k: (calls.append(1), orig(*a, **k))[1])
+    orig = fused_mlp.residual_mlp
+    monkeypatch.setattr(fused_mlp, "residual_mlp", lambda *a, **k: (calls.append(1), orig(*a, **k))[1])
+    monkeypatch.setattr(fused_mlp, "ROWS", 64)  # several chunks per call
     torch.manual_seed(0)
     model = model_mod.STCFormer(layers=2, d_hid=32, num_heads=2)
     x = torch.randn(1, 5, 17, 2)
@@ -328,8 +338,46 @@ def test_model_trains_through_the_fused_mlp_by_default(monkeypatch):
     assert len(calls) == 2 and all(torch.isfinite(p.grad).all() for p in model.parameters()
                                    if p.grad is not None)
     with torch.no_grad():
-        model.eval()(x)
+        fused_eval = model.eval()(x)
+    assert len(calls) == 4
     for block in model.stcformer.stc_block:
         block.mlp.fused = False
+    with torch.no_grad():
+        torch.testing.assert_close(fused_eval, model(x), rtol=1e-5, atol=1e-5)
     model.train()(x)
-    assert len(calls) == 2
+    for block in model.stcformer.stc_block:
+        block.mlp.fused = True
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x)
+    assert len(calls) == 4
+
+
+@pytest.mark.parametrize("rows", [None, 48])
+@pytest.mark.parametrize("bias,recompute", [(False, False), (True, False), (False, True)])
+def test_residual_mlp_matches_composition(bias, recompute, rows, monkeypatch):
+    """x + mlp(layer_norm(x)) in chunks: the composition's output (same masks) and every gradient
+    (LayerNorm's included), with and without the kept hidden."""
+    if rows is not None:
+        monkeypatch.setattr(fused_mlp, "ROWS", rows)
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 17, 32, requires_grad=True)
+    ln = torch.nn.LayerNorm(32)
+    with torch.no_grad():
+        ln.weight.uniform_(0.5, 1.5), ln.bias.uniform_(-0.2, 0.2)
+    w1, w2 = (torch.randn(128, 32) * 0.2).requires_grad_(), (torch.randn(32, 128) * 0.1).requires_grad_()
+    b1, b2 = (torch.randn(128).requires_grad_(), torch.randn(32).requires_grad_()) if bias else (None, None)
+    s1, s2 = seed(31), seed(32)
+    out = fused_mlp._ResidualMlp.apply(x, ln.weight, ln.bias, ln.eps, w1, w2, b1, b2, 0.1, s1, s2, recompute, False)
+    leaves = [t for t in (x, ln.weight, ln.bias, w1, w2, b1, b2) if t is not None]
+    g = torch.randn_like(out)
+    got = torch.autograd.grad(out, leaves, g)
+    y = ops.gelu_dropout_fwd(F.linear(ln(x), w1, b1), s1, 0, 0.1, True)
+    want_out = x + ops.gelu_dropout_fwd(F.linear(y, w2, b2), s2, 0, 0.1, False)
+    want = torch.autograd.grad(want_out, leaves, g)
+    torch.testing.assert_close(out, want_out)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    # evaluation: no dropout, no autograd, the residual inside fc2's GEMM
+    with torch.no_grad():
+        ev = fused_mlp.residual_mlp(x, ln, w1, w2, 0.1, False, b1, b2)
+        torch.testing.assert_close(ev, x + F.linear(F.gelu(F.linear(ln(x), w1, b1)), w2, b2), rtol=1e-5, atol=1e-5)

@@ -255,7 +255,7 @@ def test_bad_input_exits_2_and_writes_nothing(data, tmp_path):
 # ---------------------------------------------------------------- the fast path's flags, on CPU
 def test_device_defaults_fast_on_cuda_and_unchanged_on_cpu():
     cpu = train_mod.resolve_device_defaults(train_mod.parse_args([]), torch.device("cpu"))
-    assert (cpu.amp, cpu.compile, cpu.check_every, cpu.recompute, cpu.eval_amp) == ("none", False, 1, False, "none")
+    assert (cpu.amp, cpu.compile, cpu.check_every, cpu.recompute, cpu.eval_amp) == ("none", False, 1, None, "none")
     gpu = train_mod.resolve_device_defaults(train_mod.parse_args([]), torch.device("cuda", 0))
     assert (gpu.amp, gpu.compile, gpu.check_every, gpu.tf32) == ("bf16", True, training_mod.CHECK_EVERY_CUDA, True)
     assert gpu.eval_amp == "none"  # the test after each epoch stays float32 (the official numbers)
@@ -264,7 +264,8 @@ def test_device_defaults_fast_on_cuda_and_unchanged_on_cpu():
                                  "--no-tf32", "--eval-amp", "bf16"])
     args = train_mod.resolve_device_defaults(args, torch.device("cuda", 0))
     assert (args.amp, args.compile, args.check_every, args.recompute, args.tf32, args.eval_amp) == \
-        ("none", False, 7, True, False, "bf16")
+        ("none", False, 7, "blocks", False, "bf16")
+    assert train_mod.parse_args(["--recompute", "mlp"]).recompute == "mlp"
     args = train_mod.resolve_device_defaults(train_mod.parse_args(["--compile", "--amp", "bf16"]), torch.device("cpu"))
     assert (args.compile, args.amp) == (True, "bf16")
     with pytest.raises(SystemExit):
@@ -335,7 +336,7 @@ def test_recompute_gives_the_same_loss_and_gradients():
     base = STCFormer(layers=2, d_hid=16)
     x, y = torch.randn(3, 5, 17, 2), torch.randn(3, 5, 17, 3)
     results = {}
-    for recompute in (False, True):
+    for recompute in (False, True, "mlp"):
         m = STCFormer(layers=2, d_hid=16)
         m.load_state_dict(base.state_dict())
         m.set_recompute(recompute)
@@ -346,18 +347,23 @@ def test_recompute_gives_the_same_loss_and_gradients():
         loss = torch.linalg.vector_norm(m(x) - y, dim=-1).mean()
         loss.backward()
         results[recompute] = loss.detach(), {k: p.grad for k, p in m.named_parameters()}
-        assert len(calls) == (2 if recompute else 1)  # recomputed in the backward
-    (l0, g0), (l1, g1) = results[False], results[True]
-    assert torch.equal(l0, l1)
-    for k in g0:
-        torch.testing.assert_close(g1[k], g0[k], rtol=1e-6, atol=1e-9, msg=k)
+        assert len(calls) == (2 if recompute is True else 1)  # blocks recomputed in the backward
+    l0, g0 = results[False]
+    for what in (True, "mlp"):
+        l1, g1 = results[what]
+        assert torch.equal(l0, l1)
+        for k in g0:
+            torch.testing.assert_close(g1[k], g0[k], rtol=1e-6, atol=1e-9, msg=f"{what}: {k}")
+    assert all(b.mlp.recompute for b in m.stcformer.stc_block) and not m.stcformer.recompute
+    with pytest.raises(ValueError, match="recompute='attention'"):
+        m.set_recompute("attention")
 
 
 def test_cli_flags_reach_the_step(data, tmp_path, monkeypatch):
     """--amp bf16 --compile --recompute --check-every on CPU: the flags reach the model and the step."""
     compiled = []
 
-    def fake_compile(module, backend=None, fullgraph=False):  # the wiring; compilation is tested above
+    def fake_compile(module, backend=None, fullgraph=False, cuda_graphs=False):  # the wiring; compiled above
         compiled.append(module)
         return module
     monkeypatch.setattr(training_mod, "compile_model", fake_compile)
@@ -379,7 +385,7 @@ def test_cli_flags_reach_the_step(data, tmp_path, monkeypatch):
     assert code == 0, err
     assert len(compiled) == 1 and isinstance(compiled[0], STCFormer)
     assert stdout.count("torch.compile: the first step took") == 1
-    assert "amp bf16, torch.compile on, recompute on" in stdout and "checked every 7 step(s)" in stdout
+    assert "amp bf16, torch.compile on, recompute blocks" in stdout and "checked every 7 step(s)" in stdout
     train_steps = sum(heads)
     train_fwd = [dt for grad, dt in seen if grad]
     test_fwd = [dt for grad, dt in seen if not grad]
@@ -387,7 +393,7 @@ def test_cli_flags_reach_the_step(data, tmp_path, monkeypatch):
     assert set(train_fwd) == {torch.bfloat16}  # training under bf16 autocast
     assert test_fwd and set(test_fwd) == {torch.float32}  # the test after the epoch in float32
     m = json.loads((out / "metrics.json").read_text())
-    assert (m["config"]["amp"], m["config"]["compile"], m["config"]["recompute"]) == ("bf16", True, True)
+    assert (m["config"]["amp"], m["config"]["compile"], m["config"]["recompute"]) == ("bf16", True, "blocks")
     assert np.isfinite(m["epochs"][0]["train_loss_mm"]) and np.isfinite(m["epochs"][0]["p1_mm"])
 
 
