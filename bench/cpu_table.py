@@ -94,8 +94,10 @@ class _MklGemms(torch.nn.Module):
 
 def variants(compile_ref: bool, fused: bool) -> dict:
     # reference: the official model (reference op, plain GELU/dropout MLP); cpp: the model's
-    # defaults (cpp op; in float32 training on CPU the fused GELU+dropout MLP); cpp_plain_mlp: the op alone
+    # defaults (cpp op; in float32 on CPU LayerNorm + MLP + residual in row chunks, fused
+    # GELU+dropout); cpp_recompute_mlp: that with recompute="mlp"; cpp_plain_mlp: the op alone
     v = {"reference": dict(backend="reference", plain_mlp=True), "cpp": dict(backend="cpp"),
+         "cpp_recompute_mlp": dict(backend="cpp", recompute_what="mlp"),
          "cpp_plain_mlp": dict(backend="cpp", plain_mlp=True)}
     if fused:
         v["cpp+fused_mlp(mkl)"] = dict(backend="cpp", fused_mlp=True, mkl=True)
@@ -118,6 +120,8 @@ def build(spec: dict, dtype=torch.float32):
         for m in model.modules():
             if isinstance(m, Mlp):
                 m.fused = False
+    if spec.get("recompute_what"):
+        model.set_recompute(spec["recompute_what"])
     if spec.get("onednn"):  # qkv, proj, embedding and head Linears on oneDNN too
         fm.use_onednn_linear(model)
     if spec.get("fused_mlp"):  # fused GELU+dropout, MLP GEMMs on oneDNN (on MKL with mkl=True)
@@ -172,7 +176,7 @@ def model_table(bench, compile_ref: bool, fused: bool, sizes, bf16: bool = True)
     for what in ("train", "infer"):
         for T, B in sizes[what]:
             fns = {name: h.train_step(build(s), B, T) if what == "train" else h.infer_fn(build(s), B, T)
-                   for name, s in spec.items()}
+                   for name, s in spec.items() if what == "train" or not s.get("recompute_what")}
             t = measure(fns)
             floor = gemm_floor(B * T * h.J, what == "train")
             best = min(v for k, v in t.items() if k not in ("reference", "busy"))

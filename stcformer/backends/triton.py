@@ -154,10 +154,18 @@ class Config:
         self.DOT_PREC = FP32_DOT_PRECISION if dtype == torch.float32 else "tf32"
 
 
+@functools.lru_cache(maxsize=256)
+def _cached_config(B: int, T: int, J: int, num_heads: int, dh: int, dtype: torch.dtype, sms: int,
+                   overrides: tuple, interpreting: bool) -> Config:
+    return Config(B, T, J, num_heads, dh, dtype, sm_count=sms)
+
+
 def _config(qkv: Tensor, num_heads: int, dh: int) -> Config:
+    """The Config of this call, built once per shape (host time counts at short windows)."""
     B, T, J, _ = qkv.shape
     sms = _sm_count(qkv.device.index or 0) if qkv.is_cuda else 132
-    return Config(B, T, J, num_heads, dh, qkv.dtype, sm_count=sms)
+    return _cached_config(B, T, J, num_heads, dh, qkv.dtype, sms, tuple(sorted(_overrides.items())),
+                          _interpreting())
 
 
 def _layout(head_major: bool, dh: int) -> dict:
