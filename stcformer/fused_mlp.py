@@ -192,6 +192,28 @@ def _mm_nt_into(out: Tensor, a: Tensor, b: Tensor, bias: Optional[Tensor], onedn
     return torch.mm(a, b.t(), out=out)
 
 
+def _chunk_backward(gc: Tensor, a: Tensor, h: Tensor, start: int, w1t: Tensor, w2t: Tensor,
+                    seed1: Tensor, seed2: Tensor, p: float, onednn: bool, grads: tuple,
+                    out: Optional[Tensor] = None) -> Tensor:
+    """The MLP backward of one chunk of rows starting at row ``start``: ``gc`` the gradient of
+    its output, ``a`` fc1's input, ``h`` fc1's output. Adds into ``grads`` (grad fc1 weight, fc2
+    weight, fc1 bias or None, fc2 bias or None) and returns the gradient of ``a`` (in ``out``)."""
+    ops = torch.ops.stcformer
+    g_w1, g_w2, g_b1, g_b2 = grads
+    hid, c_out = w2t.shape
+    gz, _ = ops.gelu_dropout_bwd(gc, None, seed2, start * c_out, p, False, False)
+    gh, y = ops.gelu_dropout_bwd(_mm_nt(gz, w2t, None, onednn), h, seed1, start * hid, p, True, True)
+    g_w2.addmm_(gz.t(), y)  # y: fc2's input, recomputed
+    g_w1.addmm_(gh.t(), a)
+    if g_b1 is not None:
+        g_b1 += gh.sum(0)
+    if g_b2 is not None:
+        g_b2 += gz.sum(0)
+    if out is None:
+        return _mm_nt(gh, w1t, None, onednn)
+    return _mm_nt_into(out, gh, w1t, None, onednn)
+
+
 class _Mlp(torch.autograd.Function):
     """fc1 -> GELU -> dropout -> fc2 -> dropout over row chunks of ``ROWS``, saving x and
     fc1(x) only (x only with recompute: fc1(x) is recomputed in the backward, one GEMM more).
@@ -226,29 +248,20 @@ class _Mlp(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        ops = torch.ops.stcformer
         x2, h_all, w1, w2, b1, seed1, seed2 = ctx.saved_tensors
         dnn, p = ctx.onednn, ctx.p
         g2 = grad.reshape(-1, grad.shape[-1])
-        n, hid, c_out = x2.shape[0], w1.shape[0], w2.shape[0]
+        n = x2.shape[0]
         w1t, w2t = w1.t().contiguous(), w2.t().contiguous()
         gx = torch.empty_like(x2)
         g_w1, g_w2 = torch.zeros_like(w1), torch.zeros_like(w2)
         g_b1 = torch.zeros_like(b1) if ctx.has_bias[0] else None
         g_b2 = torch.zeros_like(w2[:, 0]) if ctx.has_bias[1] else None
+        grads = (g_w1, g_w2, g_b1, g_b2)
         for s in range(0, n, ROWS):
             xc = x2[s:s + ROWS]
             h = h_all[s:s + ROWS] if h_all is not None else _mm_nt(xc, w1, b1, dnn)
-            gz, _ = ops.gelu_dropout_bwd(g2[s:s + ROWS], None, seed2, s * c_out, p, False, False)
-            gy = _mm_nt(gz, w2t, None, dnn)
-            gh, y = ops.gelu_dropout_bwd(gy, h, seed1, s * hid, p, True, True)  # y recomputed
-            g_w2.addmm_(gz.t(), y)
-            g_w1.addmm_(gh.t(), xc)
-            if g_b1 is not None:
-                g_b1 += gh.sum(0)
-            if g_b2 is not None:
-                g_b2 += gz.sum(0)
-            _mm_nt_into(gx[s:s + ROWS], gh, w1t, None, dnn)
+            _chunk_backward(g2[s:s + ROWS], xc, h, s, w1t, w2t, seed1, seed2, p, dnn, grads, out=gx[s:s + ROWS])
         return (gx.view(ctx.x_shape), g_w1, g_w2, g_b1, g_b2, None, None, None, None, None)
 
 
@@ -280,30 +293,22 @@ class _ResidualMlp(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        ops = torch.ops.stcformer
         x2, h_all, ln_w, ln_b, w1, w2, b1, seed1, seed2 = ctx.saved_tensors
         dnn, p, eps = ctx.onednn, ctx.p, ctx.eps
         g2 = grad.reshape(-1, grad.shape[-1])
-        n, c, hid = x2.shape[0], x2.shape[1], w1.shape[0]
+        n, c = x2.shape
         w1t, w2t = w1.t().contiguous(), w2.t().contiguous()
         gx = torch.empty_like(x2)
         g_w1, g_w2 = torch.zeros_like(w1), torch.zeros_like(w2)
         g_lnw, g_lnb = torch.zeros_like(ln_w), torch.zeros_like(ln_b)
         g_b1 = torch.zeros_like(b1) if ctx.has_bias[0] else None
         g_b2 = torch.zeros_like(w2[:, 0]) if ctx.has_bias[1] else None
+        grads = (g_w1, g_w2, g_b1, g_b2)
         for s in range(0, n, ROWS):
             xc, gc = x2[s:s + ROWS], g2[s:s + ROWS]
             ln, mean, rstd = torch.native_layer_norm(xc, (c,), ln_w, ln_b, eps)
             h = h_all[s:s + ROWS] if h_all is not None else _mm_nt(ln, w1, b1, dnn)
-            gz, _ = ops.gelu_dropout_bwd(gc, None, seed2, s * c, p, False, False)
-            gh, y = ops.gelu_dropout_bwd(_mm_nt(gz, w2t, None, dnn), h, seed1, s * hid, p, True, True)
-            g_w2.addmm_(gz.t(), y)
-            g_w1.addmm_(gh.t(), ln)
-            if g_b1 is not None:
-                g_b1 += gh.sum(0)
-            if g_b2 is not None:
-                g_b2 += gz.sum(0)
-            g_ln = _mm_nt(gh, w1t, None, dnn)
+            g_ln = _chunk_backward(gc, ln, h, s, w1t, w2t, seed1, seed2, p, dnn, grads)
             dx, dw, db = torch.ops.aten.native_layer_norm_backward(
                 g_ln, xc, (c,), mean, rstd, ln_w, ln_b, [True, True, True])
             g_lnw += dw
