@@ -115,10 +115,10 @@ def build(spec: dict, dtype=torch.float32):
     spec = dict(spec)
     model = h.make_model(spec["backend"], "cpu", layers=LAYERS, dtype=dtype)
     if spec.get("plain_mlp"):  # nn.GELU and nn.Dropout as the official code runs them
-        from stcformer.model import Mlp
+        from stcformer.model import Mlp, STCAttention
 
         for m in model.modules():
-            if isinstance(m, Mlp):
+            if isinstance(m, (Mlp, STCAttention)):  # and the LayerNorm + qkv Linear unchunked
                 m.fused = False
     if spec.get("recompute_what"):
         model.set_recompute(spec["recompute_what"])

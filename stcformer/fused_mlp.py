@@ -318,6 +318,60 @@ class _ResidualMlp(torch.autograd.Function):
                 None, None, None, None, None)
 
 
+class _LayerNormLinear(torch.autograd.Function):
+    """``linear(layer_norm(x), w, b)`` over row chunks of ``ROWS``, saving x (not the LayerNorm
+    output: it is recomputed chunk by chunk in the backward)."""
+
+    @staticmethod
+    def forward(ctx, x, ln_w, ln_b, eps, w, b):
+        x2 = x.reshape(-1, x.shape[-1])
+        c = x2.shape[1]
+        out = x2.new_empty((x2.shape[0], w.shape[0]))
+        for s in range(0, x2.shape[0], ROWS):
+            ln = torch.native_layer_norm(x2[s:s + ROWS], (c,), ln_w, ln_b, eps)[0]
+            _mm_nt_into(out[s:s + ROWS], ln, w, b, False)
+        ctx.save_for_backward(x2, ln_w, ln_b, w, b)
+        ctx.eps, ctx.x_shape = eps, x.shape
+        return out.view(*x.shape[:-1], w.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x2, ln_w, ln_b, w, b = ctx.saved_tensors
+        g2 = grad.reshape(-1, grad.shape[-1])
+        n, c = x2.shape
+        wt = w.t().contiguous()
+        gx = torch.empty_like(x2)
+        g_w, g_lnw, g_lnb = torch.zeros_like(w), torch.zeros_like(ln_w), torch.zeros_like(ln_b)
+        g_b = torch.zeros_like(b) if b is not None else None
+        for s in range(0, n, ROWS):
+            xc, gc = x2[s:s + ROWS], g2[s:s + ROWS]
+            ln, mean, rstd = torch.native_layer_norm(xc, (c,), ln_w, ln_b, ctx.eps)
+            g_w.addmm_(gc.t(), ln)
+            if g_b is not None:
+                g_b += gc.sum(0)
+            dx, dw, db = torch.ops.aten.native_layer_norm_backward(
+                _mm_nt(gc, wt, None, False), xc, (c,), mean, rstd, ln_w, ln_b, [True, True, True])
+            gx[s:s + ROWS] = dx
+            g_lnw += dw
+            g_lnb += db
+        return gx.view(ctx.x_shape), g_lnw, g_lnb, None, g_w, g_b
+
+
+def layer_norm_linear(x: Tensor, layer_norm: torch.nn.LayerNorm, weight: Tensor,
+                      bias: Optional[Tensor] = None) -> Tensor:
+    """``F.linear(layer_norm(x), weight, bias)`` in row chunks: with gradients it keeps x instead
+    of the LayerNorm output (one C-wide activation less per call); plain torch ops, any CPU."""
+    ln_w, ln_b, eps = layer_norm.weight, layer_norm.bias, layer_norm.eps
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, ln_w, ln_b, weight, bias)):
+        return _LayerNormLinear.apply(x, ln_w, ln_b, float(eps), weight, bias)
+    x2 = x.reshape(-1, x.shape[-1])
+    out = x2.new_empty((x2.shape[0], weight.shape[0]))
+    for s in range(0, x2.shape[0], ROWS):
+        ln = F.layer_norm(x2[s:s + ROWS], (x2.shape[1],), ln_w, ln_b, eps)
+        _mm_nt_into(out[s:s + ROWS], ln, weight, bias, False)
+    return out.view(*x.shape[:-1], weight.shape[0])
+
+
 def _residual_mlp_eval(x: Tensor, ln_w, ln_b, eps: float, w1, w2, b1, b2) -> Tensor:
     """The no-dropout, no-autograd form of :class:`_ResidualMlp` (plain torch ops: any CPU)."""
     x2 = x.reshape(-1, x.shape[-1])
@@ -408,5 +462,5 @@ def use_onednn_linear(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-__all__ = ["gelu_dropout", "dropout", "mlp", "residual_mlp", "use_fused_mlp", "linear", "use_onednn_linear",
+__all__ = ["gelu_dropout", "dropout", "mlp", "residual_mlp", "layer_norm_linear", "use_fused_mlp", "linear", "use_onednn_linear",
            "unavailable_reason", "new_seed"]

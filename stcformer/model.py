@@ -86,6 +86,12 @@ def _fused_mlp_reason() -> Optional[str]:
     return fused_mlp.unavailable_reason("cpu")
 
 
+def _cpu_fused_ok(x: Tensor) -> bool:
+    """float32 on a CPU that runs stcformer._C, outside autocast: the chunked CPU paths apply."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+            and _fused_mlp_reason() is None)
+
+
 class Mlp(nn.Module):
     """fc1 -> GELU -> dropout -> fc2 -> dropout (the official MLP).
 
@@ -108,8 +114,7 @@ class Mlp(nn.Module):
 
     def runs_fused(self, x: Tensor) -> bool:
         """Whether the fused CPU path takes ``x`` (float32 on a CPU that runs stcformer._C)."""
-        return (self.fused and x.device.type == "cpu" and x.dtype == torch.float32
-                and not torch.is_autocast_enabled("cpu") and _fused_mlp_reason() is None)
+        return self.fused and _cpu_fused_ok(x)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.training and self.drop.p > 0 and self.runs_fused(x):
@@ -142,19 +147,25 @@ class STCAttention(nn.Module):
         self.sep2_t = nn.Conv2d(half, half, kernel_size=3, padding=1, groups=half)
         self.sep2_s = nn.Conv2d(half, half, kernel_size=3, padding=1, groups=half)
         self.drop_path = DropPath(drop_path)
+        self.fused = True  # float32 on CPU: LayerNorm + qkv in row chunks (False: the plain modules)
         # a constant, kept out of the state_dict (official keys have none)
         self.register_buffer("part", torch.tensor(parts, dtype=torch.long), persistent=False)
         # rows of the qkv Linear in head-major order (the weights themselves stay official)
         self.register_buffer("head_major", head_major_index(dim, num_heads), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.layer_norm(x)
         dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
         layout = preferred_layout(self.backend, x.device.type, dtype)
+        w, b = self.qkv.weight, self.qkv.bias
         if layout == "head_major":  # the same Linear with its output rows permuted
-            qkv = F.linear(h, self.qkv.weight[self.head_major], self.qkv.bias[self.head_major])
+            w, b = w[self.head_major], b[self.head_major]
+        if self.fused and _cpu_fused_ok(x):
+            # LayerNorm + qkv Linear in row chunks, the LayerNorm output recomputed in the backward
+            qkv = fused_mlp.layer_norm_linear(x, self.layer_norm, w, b)
+        elif layout == "head_major":
+            qkv = F.linear(self.layer_norm(x), w, b)
         else:
-            qkv = self.qkv(h)
+            qkv = self.qkv(self.layer_norm(x))
         e = self.emb(self.part)  # (J, dh), shared by every head and frame
         spe_s = self.spe_coef * self.drop_path(e)
         spe_t = self.spe_t_coef * self.drop_path(e) if self.spe_t_coef else None

@@ -341,15 +341,40 @@ def test_model_trains_through_the_fused_mlp_by_default(monkeypatch):
         fused_eval = model.eval()(x)
     assert len(calls) == 4
     for block in model.stcformer.stc_block:
-        block.mlp.fused = False
+        block.mlp.fused = block.stc_att.fused = False
     with torch.no_grad():
         torch.testing.assert_close(fused_eval, model(x), rtol=1e-5, atol=1e-5)
     model.train()(x)
     for block in model.stcformer.stc_block:
-        block.mlp.fused = True
+        block.mlp.fused = block.stc_att.fused = True
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model(x)
     assert len(calls) == 4
+
+
+@pytest.mark.parametrize("rows", [None, 48])
+@pytest.mark.parametrize("bias", [False, True])
+def test_layer_norm_linear_matches_composition(bias, rows, monkeypatch):
+    """linear(layer_norm(x)) in chunks: the composition's output and every gradient, with and
+    without autograd."""
+    if rows is not None:
+        monkeypatch.setattr(fused_mlp, "ROWS", rows)
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 17, 32, requires_grad=True)
+    ln = torch.nn.LayerNorm(32)
+    with torch.no_grad():
+        ln.weight.uniform_(0.5, 1.5), ln.bias.uniform_(-0.2, 0.2)
+    w = (torch.randn(96, 32) * 0.2).requires_grad_()
+    b = torch.randn(96).requires_grad_() if bias else None
+    out = fused_mlp.layer_norm_linear(x, ln, w, b)
+    want_out = F.linear(ln(x), w, b)
+    leaves = [t for t in (x, ln.weight, ln.bias, w, b) if t is not None]
+    g = torch.randn_like(out)
+    for a, c in zip(torch.autograd.grad(out, leaves, g), torch.autograd.grad(want_out, leaves, g)):
+        torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, want_out, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(fused_mlp.layer_norm_linear(x, ln, w, b), want_out, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("rows", [None, 48])

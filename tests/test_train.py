@@ -287,7 +287,7 @@ def test_make_train_step_is_the_training_step_and_autocasts():
     for amp, dtype in (("none", torch.float32), ("bf16", torch.bfloat16)):
         m = STCFormer(layers=1, d_hid=16)
         m.load_state_dict(model.state_dict())
-        m.stcformer.stc_block[0].stc_att.qkv.register_forward_hook(lambda mod, i, o: dtypes.append(o.dtype))
+        m.stcformer.stc_block[0].stc_att.proj.register_forward_hook(lambda mod, i, o: dtypes.append(o.dtype))
         opt = training_mod.make_optimizer(m.parameters(), 1e-3, "cpu")
         assert opt.defaults["amsgrad"] and not opt.defaults["fused"]  # fused only on CUDA
         step = training_mod.make_train_step(m, opt, amp=amp, device="cpu")
@@ -367,13 +367,13 @@ def test_cli_flags_reach_the_step(data, tmp_path, monkeypatch):
         compiled.append(module)
         return module
     monkeypatch.setattr(training_mod, "compile_model", fake_compile)
-    seen = []  # (grad enabled, dtype) of block 0's qkv output
+    seen = []  # (grad enabled, dtype) of block 0's proj output
     blocks, heads = [], []  # grad enabled at each call of block 0 and of the head (once per forward)
     real_build = training_mod.build_model
 
     def build(args, device):
         model = real_build(args, device)
-        model.stcformer.stc_block[0].stc_att.qkv.register_forward_hook(
+        model.stcformer.stc_block[0].stc_att.proj.register_forward_hook(
             lambda m, i, o: seen.append((torch.is_grad_enabled(), o.dtype)))
         model.stcformer.stc_block[0].register_forward_pre_hook(lambda *a: blocks.append(torch.is_grad_enabled()))
         model.regress_head.register_forward_hook(lambda m, i, o: heads.append(torch.is_grad_enabled()))
