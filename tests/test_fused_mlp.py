@@ -352,11 +352,9 @@ def test_model_trains_through_the_fused_mlp_by_default(monkeypatch):
     assert len(calls) == 4
 
 
-@pytest.mark.parametrize("rows", [None, 48])
-@pytest.mark.parametrize("bias", [False, True])
-def test_layer_norm_linear_matches_composition(bias, rows, monkeypatch):
-    """linear(layer_norm(x)) in chunks: the composition's output and every gradient, with and
-    without autograd."""
+def _chunked_inputs(rows, monkeypatch):
+    """x (2, 5, 17, 32) and a LayerNorm with non-trivial affine parameters; ``rows``: chunk size
+    (None: the default, one chunk here; 48: 170 rows in 4 chunks, the last one short)."""
     if rows is not None:
         monkeypatch.setattr(fused_mlp, "ROWS", rows)
     torch.manual_seed(0)
@@ -364,6 +362,15 @@ def test_layer_norm_linear_matches_composition(bias, rows, monkeypatch):
     ln = torch.nn.LayerNorm(32)
     with torch.no_grad():
         ln.weight.uniform_(0.5, 1.5), ln.bias.uniform_(-0.2, 0.2)
+    return x, ln
+
+
+@pytest.mark.parametrize("rows", [None, 48])
+@pytest.mark.parametrize("bias", [False, True])
+def test_layer_norm_linear_matches_composition(bias, rows, monkeypatch):
+    """linear(layer_norm(x)) in chunks: the composition's output and every gradient, with and
+    without autograd."""
+    x, ln = _chunked_inputs(rows, monkeypatch)
     w = (torch.randn(96, 32) * 0.2).requires_grad_()
     b = torch.randn(96).requires_grad_() if bias else None
     out = fused_mlp.layer_norm_linear(x, ln, w, b)
@@ -382,13 +389,7 @@ def test_layer_norm_linear_matches_composition(bias, rows, monkeypatch):
 def test_residual_mlp_matches_composition(bias, recompute, rows, monkeypatch):
     """x + mlp(layer_norm(x)) in chunks: the composition's output (same masks) and every gradient
     (LayerNorm's included), with and without the kept hidden."""
-    if rows is not None:
-        monkeypatch.setattr(fused_mlp, "ROWS", rows)
-    torch.manual_seed(0)
-    x = torch.randn(2, 5, 17, 32, requires_grad=True)
-    ln = torch.nn.LayerNorm(32)
-    with torch.no_grad():
-        ln.weight.uniform_(0.5, 1.5), ln.bias.uniform_(-0.2, 0.2)
+    x, ln = _chunked_inputs(rows, monkeypatch)
     w1, w2 = (torch.randn(128, 32) * 0.2).requires_grad_(), (torch.randn(32, 128) * 0.1).requires_grad_()
     b1, b2 = (torch.randn(128).requires_grad_(), torch.randn(32).requires_grad_()) if bias else (None, None)
     s1, s2 = seed(31), seed(32)
