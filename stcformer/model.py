@@ -297,7 +297,8 @@ class STCFormer(nn.Module):
 
     def set_recompute(self, what: Union[bool, str, None] = True) -> "STCFormer":
         """What the backward recomputes: "blocks" (True), "mlp" or "none" (False/None); see ``recompute``."""
-        what = {True: "blocks", False: "none", None: "none"}.get(what, what) if not isinstance(what, str) else what
+        if not isinstance(what, str):
+            what = "blocks" if what else "none"
         if what not in RECOMPUTE_CHOICES:
             raise ValueError(f"recompute={what!r}: choose one of {', '.join(RECOMPUTE_CHOICES)} (or True/False)")
         self.stcformer.recompute = what == "blocks"
