@@ -192,6 +192,10 @@ def _mm_nt_into(out: Tensor, a: Tensor, b: Tensor, bias: Optional[Tensor], onedn
     return torch.mm(a, b.t(), out=out)
 
 
+def _needs_grad(*ts: Optional[Tensor]) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
+
+
 def _chunk_backward(gc: Tensor, a: Tensor, h: Tensor, start: int, w1t: Tensor, w2t: Tensor,
                     seed1: Tensor, seed2: Tensor, p: float, onednn: bool, grads: tuple,
                     out: Optional[Tensor] = None) -> Tensor:
@@ -227,15 +231,10 @@ class _Mlp(torch.autograd.Function):
         x2 = x.reshape(-1, x.shape[-1])
         n, hid, c_out = x2.shape[0], w1.shape[0], w2.shape[0]
         h_all = None if recompute else x2.new_empty((n, hid))
-        h_tmp = None
         out = x2.new_empty((n, c_out))
         for s in range(0, n, ROWS):
             xc = x2[s:s + ROWS]
-            if h_all is not None:
-                h = _mm_nt_into(h_all[s:s + ROWS], xc, w1, b1, onednn)
-            else:
-                h_tmp = h_tmp if h_tmp is not None and h_tmp.shape[0] == xc.shape[0] else x2.new_empty((xc.shape[0], hid))
-                h = _mm_nt_into(h_tmp, xc, w1, b1, onednn)
+            h = _mm_nt_into(h_all[s:s + ROWS], xc, w1, b1, onednn) if h_all is not None else _mm_nt(xc, w1, b1, onednn)
             y = ops.gelu_dropout_fwd(h, seed1, s * hid, p, True)
             z = _mm_nt(y, w2, b2, onednn)
             out[s:s + ROWS] = ops.gelu_dropout_fwd(z, seed2, s * c_out, p, False)
@@ -318,21 +317,25 @@ class _ResidualMlp(torch.autograd.Function):
                 None, None, None, None, None)
 
 
+def _layer_norm_linear_rows(x: Tensor, ln_w, ln_b, eps: float, w: Tensor, b: Optional[Tensor]) -> Tensor:
+    """``linear(layer_norm(x), w, b)`` chunk by chunk (no autograd of its own)."""
+    x2 = x.reshape(-1, x.shape[-1])
+    out = x2.new_empty((x2.shape[0], w.shape[0]))
+    for s in range(0, x2.shape[0], ROWS):
+        ln = F.layer_norm(x2[s:s + ROWS], (x2.shape[1],), ln_w, ln_b, eps)
+        _mm_nt_into(out[s:s + ROWS], ln, w, b, False)
+    return out.view(*x.shape[:-1], w.shape[0])
+
+
 class _LayerNormLinear(torch.autograd.Function):
     """``linear(layer_norm(x), w, b)`` over row chunks of ``ROWS``, saving x (not the LayerNorm
     output: it is recomputed chunk by chunk in the backward)."""
 
     @staticmethod
     def forward(ctx, x, ln_w, ln_b, eps, w, b):
-        x2 = x.reshape(-1, x.shape[-1])
-        c = x2.shape[1]
-        out = x2.new_empty((x2.shape[0], w.shape[0]))
-        for s in range(0, x2.shape[0], ROWS):
-            ln = torch.native_layer_norm(x2[s:s + ROWS], (c,), ln_w, ln_b, eps)[0]
-            _mm_nt_into(out[s:s + ROWS], ln, w, b, False)
-        ctx.save_for_backward(x2, ln_w, ln_b, w, b)
+        ctx.save_for_backward(x.reshape(-1, x.shape[-1]), ln_w, ln_b, w, b)
         ctx.eps, ctx.x_shape = eps, x.shape
-        return out.view(*x.shape[:-1], w.shape[0])
+        return _layer_norm_linear_rows(x, ln_w, ln_b, eps, w, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -362,14 +365,9 @@ def layer_norm_linear(x: Tensor, layer_norm: torch.nn.LayerNorm, weight: Tensor,
     """``F.linear(layer_norm(x), weight, bias)`` in row chunks: with gradients it keeps x instead
     of the LayerNorm output (one C-wide activation less per call); plain torch ops, any CPU."""
     ln_w, ln_b, eps = layer_norm.weight, layer_norm.bias, layer_norm.eps
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, ln_w, ln_b, weight, bias)):
+    if _needs_grad(x, ln_w, ln_b, weight, bias):
         return _LayerNormLinear.apply(x, ln_w, ln_b, float(eps), weight, bias)
-    x2 = x.reshape(-1, x.shape[-1])
-    out = x2.new_empty((x2.shape[0], weight.shape[0]))
-    for s in range(0, x2.shape[0], ROWS):
-        ln = F.layer_norm(x2[s:s + ROWS], (x2.shape[1],), ln_w, ln_b, eps)
-        _mm_nt_into(out[s:s + ROWS], ln, weight, bias, False)
-    return out.view(*x.shape[:-1], weight.shape[0])
+    return _layer_norm_linear_rows(x, ln_w, ln_b, eps, weight, bias)
 
 
 def _residual_mlp_eval(x: Tensor, ln_w, ln_b, eps: float, w1, w2, b1, b2) -> Tensor:
@@ -398,9 +396,7 @@ def residual_mlp(x: Tensor, layer_norm: torch.nn.LayerNorm, fc1_weight: Tensor, 
     eager and under torch.compile.
     """
     ln_w, ln_b, eps = layer_norm.weight, layer_norm.bias, layer_norm.eps
-    grads = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x, ln_w, ln_b, fc1_weight, fc2_weight, fc1_bias, fc2_bias))
-    if not grads and (not training or p == 0.0):
+    if not _needs_grad(x, ln_w, ln_b, fc1_weight, fc2_weight, fc1_bias, fc2_bias) and (not training or p == 0.0):
         return _residual_mlp_eval(x, ln_w, ln_b, eps, fc1_weight, fc2_weight, fc1_bias, fc2_bias)
     _check(x)
     if not training:
@@ -462,5 +458,5 @@ def use_onednn_linear(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-__all__ = ["gelu_dropout", "dropout", "mlp", "residual_mlp", "layer_norm_linear", "use_fused_mlp", "linear", "use_onednn_linear",
-           "unavailable_reason", "new_seed"]
+__all__ = ["gelu_dropout", "dropout", "mlp", "residual_mlp", "layer_norm_linear", "use_fused_mlp", "linear",
+           "use_onednn_linear", "unavailable_reason", "new_seed"]
