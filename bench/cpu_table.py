@@ -15,7 +15,9 @@ STCFormer(layers=6, d_hid=256) with the same weights for every variant, the trai
 ``python -m stcformer.train`` (Adam with amsgrad, MPJPE), and the GEMM floor: the model's GEMMs
 timed alone in the same run. Peak memory is measured in a fresh subprocess per variant: resident
 memory (VmRSS) once model, optimizer and inputs exist, then the peak (VmHWM, reset there through
-/proc/self/clear_refs) over two training steps (gradients and optimizer state included).
+/proc/self/clear_refs) over two training steps (gradients and optimizer state included); then,
+over a third step, the peak of live tensor bytes (harness.tensor_peak_bytes: what the tensors
+need, without the freed pages the C allocator keeps resident).
 --json writes the rows for bench/render.py.
 """
 from __future__ import annotations
@@ -215,7 +217,9 @@ def peak_memory_child(name: str, B: int, T: int, compile_ref: bool, fused: bool)
     step()  # includes the gradients and optimizer state (the same for every variant)
     step()
     after = _status_kib("VmHWM")
-    print(json.dumps({"name": name, "delta_mib": (after - before) / 1024, "peak_mib": after / 1024}))
+    tensors = h.tensor_peak_bytes(step)  # a third step, after the resident-set reading
+    print(json.dumps({"name": name, "delta_mib": (after - before) / 1024, "peak_mib": after / 1024,
+                      "tensor_peak_mib": None if tensors is None else tensors / 2 ** 20}))
 
 
 def memory_table(bench, compile_ref: bool, fused: bool, size):
@@ -228,13 +232,17 @@ def memory_table(bench, compile_ref: bool, fused: bool, size):
         cmd += ([] if compile_ref else ["--no-compile"]) + (["--fused"] if fused else [])
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         res[name] = json.loads(out.strip().splitlines()[-1])
-    base = res["reference"]["delta_mib"]
+    base, tbase = res["reference"]["delta_mib"], res["reference"]["tensor_peak_mib"]
     for name, r in res.items():
+        tp = r["tensor_peak_mib"]
+        tensors = {} if tp is None or not tbase else dict(tensor_peak_mib=round(tp), tensor_peak_vs_reference=round(tp / tbase, 2))
         print(f"{name:<16} step growth {r['delta_mib']:8.0f} MiB ({r['delta_mib'] / base:4.2f}x of "
-              f"reference) | process peak {r['peak_mib']:8.0f} MiB")
+              f"reference) | process peak {r['peak_mib']:8.0f} MiB | live tensors peak "
+              + ("not measured" if not tensors else f"{tp:8.0f} MiB ({tensors['tensor_peak_vs_reference']:4.2f}x)"))
         bench.row("memory", f"training step T={T} B={B} fp32", name,
-                  lambda r=r: dict(step_growth_mib=round(r["delta_mib"]), growth_vs_reference=round(r["delta_mib"] / base, 2),
-                                   process_peak_mib=round(r["peak_mib"])))
+                  lambda r=r, tensors=tensors: dict(step_growth_mib=round(r["delta_mib"]),
+                                                    growth_vs_reference=round(r["delta_mib"] / base, 2),
+                                                    process_peak_mib=round(r["peak_mib"]), **tensors))
 
 
 def main(argv=None):

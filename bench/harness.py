@@ -210,6 +210,30 @@ def op_fwd_bwd(variant: Variant, B: int, T: int, dtype, device, *, backward: boo
 
 
 # ---------------------------------------------------------------------------------------------
+# memory
+
+def tensor_peak_bytes(fn: Callable) -> Optional[int]:
+    """Peak growth of live tensor bytes while ``fn()`` runs (CPU: torch.profiler's memory events;
+    what ``torch.cuda.max_memory_allocated`` measures on a GPU), without what the allocator
+    keeps beyond that (freed pages it has not returned: the resident-set peak includes them).
+    None when this torch's profiler gives no memory events."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    try:
+        events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                        if e.name() == "[memory]")
+    except AttributeError:
+        return None
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak if events else None
+
+
+# ---------------------------------------------------------------------------------------------
 # timing
 
 def sync(device) -> None:
