@@ -5,6 +5,7 @@ here), the model with the cpp op and the fused-MLP variants, and peak memory.
     python bench/cpu_table.py                 # op table, model table, peak memory
     python bench/cpu_table.py --only op --repeats 9
     python bench/cpu_table.py --only model --no-compile
+    python bench/cpu_table.py --only infer --no-compile --no-bf16   # inference rows in a fresh process
     python bench/cpu_table.py --tiny --json /tmp/cpu.json   # a quick smoke run, JSON results
 
 Variants of one row run round-robin (a, b, c, a, b, c, ...) through bench/harness.measure
@@ -168,14 +169,14 @@ def gemm_rates(dtype=torch.float32) -> dict:
     return {k: 2 * 8192 * C * 4 * C / (v * 1e-3) for k, v in t.items() if k != "busy"}
 
 
-def model_table(bench, compile_ref: bool, fused: bool, sizes, bf16: bool = True):
+def model_table(bench, compile_ref: bool, fused: bool, sizes, bf16: bool = True, kinds=("train", "infer")):
     r32, r16 = gemm_rates(torch.float32), gemm_rates(torch.bfloat16)
     fmt = lambda r: ", ".join(f"{k} {v / 1e9:.0f}" for k, v in r.items())  # noqa: E731
     print(f"\n## STCFormer ({LAYERS} layers, width {h.C}, {h.H} heads); GEMM GFLOP/s measured now: fp32 "
           f"{fmt(r32)}; bf16 {fmt(r16)}. GEMM floor: the model's GEMMs timed alone, each on the faster of the two")
     spec = variants(compile_ref, fused)
     targets = [k for k in spec if k.startswith("cpp")]
-    for what in ("train", "infer"):
+    for what in kinds:
         for T, B in sizes[what]:
             fns = {name: h.train_step(build(s), B, T) if what == "train" else h.infer_fn(build(s), B, T)
                    for name, s in spec.items() if what == "train" or not s.get("recompute_what")}
@@ -247,7 +248,8 @@ def memory_table(bench, compile_ref: bool, fused: bool, size):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=("op", "model", "memory"))
+    ap.add_argument("--only", choices=("op", "model", "infer", "memory"),
+                    help="infer: the inference rows of the model table alone (a fresh process: no training steps before them, so the allocator has not kept their large buffers)")
     ap.add_argument("--repeats", type=int, default=OPTS["repeats"])
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference) (and sdpa)")
     ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 inference rows")
@@ -281,6 +283,8 @@ def main(argv=None):
         op_table(bench, compile_ref, sizes["op"])
     if args.only in (None, "model"):
         model_table(bench, compile_ref, args.fused, sizes, bf16=not args.no_bf16)
+    if args.only == "infer":
+        model_table(bench, compile_ref, args.fused, sizes, bf16=not args.no_bf16, kinds=("infer",))
     if args.only in (None, "memory"):
         memory_table(bench, compile_ref, args.fused, sizes["memory"])
     print(f"load average {os.getloadavg()[0]:.1f} at end")
