@@ -249,7 +249,8 @@ def memory_table(bench, compile_ref: bool, fused: bool, size):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=("op", "model", "infer", "memory"),
-                    help="infer: the inference rows of the model table alone (a fresh process: no training steps before them, so the allocator has not kept their large buffers)")
+                    help="infer: the model table's inference rows alone, in a fresh process (no "
+                         "training steps before them whose freed buffers the allocator keeps)")
     ap.add_argument("--repeats", type=int, default=OPTS["repeats"])
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference) (and sdpa)")
     ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 inference rows")
@@ -281,10 +282,9 @@ def main(argv=None):
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
     if args.only in (None, "op"):
         op_table(bench, compile_ref, sizes["op"])
-    if args.only in (None, "model"):
-        model_table(bench, compile_ref, args.fused, sizes, bf16=not args.no_bf16)
-    if args.only == "infer":
-        model_table(bench, compile_ref, args.fused, sizes, bf16=not args.no_bf16, kinds=("infer",))
+    if args.only in (None, "model", "infer"):
+        kinds = ("infer",) if args.only == "infer" else ("train", "infer")
+        model_table(bench, compile_ref, args.fused, sizes, bf16=not args.no_bf16, kinds=kinds)
     if args.only in (None, "memory"):
         memory_table(bench, compile_ref, args.fused, sizes["memory"])
     print(f"load average {os.getloadavg()[0]:.1f} at end")
