@@ -196,6 +196,19 @@ def _needs_grad(*ts: Optional[Tensor]) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
 
 
+def _chunk_forward(a: Tensor, start: int, w1: Tensor, w2: Tensor, b1: Optional[Tensor],
+                   b2: Optional[Tensor], seed1: Tensor, seed2: Tensor, p: float, onednn: bool,
+                   h_out: Optional[Tensor]) -> Tensor:
+    """The MLP forward of one chunk of rows starting at row ``start`` (``a`` fc1's input):
+    ``dropout(fc2(dropout(gelu(fc1(a)))))``, fc1's output written into ``h_out`` when given
+    (kept for the backward)."""
+    ops = torch.ops.stcformer
+    hid, c_out = w1.shape[0], w2.shape[0]
+    h = _mm_nt_into(h_out, a, w1, b1, onednn) if h_out is not None else _mm_nt(a, w1, b1, onednn)
+    y = ops.gelu_dropout_fwd(h, seed1, start * hid, p, True)
+    return ops.gelu_dropout_fwd(_mm_nt(y, w2, b2, onednn), seed2, start * c_out, p, False)
+
+
 def _chunk_backward(gc: Tensor, a: Tensor, h: Tensor, start: int, w1t: Tensor, w2t: Tensor,
                     seed1: Tensor, seed2: Tensor, p: float, onednn: bool, grads: tuple,
                     out: Optional[Tensor] = None) -> Tensor:
@@ -227,17 +240,13 @@ class _Mlp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w1, w2, b1, b2, p, seed1, seed2, recompute=False, onednn=True):
-        ops = torch.ops.stcformer
         x2 = x.reshape(-1, x.shape[-1])
         n, hid, c_out = x2.shape[0], w1.shape[0], w2.shape[0]
         h_all = None if recompute else x2.new_empty((n, hid))
         out = x2.new_empty((n, c_out))
         for s in range(0, n, ROWS):
-            xc = x2[s:s + ROWS]
-            h = _mm_nt_into(h_all[s:s + ROWS], xc, w1, b1, onednn) if h_all is not None else _mm_nt(xc, w1, b1, onednn)
-            y = ops.gelu_dropout_fwd(h, seed1, s * hid, p, True)
-            z = _mm_nt(y, w2, b2, onednn)
-            out[s:s + ROWS] = ops.gelu_dropout_fwd(z, seed2, s * c_out, p, False)
+            h_out = h_all[s:s + ROWS] if h_all is not None else None
+            out[s:s + ROWS] = _chunk_forward(x2[s:s + ROWS], s, w1, w2, b1, b2, seed1, seed2, p, onednn, h_out)
         ctx.save_for_backward(x2, h_all, w1, w2, b1, seed1, seed2)
         ctx.p = p
         ctx.onednn = onednn
@@ -273,7 +282,6 @@ class _ResidualMlp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, ln_w, ln_b, eps, w1, w2, b1, b2, p, seed1, seed2, recompute=False, onednn=True):
-        ops = torch.ops.stcformer
         x2 = x.reshape(-1, x.shape[-1])
         n, c, hid = x2.shape[0], x2.shape[1], w1.shape[0]
         h_all = None if recompute else x2.new_empty((n, hid))
@@ -281,9 +289,8 @@ class _ResidualMlp(torch.autograd.Function):
         for s in range(0, n, ROWS):
             xc = x2[s:s + ROWS]
             ln = torch.native_layer_norm(xc, (c,), ln_w, ln_b, eps)[0]
-            h = _mm_nt_into(h_all[s:s + ROWS], ln, w1, b1, onednn) if h_all is not None else _mm_nt(ln, w1, b1, onednn)
-            y = ops.gelu_dropout_fwd(h, seed1, s * hid, p, True)
-            z = ops.gelu_dropout_fwd(_mm_nt(y, w2, b2, onednn), seed2, s * c, p, False)
+            h_out = h_all[s:s + ROWS] if h_all is not None else None
+            z = _chunk_forward(ln, s, w1, w2, b1, b2, seed1, seed2, p, onednn, h_out)
             torch.add(xc, z, out=out[s:s + ROWS])
         ctx.save_for_backward(x2, h_all, ln_w, ln_b, w1, w2, b1, seed1, seed2)
         ctx.eps, ctx.p, ctx.onednn, ctx.x_shape = eps, p, onednn, x.shape
