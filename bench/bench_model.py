@@ -45,7 +45,8 @@ def _bench(benchmark, fn, frames):
     if DEVICE == "cuda":
         torch.cuda.reset_peak_memory_stats()
     benchmark.pedantic(lambda: (fn(), h.sync(DEVICE)), rounds=3 if TINY or DEVICE == "cpu" else 20, iterations=1)
-    benchmark.extra_info["frames_per_s"] = frames / benchmark.stats.stats.median
+    if benchmark.stats is not None:  # None under --benchmark-disable (a smoke run, nothing timed)
+        benchmark.extra_info["frames_per_s"] = frames / benchmark.stats.stats.median
     if DEVICE == "cuda":
         benchmark.extra_info["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
 

@@ -310,6 +310,13 @@ def machine() -> str:
     return f"{name}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads"
 
 
+def cpu_flags_text() -> str:
+    """The CPU flags that CPU figures depend on (AVX2 vs AVX-512, native bf16), space-separated."""
+    from stcformer import cpu_features
+
+    return " ".join(cpu_features.summary()["flags"]) or "none of avx*/amx*/fma/f16c"
+
+
 class Bench:
     """Rows of one run: ``row`` runs a case (a dict of results) and records it, its failure
     (status FAILED / OOM, the error) or SKIPPED (past the budget, or a variant that cannot run
@@ -331,9 +338,8 @@ class Bench:
         if device == "cpu":  # CPU figures depend on these (AVX2 vs AVX-512, native bf16)
             from stcformer import cpu_features
 
-            cpu = cpu_features.summary()
-            self.meta["cpu_flags"] = " ".join(cpu["flags"]) or "none of avx*/amx*/fma/f16c"
-            self.meta["aten_capability"] = cpu["aten_capability"]
+            self.meta["cpu_flags"] = cpu_flags_text()
+            self.meta["aten_capability"] = cpu_features.summary()["aten_capability"]
 
     def skip(self, section: str, case: str, variant: str, reason: str) -> dict:
         return self._record(dict(section=section, case=case, variant=variant, status="SKIPPED", reason=reason))

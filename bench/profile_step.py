@@ -28,7 +28,6 @@ from torch.profiler import ProfilerActivity, profile
 
 import cpu_table as ct
 import harness as h
-from stcformer import cpu_features
 
 GEMMS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm")
 KINDS = ("gemm", "stc_attention op", "gelu/dropout kernels", "layer_norm", "convolution",
@@ -125,7 +124,7 @@ def main(argv=None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    where = f"{h.machine()}; CPU flags: {' '.join(cpu_features.summary()['flags']) or 'none of avx*/amx*/fma/f16c'}"
+    where = f"{h.machine()}; CPU flags: {h.cpu_flags_text()}"
     print(where)
     results = {}
     for name in names:
