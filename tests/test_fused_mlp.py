@@ -407,3 +407,24 @@ def test_residual_mlp_matches_composition(bias, recompute, rows, monkeypatch):
     with torch.no_grad():
         ev = fused_mlp.residual_mlp(x, ln, w1, w2, 0.1, False, b1, b2)
         torch.testing.assert_close(ev, x + F.linear(F.gelu(F.linear(ln(x), w1, b1)), w2, b2), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+def test_kept_hidden_is_chunk_sized(recompute, monkeypatch):
+    """fc1's output is kept as one block per chunk of rows (blocks the allocator reuses between
+    steps), never as one (rows, 4C) tensor; with recompute it is not kept at all."""
+    monkeypatch.setattr(fused_mlp, "ROWS", 8)
+    x = torch.randn(20, 16, requires_grad=True)
+    ln = torch.nn.LayerNorm(16)
+    w1, w2 = torch.randn(64, 16, requires_grad=True), torch.randn(16, 64, requires_grad=True)
+    shapes = []
+
+    def pack(t):
+        shapes.append(tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fused_mlp._ResidualMlp.apply(x, ln.weight, ln.bias, ln.eps, w1, w2, None, None, 0.1,
+                                     seed(1), seed(2), recompute, False).sum().backward()
+    hidden = [s for s in shapes if s[-1] == 64 and s != (64, 16) and s != (16, 64)]
+    assert hidden == ([] if recompute else [(8, 64), (8, 64), (4, 64)])
