@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import types
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -192,33 +192,26 @@ def _mm_nt_into(out: Tensor, a: Tensor, b: Tensor, bias: Optional[Tensor], onedn
     return torch.mm(a, b.t(), out=out)
 
 
-def _hidden_buffers(x2: Tensor, hid: int, recompute: bool) -> list:
-    """Where fc1's output goes to be kept for the backward: one tensor per chunk of ``ROWS``
-    rows (none with ``recompute``). Chunk-sized blocks are reused from the C allocator's heap
-    step after step; one (rows, 4C) tensor is past glibc's mmap threshold at long windows and
-    faults in fresh pages on every step (measured: 37k page faults a step at T=243, B=2, and
-    50-150 MiB more resident-set growth at T=243, B=4)."""
-    if recompute:
-        return []
-    n = x2.shape[0]
-    return [x2.new_empty((min(ROWS, n - s), hid)) for s in range(0, n, ROWS)]
-
-
 def _needs_grad(*ts: Optional[Tensor]) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
 
 
 def _chunk_forward(a: Tensor, start: int, w1: Tensor, w2: Tensor, b1: Optional[Tensor],
-                   b2: Optional[Tensor], seed1: Tensor, seed2: Tensor, p: float, onednn: bool,
-                   h_out: Optional[Tensor]) -> Tensor:
+                   b2: Optional[Tensor], seed1: Tensor, seed2: Tensor, p: float,
+                   onednn: bool) -> Tuple[Tensor, Tensor]:
     """The MLP forward of one chunk of rows starting at row ``start`` (``a`` fc1's input):
-    ``dropout(fc2(dropout(gelu(fc1(a)))))``, fc1's output written into ``h_out`` when given
-    (kept for the backward)."""
+    ``(dropout(fc2(dropout(gelu(fc1(a))))), fc1(a))``.
+
+    The autograd Functions keep fc1's output chunk by chunk, one tensor per chunk: chunk-sized
+    blocks are reused from the C allocator's heap step after step, where one (rows, 4C) tensor
+    is past glibc's mmap threshold at long windows and faults in fresh pages on every step
+    (measured: 37k page faults a step at T=243, B=2, and 50-150 MiB more resident-set growth
+    at T=243, B=4)."""
     ops = torch.ops.stcformer
     hid, c_out = w1.shape[0], w2.shape[0]
-    h = _mm_nt_into(h_out, a, w1, b1, onednn) if h_out is not None else _mm_nt(a, w1, b1, onednn)
+    h = _mm_nt(a, w1, b1, onednn)
     y = ops.gelu_dropout_fwd(h, seed1, start * hid, p, True)
-    return ops.gelu_dropout_fwd(_mm_nt(y, w2, b2, onednn), seed2, start * c_out, p, False)
+    return ops.gelu_dropout_fwd(_mm_nt(y, w2, b2, onednn), seed2, start * c_out, p, False), h
 
 
 def _chunk_backward(gc: Tensor, a: Tensor, h: Tensor, start: int, w1t: Tensor, w2t: Tensor,
@@ -253,12 +246,13 @@ class _Mlp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w1, w2, b1, b2, p, seed1, seed2, recompute=False, onednn=True):
         x2 = x.reshape(-1, x.shape[-1])
-        n, hid, c_out = x2.shape[0], w1.shape[0], w2.shape[0]
-        hs = _hidden_buffers(x2, hid, recompute)
+        n, c_out = x2.shape[0], w2.shape[0]
+        hs = []  # fc1's output per chunk (none with recompute)
         out = x2.new_empty((n, c_out))
-        for i, s in enumerate(range(0, n, ROWS)):
-            h_out = hs[i] if hs else None
-            out[s:s + ROWS] = _chunk_forward(x2[s:s + ROWS], s, w1, w2, b1, b2, seed1, seed2, p, onednn, h_out)
+        for s in range(0, n, ROWS):
+            out[s:s + ROWS], h = _chunk_forward(x2[s:s + ROWS], s, w1, w2, b1, b2, seed1, seed2, p, onednn)
+            if not recompute:
+                hs.append(h)
         ctx.save_for_backward(x2, w1, w2, b1, seed1, seed2, *hs)
         ctx.p = p
         ctx.onednn = onednn
@@ -295,14 +289,15 @@ class _ResidualMlp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, ln_w, ln_b, eps, w1, w2, b1, b2, p, seed1, seed2, recompute=False, onednn=True):
         x2 = x.reshape(-1, x.shape[-1])
-        n, c, hid = x2.shape[0], x2.shape[1], w1.shape[0]
-        hs = _hidden_buffers(x2, hid, recompute)
+        n, c = x2.shape
+        hs = []  # fc1's output per chunk (none with recompute)
         out = torch.empty_like(x2)
-        for i, s in enumerate(range(0, n, ROWS)):
+        for s in range(0, n, ROWS):
             xc = x2[s:s + ROWS]
             ln = torch.native_layer_norm(xc, (c,), ln_w, ln_b, eps)[0]
-            h_out = hs[i] if hs else None
-            z = _chunk_forward(ln, s, w1, w2, b1, b2, seed1, seed2, p, onednn, h_out)
+            z, h = _chunk_forward(ln, s, w1, w2, b1, b2, seed1, seed2, p, onednn)
+            if not recompute:
+                hs.append(h)
             torch.add(xc, z, out=out[s:s + ROWS])
         ctx.save_for_backward(x2, ln_w, ln_b, w1, w2, b1, seed1, seed2, *hs)
         ctx.eps, ctx.p, ctx.onednn, ctx.x_shape = eps, p, onednn, x.shape
