@@ -3,8 +3,11 @@
 Evaluation (scored against ground truth) and inference (a user's own keypoints) both call
 :func:`predict_centres` on a :class:`~stcformer.data.dataset.WindowSet`; :func:`sequence_windows`
 builds the windows of one keypoint sequence that has no 3D. :func:`predict_seq2seq` keeps every
-output frame of non-overlapping windows instead (:func:`seq2seq_windows`), and :func:`lift` runs the
-whole path from pixel keypoints to 3D for one person.
+output frame of overlapping blocks of windows instead, blended with weights that fade out at each
+block edge (:func:`seq2seq_windows`), and :func:`lift` runs the whole path from pixel keypoints to 3D
+for one person. :class:`stcformer.stream.StreamLifter` lifts the same way one frame at a time, from
+the pieces here (:func:`lifting_window`, :func:`lifting_model`, :func:`normalised_frames`,
+:func:`flip_average`).
 """
 from __future__ import annotations
 
@@ -26,6 +29,17 @@ def sequence_windows(keypoints: np.ndarray, frames: int, tds: int, root: int, le
     seq = PoseSequence("input", "input", "input", keypoints,
                        np.zeros(keypoints.shape[:2] + (3,), dtype=np.float32))
     return WindowSet([seq], [test_centres(len(seq))], (frames - 1) // 2, tds, root, left, right)
+
+
+def flip_average(model, x: torch.Tensor, x_flipped: Optional[torch.Tensor], left: Sequence[int],
+                 right: Sequence[int], amp: Optional[str] = None) -> torch.Tensor:
+    """The model's 3D (B, T, J, 3) float32 for windows ``x``; with ``x_flipped`` (the same windows
+    mirrored) the mean of both, the mirrored prediction mirrored back. Root not zeroed."""
+    with amp_autocast(x.device.type, amp):
+        pred = model(x).float()
+        if x_flipped is not None:
+            pred = (pred + flip_pose(model(x_flipped).float(), left, right)) / 2
+    return pred
 
 
 @torch.no_grad()
@@ -58,11 +72,7 @@ def predict_centres(model, windows: WindowSet, batch_size: int = 256, flip: bool
             idx = np.arange(start, stop)
             x = windows.inputs(idx, flip=False).to(device)
             x_f = windows.inputs(idx, flip=True).to(device) if flip else None
-        with amp_autocast(device.type, amp):
-            pred = model(x).float()
-            if flip:
-                pred_f = model(x_f).float()
-                pred = (pred + flip_pose(pred_f, windows.left, windows.right)) / 2
+        pred = flip_average(model, x, x_f, windows.left, windows.right, amp)
         centre = pred[:, windows.pad]
         centre[:, windows.root] = 0
         out[start:stop] = centre
@@ -72,66 +82,126 @@ def predict_centres(model, windows: WindowSet, batch_size: int = 256, flip: bool
 
 # ---------------------------------------------------------------- seq2seq: every frame of every window
 
-def seq2seq_centres(num_frames: int, frames: int, tds: int) -> np.ndarray:
-    """Centres of non-overlapping windows of ``T = 2*pad+1`` frames (``pad = (frames-1)//2``),
-    ``tds`` apart, that together hold every frame exactly once, except near the end.
+SEQ2SEQ_OVERLAP = 0.5  # share of a block shared with the next (bench/seq2seq_seams.py measures 0 .. 0.75)
 
-    The sequence is cut into blocks of ``T*tds`` consecutive frames; block ``b`` is covered by
-    ``tds`` interleaved windows (frames ``b+o, b+o+tds, ...`` for ``o < tds``). The last block is
-    aligned to the end of the sequence, so it may share frames with the one before (their outputs
-    are averaged); a sequence shorter than a block repeats its last frame (windows clamp).
-    """
+
+def _block_geometry(frames: int, tds: int, overlap: float) -> tuple:
+    """(span, hop, fade) in frames: a block of ``T*tds`` frames, the step between block starts,
+    and the length of the fade at an edge shared with another block (at most half a block)."""
+    from .errors import UsageError
+
+    if not 0 <= overlap < 1:
+        raise UsageError(f"overlap must be in [0, 1), got {overlap!r}")
     pad = (frames - 1) // 2
     span = (2 * pad + 1) * tds
-    starts = list(range(0, max(num_frames - span, 0) + 1, span))
+    hop = max(1, span - int(round(overlap * span)))
+    return span, hop, min(span - hop, span // 2)
+
+
+def seq2seq_starts(num_frames: int, frames: int, tds: int, overlap: float = SEQ2SEQ_OVERLAP) -> np.ndarray:
+    """First frames of the seq2seq blocks of a sequence: ``0, hop, 2*hop, ...`` while a block fits,
+    then one more aligned to the end if frames are left over; a sequence shorter than a block has
+    one block (its windows repeat the last frame). ``hop = span - round(overlap*span)``,
+    ``span = T*tds``; ``overlap=0`` gives the non-overlapping blocks of earlier versions."""
+    span, hop, _ = _block_geometry(frames, tds, overlap)
+    starts = list(range(0, max(num_frames - span, 0) + 1, hop))
     if starts[-1] + span < num_frames:
         starts.append(num_frames - span)
-    starts = np.asarray(starts, dtype=np.int64)
+    return np.asarray(starts, dtype=np.int64)
+
+
+def seq2seq_centres(num_frames: int, frames: int, tds: int, overlap: float = SEQ2SEQ_OVERLAP) -> np.ndarray:
+    """Centres of the windows of ``T = 2*pad+1`` frames (``pad = (frames-1)//2``), ``tds`` apart,
+    that cover the :func:`seq2seq_starts` blocks: block ``b`` (``T*tds`` consecutive frames from
+    ``s``) is covered exactly once by ``tds`` interleaved windows (frames ``s+o, s+o+tds, ...`` for
+    ``o < tds``), listed block by block."""
+    pad = (frames - 1) // 2
+    starts = seq2seq_starts(num_frames, frames, tds, overlap)
     return (starts[:, None] + np.arange(tds, dtype=np.int64)[None] + pad * tds).reshape(-1)
 
 
+def seq2seq_block_weights(num_blocks: int, span: int, fade: int) -> np.ndarray:
+    """Blending weights (num_blocks, span) of each block's output frames: 1, except over the first
+    ``fade`` frames of every block but the first and the last ``fade`` frames of every block but
+    the last, where it rises from (near) 0 as ``sin^2``. Where two blocks cross over ``fade``
+    frames their weights sum to 1; every weight is positive (the ramp is sampled at frame
+    centres), so no covered frame gets zero total weight, and the sequence's first and last
+    frames, which only one block covers, keep full weight."""
+    w = np.ones((num_blocks, span), dtype=np.float64)
+    if fade > 0 and num_blocks > 1:
+        ramp = np.sin(0.5 * np.pi * (np.arange(fade) + 0.5) / fade) ** 2
+        w[1:, :fade] *= ramp
+        w[:-1, span - fade:] *= ramp[::-1]
+    return w
+
+
+class Seq2SeqWindows(WindowSet):
+    """A :class:`WindowSet` of seq2seq blocks plus ``weights`` (N, T): the blending weight of each
+    output frame of each window (see :func:`seq2seq_block_weights`)."""
+
+    weights: np.ndarray
+
+
 def seq2seq_windows(sequences, frames: int, tds: int, root: int, left: Sequence[int],
-                    right: Sequence[int]) -> WindowSet:
-    """The :func:`seq2seq_centres` windows of each :class:`PoseSequence` (or (F, J, 2) array)."""
-    seqs = []
+                    right: Sequence[int], overlap: float = SEQ2SEQ_OVERLAP) -> Seq2SeqWindows:
+    """The :func:`seq2seq_centres` windows of each :class:`PoseSequence` (or (F, J, 2) array), with
+    the blending weight of every output frame."""
+    span, _, fade = _block_geometry(frames, tds, overlap)
+    pad = (frames - 1) // 2
+    seqs, centres, weights = [], [], []
+    # output k of window o of a block is the block's frame o + k*tds
+    pos = np.arange(tds)[:, None] + np.arange(2 * pad + 1)[None] * tds          # (tds, T)
     for i, s in enumerate(sequences):
         if not isinstance(s, PoseSequence):
             k = np.asarray(s, dtype=np.float32)
             s = PoseSequence(f"input{i}", "input", "input", k, np.zeros(k.shape[:2] + (3,), dtype=np.float32))
         seqs.append(s)
-    return WindowSet(seqs, [seq2seq_centres(len(s), frames, tds) for s in seqs], (frames - 1) // 2, tds,
-                     root, left, right, seq2seq=True)
+        centres.append(seq2seq_centres(len(s), frames, tds, overlap))
+        w = seq2seq_block_weights(len(centres[-1]) // tds, span, fade)            # (blocks, span)
+        weights.append(w[:, pos].reshape(-1, 2 * pad + 1))
+    windows = Seq2SeqWindows(seqs, centres, pad, tds, root, left, right, seq2seq=True)
+    windows.weights = np.concatenate(weights) if weights else np.zeros((0, 2 * pad + 1))
+    return windows
+
+
+def seq2seq_passes_per_frame(num_frames: int, frames: int, tds: int, overlap: float = SEQ2SEQ_OVERLAP,
+                             flip: bool = True) -> float:
+    """Forward passes of one T-frame window per output frame of :func:`predict_seq2seq` (centre
+    mode: 2 with flip averaging, 1 without)."""
+    n = len(seq2seq_centres(num_frames, frames, tds, overlap))
+    return n * (2 if flip else 1) / num_frames
 
 
 @torch.no_grad()
 def predict_seq2seq(model, windows: WindowSet, batch_size: int = 256, flip: bool = True, device=None,
                     amp: Optional[str] = None, progress: bool = True) -> np.ndarray:
     """Every output frame of every window (flip-averaged), put back at the frame it belongs to:
-    (total frames of ``windows.sequences``, J, 3) float32, root zeroed. A frame covered by several
-    windows (the last, end-aligned block; repeated edge frames) gets the mean of their outputs;
-    a frame no window covers is NaN (windows from :func:`seq2seq_windows` cover every frame)."""
+    (total frames of ``windows.sequences``, J, 3) float32, root zeroed. Each frame is the weighted
+    mean of the outputs that land on it, with the windows' ``weights`` (:class:`Seq2SeqWindows`;
+    equal weights for a plain WindowSet), so overlapping blocks cross-fade instead of meeting at
+    a seam. A frame no window covers is NaN (windows from :func:`seq2seq_windows` cover every
+    frame, each with positive weight)."""
     device = torch.device(device or next(model.parameters()).device)
     was_training = model.training
     model.eval()
     total = int(windows.lengths.sum())
     J = windows.keypoints.shape[1]
+    weights = getattr(windows, "weights", None)
     acc = np.zeros((total, J, 3), dtype=np.float64)
-    count = np.zeros(total, dtype=np.int64)
+    wsum = np.zeros(total, dtype=np.float64)
     for start in tqdm(range(0, len(windows), batch_size), desc="lift", unit="batch",
                       disable=None if progress else True, leave=False, mininterval=1.0):
         idx = np.arange(start, min(start + batch_size, len(windows)))
         x = windows.inputs(idx, flip=False).to(device)
-        with amp_autocast(device.type, amp):
-            pred = model(x).float()
-            if flip:
-                pred_f = model(windows.inputs(idx, flip=True).to(device)).float()
-                pred = (pred + flip_pose(pred_f, windows.left, windows.right)) / 2
+        x_f = windows.inputs(idx, flip=True).to(device) if flip else None
+        pred = flip_average(model, x, x_f, windows.left, windows.right, amp).cpu().numpy().reshape(-1, J, 3)
         frames = windows.frame_indices(idx).reshape(-1)
-        np.add.at(acc, frames, pred.cpu().numpy().reshape(-1, J, 3))
-        np.add.at(count, frames, 1)
+        w = np.ones(len(frames)) if weights is None else weights[idx].reshape(-1)
+        np.add.at(acc, frames, pred * w[:, None, None])
+        np.add.at(wsum, frames, w)
     model.train(was_training)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = (acc / count[:, None, None]).astype(np.float32)
+        out = (acc / wsum[:, None, None]).astype(np.float32)
     out[:, windows.root] = 0
     return out
 
@@ -143,12 +213,17 @@ MODES = ("center", "seq2seq")
 
 def predict_sequence(model, keypoints: np.ndarray, frames: int, tds: int, mode: str = "center",
                      batch_size: int = 256, device=None, amp: Optional[str] = None,
-                     progress: bool = False) -> np.ndarray:
+                     progress: bool = False, overlap: float = SEQ2SEQ_OVERLAP) -> np.ndarray:
     """Normalised 2D (F, 17, 2) in Human3.6M order -> root-relative 3D (F, 17, 3), flip-averaged.
 
-    ``mode="center"``: one window per frame, its centre kept (:func:`predict_centres`);
-    ``mode="seq2seq"``: non-overlapping windows, all their frames kept (:func:`predict_seq2seq`),
-    about ``frames`` times fewer forward passes. Output frame i belongs to input frame i in both.
+    ``mode="center"``: one window per frame, its centre kept (:func:`predict_centres`): 2 forward
+    passes of a T-frame window per frame (plain and mirrored).
+    ``mode="seq2seq"``: blocks of ``T*tds`` frames, each covered by ``tds`` interleaved windows
+    whose every output frame is kept (:func:`predict_seq2seq`); consecutive blocks share
+    ``overlap`` of a block (default half) and cross-fade over it, so there is no seam where they
+    meet. Forward passes per frame: about ``2 / ((1 - overlap) * T)`` (T=27: 0.15 at the default
+    overlap, 0.074 with ``overlap=0``, the non-overlapping blocks of earlier versions; see
+    :func:`seq2seq_passes_per_frame`). Output frame i belongs to input frame i in both modes.
     """
     from .data.skeleton import H36M_LEFT, H36M_RIGHT
 
@@ -156,7 +231,7 @@ def predict_sequence(model, keypoints: np.ndarray, frames: int, tds: int, mode: 
         windows = sequence_windows(keypoints, frames, tds, 0, H36M_LEFT, H36M_RIGHT)
         return predict_centres(model, windows, batch_size, device=device, amp=amp, progress=progress)
     if mode == "seq2seq":
-        windows = seq2seq_windows([keypoints], frames, tds, 0, H36M_LEFT, H36M_RIGHT)
+        windows = seq2seq_windows([keypoints], frames, tds, 0, H36M_LEFT, H36M_RIGHT, overlap=overlap)
         return predict_seq2seq(model, windows, batch_size, device=device, amp=amp, progress=progress)
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
@@ -173,10 +248,44 @@ def trained_window(checkpoint) -> tuple:
     return int(frames), int(tds)
 
 
+def lifting_window(checkpoint, fps: Optional[float], size, frames: Optional[int] = None,
+                   tds: Optional[int] = None, source: str = "<array>") -> tuple:
+    """``(frames, tds, (w, h))`` for lifting pixel keypoints, checked. ``frames``/``tds`` default
+    to the checkpoint's training window, tds scaled by fps/50 (``tds`` replaces ``fps``). Raises
+    UsageError (naming ``source``) for a missing or non-positive image size or a missing frame rate."""
+    from .errors import UsageError
+    from .keypoints import window_stride
+
+    if size is None:
+        raise UsageError(f"{source}: no image size; pass size=(width, height)")
+    if tds is None and fps is None:
+        raise UsageError(f"{source}: no frame rate; pass fps= (or tds=)")
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise UsageError(f"image size must be positive, got {w}x{h}")
+    train_frames, train_tds = trained_window(checkpoint)
+    return int(frames or train_frames), int(tds or window_stride(fps, train_tds)), (w, h)
+
+
+def lifting_model(checkpoint, device=None) -> torch.nn.Module:
+    """``checkpoint`` (a path, or a loaded model) as a model, moved to ``device`` if given."""
+    from .checkpoint import load_checkpoint
+
+    model = checkpoint if isinstance(checkpoint, torch.nn.Module) else load_checkpoint(checkpoint)
+    return model if device is None else model.to(device)
+
+
+def normalised_frames(xy: np.ndarray, size) -> np.ndarray:
+    """Pixel keypoints (..., J, 2) -> the model's screen-normalised float32 input."""
+    from .data.cameras import normalize_screen_coordinates
+
+    return normalize_screen_coordinates(xy, w=size[0], h=size[1]).astype(np.float32)
+
+
 def lift(keypoints, checkpoint, fps: Optional[float] = None, size=None, mode: str = "center",
          frames: Optional[int] = None, tds: Optional[int] = None, joints: Optional[str] = None,
          min_score: float = 0.3, batch_size: int = 256, device=None, amp: Optional[str] = None,
-         progress: bool = False) -> np.ndarray:
+         progress: bool = False, overlap: float = SEQ2SEQ_OVERLAP) -> np.ndarray:
     """Lift one person's pixel keypoints to root-relative 3D: (T, 17, 3) numpy, metres, camera axes.
 
     ``keypoints``: an array (T, J, 2) or (T, J, 3) with scores (Human3.6M order for 17 joints
@@ -184,30 +293,18 @@ def lift(keypoints, checkpoint, fps: Optional[float] = None, size=None, mode: st
     :func:`stcformer.read_keypoints` returned. ``checkpoint``: a path or a loaded model.
     ``fps`` and ``size=(width, height)`` are needed unless the file gives them (``tds`` replaces
     ``fps``). Joints under ``min_score`` and missing frames are filled from their neighbours in
-    time; ``mode`` is ``center`` or ``seq2seq`` (see :func:`predict_sequence`). ``frames``/``tds``
-    default to the checkpoint's training window, tds scaled by fps/50.
+    time; ``mode`` is ``center`` or ``seq2seq`` (``overlap``: the share of a seq2seq block that
+    the next one shares, see :func:`predict_sequence`). ``frames``/``tds`` default to the
+    checkpoint's training window, tds scaled by fps/50.
     """
-    from .checkpoint import load_checkpoint
-    from .data.cameras import normalize_screen_coordinates
     from .errors import UsageError
-    from .keypoints import as_keypoints, fill_gaps, window_stride
+    from .keypoints import as_keypoints, fill_gaps
 
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     kp = as_keypoints(keypoints, joints=joints, fps=fps, size=size)
-    if kp.size is None:
-        raise UsageError(f"{kp.path}: no image size; pass size=(width, height)")
-    if tds is None and kp.fps is None:
-        raise UsageError(f"{kp.path}: no frame rate; pass fps= (or tds=)")
-    w, h = kp.size
-    if w <= 0 or h <= 0:
-        raise UsageError(f"image size must be positive, got {w}x{h}")
-    train_frames, train_tds = trained_window(checkpoint)
-    frames = frames or train_frames
-    tds = tds or window_stride(kp.fps, train_tds)
+    frames, tds, size = lifting_window(checkpoint, kp.fps, kp.size, frames, tds, kp.path)
     xy, _ = fill_gaps(kp, min_score)
-    model = checkpoint if isinstance(checkpoint, torch.nn.Module) else load_checkpoint(checkpoint)
-    if device is not None:
-        model = model.to(device)
-    x = normalize_screen_coordinates(xy, w=w, h=h).astype(np.float32)
-    return predict_sequence(model, x, frames, tds, mode, batch_size, device=device, amp=amp, progress=progress)
+    model = lifting_model(checkpoint, device)
+    return predict_sequence(model, normalised_frames(xy, size), frames, tds, mode, batch_size, device=device,
+                            amp=amp, progress=progress, overlap=overlap)
