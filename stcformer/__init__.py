@@ -5,10 +5,10 @@ from .ops import stc_attention
 
 __version__ = "0.1.0"
 __all__ = ["STCFormer", "stc_attention", "load_checkpoint", "save_checkpoint", "CheckpointError",
-           "lift", "read_keypoints", "Keypoints"]
+           "lift", "read_keypoints", "Keypoints", "StreamLifter"]
 
-# imported on first use: stcformer.lift (stcformer.predict) and the keypoint readers
-_LAZY = {"lift": "predict", "read_keypoints": "keypoints", "Keypoints": "keypoints"}
+# imported on first use: stcformer.lift (stcformer.predict), the keypoint readers, online lifting
+_LAZY = {"lift": "predict", "read_keypoints": "keypoints", "Keypoints": "keypoints", "StreamLifter": "stream"}
 
 
 def __getattr__(name):
