@@ -48,28 +48,3 @@ def conv3x3(x_ptr, t, j, d, w_ptr, T, J, s_t, s_j, s_d, DH: tl.constexpr,
             w = tl.load(w_ptr + d * 9 + (u * 3 + v), mask=dm, other=0.0).to(tl.float32)
             acc += w * x
     return acc
-
-
-@triton.jit
-def conv3x3_wgrad(acc, g, x_ptr, t, j, d, T, J, s_t, s_j, s_d, DH: tl.constexpr,
-                  RANK3: tl.constexpr):
-    """acc[u*3+v, :] += sum over rows of g * x[t + u - 1, j + v - 1, :] (grad of the 3x3 taps).
-
-    acc: float32 (16, DHP) running sums, rows 0..8 the taps (row u*3+v), rows 9..15 untouched.
-    g: float32 grad_out of the rows, (R, DHP) or (F, JP, DHP) when RANK3, 0 on invalid rows.
-    x_ptr, t, j, d, s_*: as in ``conv3x3`` (broadcasting to g's shape). Returns the new acc.
-    """
-    dm = d < DH
-    tap = tl.arange(0, 16)
-    for u in tl.static_range(3):
-        for v in tl.static_range(3):
-            tt = t + (u - 1)
-            jj = j + (v - 1)
-            ok = (tt >= 0) & (tt < T) & (jj >= 0) & (jj < J) & dm
-            x = tl.load(x_ptr + tt * s_t + jj * s_j + d * s_d, mask=ok, other=0.0).to(tl.float32)
-            if RANK3:
-                contrib = tl.sum(tl.sum(g * x, axis=1), axis=0)
-            else:
-                contrib = tl.sum(g * x, axis=0)
-            acc += tl.where(tap[:, None] == (u * 3 + v), contrib[None, :], 0.0)
-    return acc

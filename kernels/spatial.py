@@ -8,13 +8,14 @@ Spatial channel c = h*DH + d has its q, k, v in the head's run of 3*DH values st
 3*h*DH (see ``common`` for SD / SW); its output goes to out[b, t, j, 2*DH*h + d].
 
 The backward is persistent: program (b, head, split) walks frame groups split, split + NSPLIT,
-... and keeps the partial sums of grad w (3x3 taps) and grad b / grad spe (per joint) in
-registers, writing them once at the end (the launcher reduces NSPLIT * B * H small partials).
+...; the gradients of w, b and spe are not reduced here but in one pass over both halves
+(``conv.conv_grad_kernel``): a per-tap reduction across each tile costs more than the
+attention backward itself.
 """
 import triton
 import triton.language as tl
 
-from .common import LN2, LOG2E, conv3x3, conv3x3_wgrad
+from .common import LN2, LOG2E, conv3x3
 
 
 @triton.jit
@@ -58,10 +59,12 @@ def spatial_fwd_kernel(
     k = tl.load(base + SW + offs, mask=m3, other=0.0)
     v = tl.load(base + 2 * SW + offs, mask=m3, other=0.0)
 
-    s = tl.dot(q, tl.permute(k, (0, 2, 1)), input_precision=DOT_PREC) * (scale * LOG2E)
+    # raw scores; the scale is folded into the exp2 argument (one FFMA per score)
+    qk_scale = scale * LOG2E
+    s = tl.dot(q, tl.permute(k, (0, 2, 1)), input_precision=DOT_PREC)
     s = tl.where(tl.arange(0, JP)[None, None, :] < J, s, float("-inf"))  # padded key slots
-    mx = tl.max(s, axis=2)
-    p = tl.exp2(s - mx[:, :, None])
+    mx = tl.max(s, axis=2) * qk_scale
+    p = tl.exp2(s * qk_scale - mx[:, :, None])
     l = tl.sum(p, axis=2)
     o = tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC) / l[:, :, None]
 
@@ -77,7 +80,7 @@ def spatial_fwd_kernel(
 
 @triton.jit
 def spatial_bwd_kernel(
-    qkv_ptr, w_ptr, do_ptr, lse_ptr, dqkv_ptr, pw_ptr, pj_ptr,
+    qkv_ptr, w_ptr, do_ptr, lse_ptr, dqkv_ptr,
     T, J, NSPLIT,
     s_qb, s_qt, s_qj,
     s_gb, s_gt, s_gj,
@@ -86,15 +89,13 @@ def spatial_bwd_kernel(
     H: tl.constexpr, DH: tl.constexpr, DHP: tl.constexpr, JP: tl.constexpr,
     FRAMES: tl.constexpr, SD: tl.constexpr, SW: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
-    """Spatial half, backward: grads of q_s, k_s, v_s and per-program partials of w_s, b_s, spe_s.
+    """Spatial half, backward: grads of q_s, k_s, v_s (the conv's adjoint included).
 
     P is recomputed from lse (nothing of size J x J was saved); a frame's keys are all in the
     tile, so delta = rowsum(P * dP) is exact here.
     Pointers: qkv (B, T, J, 3C) strides (s_q*, 1); w (C/2, 1, 3, 3) contiguous; grad_out
     (B, T, J, C) strides (s_g*, 1); lse (B, H, T, J) float32 contiguous; grad_qkv strides
-    (s_d*, 1), same layout as qkv (only the spatial channels are written here); pw float32
-    (B * H * NSPLIT, 16, DHP): rows 0..8 the program's sums for the 3x3 taps of w, rows 9..15
-    zero; pj float32 (B * H * NSPLIT, JP, DHP): the program's sum of grad_out per joint.
+    (s_d*, 1), same layout as qkv (only the spatial channels are written here).
     Constexprs as in ``spatial_fwd_kernel``.
     Grid: (B * H * NSPLIT,), program = (b * H + h) * NSPLIT + split.
     """
@@ -115,24 +116,22 @@ def spatial_bwd_kernel(
     g_ptr = do_ptr + b.to(tl.int64) * s_gb + 2 * h * DH
     dbase = dqkv_ptr + b.to(tl.int64) * s_db + 3 * h * DH
     w_h = w_ptr + h * DH * 9
-    taps = tl.zeros([16, DHP], dtype=tl.float32)
-    rows = tl.zeros([JP, DHP], dtype=tl.float32)
     for grp in range(split, tl.cdiv(T, FRAMES), NSPLIT):
         t2 = grp * FRAMES + f2
         t = t2[:, :, None]
-        row_ok = (t < T) & (j < J)
-        m3 = row_ok & (d < DH)
+        m3 = (t < T) & (j < J) & (d < DH)
         offs = t * s_qt + j * s_qj + d * SD
         q = tl.load(base + offs, mask=m3, other=0.0)
         k = tl.load(base + SW + offs, mask=m3, other=0.0)
         v = tl.load(base + 2 * SW + offs, mask=m3, other=0.0)
-        do_raw = tl.load(g_ptr + t * s_gt + j * s_gj + d, mask=m3, other=0.0)
-        do = do_raw.to(v.dtype)
+        do = tl.load(g_ptr + t * s_gt + j * s_gj + d, mask=m3, other=0.0).to(v.dtype)
+        # padded rows read lse = +inf, so their P is 0 without a row mask; padded key slots
+        # (score 0) are masked: their exp2(-lse) could overflow
         lse = tl.load(lse_ptr + (bh.to(tl.int64) * T + t2) * J + j2, mask=(t2 < T) & (j2 < J),
-                      other=0.0)
+                      other=float("inf")) * LOG2E
 
-        s = tl.dot(q, tl.permute(k, (0, 2, 1)), input_precision=DOT_PREC) * qk_scale
-        p = tl.where(row_ok & key_ok, tl.exp2(s - (lse * LOG2E)[:, :, None]), 0.0)
+        s = tl.dot(q, tl.permute(k, (0, 2, 1)), input_precision=DOT_PREC)
+        p = tl.where(key_ok, tl.exp2(s * qk_scale - lse[:, :, None]), 0.0)
         dp = tl.dot(do, tl.permute(v, (0, 2, 1)), input_precision=DOT_PREC)
         delta = tl.sum(p * dp, axis=2)
         ds = p * (dp - delta[:, :, None])
@@ -148,11 +147,3 @@ def spatial_bwd_kernel(
         tl.store(dbase + SW + doffs, dk.to(ety), mask=m3)
         tl.store(dbase + 2 * SW + doffs, dv.to(ety), mask=m3)
 
-        dof = do_raw.to(tl.float32)
-        taps = conv3x3_wgrad(taps, dof, base + 2 * SW, t, j, d, T, J, s_qt, s_qj, SD, DH, True)
-        rows += tl.sum(dof, axis=0)
-
-    tap = tl.arange(0, 16)[:, None]
-    dd = tl.arange(0, DHP)[None, :]
-    tl.store(pw_ptr + pid.to(tl.int64) * 16 * DHP + tap * DHP + dd, taps)
-    tl.store(pj_ptr + pid.to(tl.int64) * JP * DHP + tl.arange(0, JP)[:, None] * DHP + dd, rows)

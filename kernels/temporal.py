@@ -13,18 +13,19 @@ with an online softmax; with BLOCK_N >= T (T <= 256 on a GPU: 27, 81, 243) that 
 a plain softmax with K and V loaded once. Only the row log-sum-exp is saved.
 
 Backward, whole row (T <= BLOCK_N): one program per (b, joints, head) holds all T keys, their
-dK / dV accumulators and walks the query blocks once: P from the lse, dP = dO V^T,
-delta = rowsum(P * dP) in place (the whole key row is there), dS = P (dP - delta), dQ of the
-block written at once; 5 dots and 1 exp per score, no separate delta kernel, no atomics.
+dK / dV accumulators and walks the query blocks once, key-stationary: P^T from the lse,
+dP^T = V dO^T, delta = column sums of P^T * dP^T in place (the whole key row is there),
+dS^T = P^T (dP^T - delta), dQ of the block written at once; 5 dots and 1 exp per score, no
+separate delta kernel, no atomics.
 
 Backward, streaming (T > BLOCK_N): ``temporal_bwd_delta_kernel`` computes delta from out, then
 ``temporal_bwd_kernel`` programs own BLOCK frames as keys (dK, dV over all query blocks) and then
-as queries (dQ over all key blocks).
+as queries (dQ over all key blocks). The gradients of w, b and spe come from ``conv``.
 """
 import triton
 import triton.language as tl
 
-from .common import LN2, LOG2E, conv3x3, conv3x3_wgrad
+from .common import LN2, LOG2E, conv3x3
 
 
 @triton.jit
@@ -92,6 +93,8 @@ def temporal_fwd_kernel(
     q = tl.load(base + tq[:, None] * s_qt + jq[:, None] * s_qj + d[None, :] * SD, mask=m2, other=0.0)
     qk_scale = scale * LOG2E
 
+    # online softmax on raw scores: the running max m_i is unscaled and the scale rides in
+    # the exp2 argument (one FFMA per score); padded keys get -inf by one add per score
     m_i = tl.full([NB * BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([NB * BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([NB * BLOCK_M, DHP], dtype=tl.float32)
@@ -102,11 +105,14 @@ def temporal_fwd_kernel(
         kv_off = tk[:, None] * s_qt + jk[:, None] * s_qj + d[None, :] * SD
         k = tl.load(base + SW + kv_off, mask=kv_mask, other=0.0)
         v = tl.load(base + 2 * SW + kv_off, mask=kv_mask, other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * qk_scale
-        s = tl.where(km[None, :] & _same(jq, jk, NB), s, float("-inf"))
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC)
+        if NB == 1:
+            s += tl.where(km, 0.0, float("-inf"))[None, :]
+        else:
+            s = tl.where(km[None, :] & _same(jq, jk, NB), s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
+        alpha = tl.exp2((m_i - m_new) * qk_scale)
+        p = tl.exp2(s * qk_scale - (m_new * qk_scale)[:, None])
         l_i = l_i * alpha + tl.sum(p, axis=1)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC)
         m_i = m_new
@@ -121,12 +127,13 @@ def temporal_fwd_kernel(
     o_ptr = out_ptr + b.to(tl.int64) * s_ob + 2 * h * DH + DH
     tl.store(o_ptr + tq[:, None] * s_ot + jq[:, None] * s_oj + d[None, :],
              o.to(out_ptr.dtype.element_ty), mask=m2)
-    tl.store(lse_ptr + (bh.to(tl.int64) * J + jq) * T + tq, (m_i + tl.log2(l_i)) * LN2, mask=qm)
+    tl.store(lse_ptr + (bh.to(tl.int64) * J + jq) * T + tq, (m_i * qk_scale + tl.log2(l_i)) * LN2,
+             mask=qm)
 
 
 @triton.jit
 def temporal_bwd_row_kernel(
-    qkv_ptr, w_ptr, do_ptr, lse_ptr, dqkv_ptr, pw_ptr, pj_ptr,
+    qkv_ptr, w_ptr, do_ptr, lse_ptr, dqkv_ptr,
     T, J,
     s_qb, s_qt, s_qj,
     s_gb, s_gt, s_gj,
@@ -136,20 +143,20 @@ def temporal_bwd_row_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SD: tl.constexpr, SW: tl.constexpr,
     DOT_PREC: tl.constexpr,
 ):
-    """Temporal half, backward, whole key row per program (T <= BLOCK_N).
+    """Temporal half, backward, whole key row per program (T <= BLOCK_N), key-stationary.
 
+    The program holds all T keys (K, V and the dK / dV accumulators) and streams the query
+    blocks: S^T = K Q^T and dP^T = V dO^T are (keys, queries) tiles, so P^T and dS^T are
+    the register operands of dV += P^T dO and dK += dS^T Q; only dQ = dS K needs a transpose.
+    delta = rowsum(P * dP) is exact here (the whole key row is in the tile).
     Pointers: qkv (B, T, J, 3C) strides (s_q*, 1); w (C/2, 1, 3, 3) contiguous; grad_out
     (B, T, J, C) strides (s_g*, 1); lse (B, H, J, T) float32 contiguous; grad_qkv strides
-    (s_d*, 1), qkv's layout (only the temporal channels are written here); pw float32
-    (n_programs, 16, DHP): rows 0..8 the program's sums for the 3x3 taps of w, rows 9..15
-    zero; pj float32 (n_programs, NB, DHP): the program's sum of grad_out per joint (grad b,
-    grad spe; rows of joints >= J are zero).
+    (s_d*, 1), qkv's layout (only the temporal channels are written here).
     Constexprs: as in ``temporal_fwd_kernel``; BLOCK_N >= T.
     Grid: (B * H * cdiv(J, NB),), program = (b * H + h) * cdiv(J, NB) + joint group.
     """
     _tb, jg, bh, h, b = _coords(tl.program_id(0), T, J, H, NB, BLOCK_N)
     HALF: tl.constexpr = H * DH
-    pid = tl.program_id(0)
 
     jk, tk = _rows(jg, 0, NB, BLOCK_N)
     d = tl.arange(0, DHP)
@@ -175,17 +182,21 @@ def temporal_bwd_row_kernel(
                     other=0.0)
         do = tl.load(g_ptr + tq[:, None] * s_gt + jq[:, None] * s_gj + d[None, :], mask=q_mask,
                      other=0.0).to(q.dtype)
-        lse = tl.load(lse_ptr + (bh.to(tl.int64) * J + jq) * T + tq, mask=qm, other=0.0) * LOG2E
-        s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * qk_scale
-        p = tl.where(qm[:, None] & km[None, :] & _same(jq, jk, NB), tl.exp2(s - lse[:, None]), 0.0)
-        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
-        delta = tl.sum(p * dp, axis=1)
-        ds = p * (dp - delta[:, None])
-        dq = tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC) * scale
+        # padded queries read lse = +inf: their column of P^T is 0 without a mask
+        lse = tl.load(lse_ptr + (bh.to(tl.int64) * J + jq) * T + tq, mask=qm,
+                      other=float("inf")) * LOG2E
+        s_t = tl.dot(k, tl.trans(q), input_precision=DOT_PREC)          # (keys, queries)
+        p_t = tl.exp2(s_t * qk_scale - lse[None, :])
+        # padded keys (score 0) are masked: their exp2(-lse) could overflow
+        p_t = tl.where(km[:, None] & _same(jk, jq, NB), p_t, 0.0)
+        dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)
+        delta = tl.sum(p_t * dp_t, axis=0)
+        ds_t = p_t * (dp_t - delta[None, :])
+        dv += tl.dot(p_t.to(v.dtype), do, input_precision=DOT_PREC)
+        dk += tl.dot(ds_t.to(q.dtype), q, input_precision=DOT_PREC)
+        dq = tl.dot(tl.trans(ds_t).to(k.dtype), k, input_precision=DOT_PREC) * scale
         tl.store(dbase + tq[:, None] * s_dt + jq[:, None] * s_dj + d[None, :] * SD, dq.to(ety),
                  mask=q_mask)
-        dk += tl.dot(tl.trans(ds).to(q.dtype), q, input_precision=DOT_PREC)
-        dv += tl.dot(tl.trans(p).to(v.dtype), do, input_precision=DOT_PREC)
 
     dk *= scale
     # adjoint conv: grad_out of the 3x3 neighbours (other joints too) flows into dV
@@ -194,26 +205,6 @@ def temporal_bwd_row_kernel(
     d_off = tk[:, None] * s_dt + jk[:, None] * s_dj + d[None, :] * SD
     tl.store(dbase + SW + d_off, dk.to(ety), mask=k_mask)
     tl.store(dbase + 2 * SW + d_off, dv.to(ety), mask=k_mask)
-
-    # the program's share of grad w (3x3 taps) and of grad b / grad spe (per joint)
-    dof = tl.load(g_ptr + tk[:, None] * s_gt + jk[:, None] * s_gj + d[None, :], mask=k_mask,
-                  other=0.0).to(tl.float32)
-    taps = conv3x3_wgrad(tl.zeros([16, DHP], dtype=tl.float32), dof, base + 2 * SW,
-                         tk[:, None], jk[:, None], d[None, :], T, J, s_qt, s_qj, SD, DH, False)
-    _store_partials(pw_ptr, pj_ptr, pid, taps, dof, NB, BLOCK_N, DHP)
-
-
-@triton.jit
-def _store_partials(pw_ptr, pj_ptr, pid, taps, dof, NB: tl.constexpr, BLOCK: tl.constexpr,
-                    DHP: tl.constexpr):
-    """pw[pid] = taps (16, DHP); pj[pid] = per-joint sums of dof (NB * BLOCK, DHP) -> (NB, DHP)."""
-    d = tl.arange(0, DHP)[None, :]
-    tl.store(pw_ptr + pid.to(tl.int64) * 16 * DHP + tl.arange(0, 16)[:, None] * DHP + d, taps)
-    if NB == 1:
-        per_joint = tl.sum(dof, axis=0)[None, :]
-    else:
-        per_joint = tl.sum(tl.reshape(dof, (NB, BLOCK, DHP)), axis=1)
-    tl.store(pj_ptr + pid.to(tl.int64) * NB * DHP + tl.arange(0, NB)[:, None] * DHP + d, per_joint)
 
 
 @triton.jit
@@ -257,7 +248,7 @@ def temporal_bwd_delta_kernel(
 
 @triton.jit
 def temporal_bwd_kernel(
-    qkv_ptr, w_ptr, do_ptr, lse_ptr, delta_ptr, dqkv_ptr, pw_ptr, pj_ptr,
+    qkv_ptr, w_ptr, do_ptr, lse_ptr, delta_ptr, dqkv_ptr,
     T, J,
     s_qb, s_qt, s_qj,
     s_gb, s_gt, s_gj,
@@ -266,7 +257,7 @@ def temporal_bwd_kernel(
     H: tl.constexpr, DH: tl.constexpr, DHP: tl.constexpr, NB: tl.constexpr,
     BLOCK: tl.constexpr, SD: tl.constexpr, SW: tl.constexpr, DOT_PREC: tl.constexpr,
 ):
-    """Streaming backward, step 2: grads of q_t, k_t, v_t and partials of w_t, b_t, spe_t.
+    """Streaming backward, step 2: grads of q_t, k_t, v_t (the conv's adjoint included).
 
     A program first takes its BLOCK frames as keys (dK, dV over all query blocks, plus the
     adjoint conv into dV), then as queries (dQ over all key blocks): every element of grad_qkv
@@ -321,16 +312,9 @@ def temporal_bwd_kernel(
     tl.store(dbase + SW + d_off, dk.to(ety), mask=m2)
     tl.store(dbase + 2 * SW + d_off, dv.to(ety), mask=m2)
 
-    # this program's share of grad w (3x3 taps) and of grad b / grad spe
-    do_rows = tl.load(g_ptr + g_off, mask=m2, other=0.0)
-    dof = do_rows.to(tl.float32)
-    taps = conv3x3_wgrad(tl.zeros([16, DHP], dtype=tl.float32), dof, base + 2 * SW,
-                         t[:, None], j[:, None], d[None, :], T, J, s_qt, s_qj, SD, DH, False)
-    _store_partials(pw_ptr, pj_ptr, pid, taps, dof, NB, BLOCK, DHP)
-
     # this program's frames as queries: dQ = scale * dS K over all key blocks
     q = tl.load(base + off, mask=m2, other=0.0)
-    do = do_rows.to(q.dtype)
+    do = tl.load(g_ptr + g_off, mask=m2, other=0.0).to(q.dtype)
     lse2 = tl.load(lse_ptr + stat + t, mask=tm, other=0.0) * LOG2E
     delta = tl.load(delta_ptr + stat + t, mask=tm, other=0.0)
     dq = tl.zeros([NB * BLOCK, DHP], dtype=tl.float32)

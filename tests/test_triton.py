@@ -117,6 +117,18 @@ def test_small_blocks(dev, dtype):
               layout="head_major" if dtype == torch.float16 else "interleaved")
 
 
+@pytest.mark.parametrize("dtype,block_n_fwd", [(torch.float32, 16), (torch.float16, 64)])
+def test_gpu_profile_whole_row(dev, dtype, block_n_fwd):
+    """The GPU block shapes with the whole-row backward: one joint per temporal program, a
+    tail-masked key block in the forward, the key-stationary backward over two query blocks
+    (a ragged last one), and the w / b / spe gradients summed over several frame chunks."""
+    with tb.override_config(profile="gpu", block_n_fwd=block_n_fwd, nchunk=3, frames_conv=2):
+        cfg = tb.Config(1, 37, 5, 2, 16, dtype)
+        assert cfg.row_bwd and cfg.NB == 1 and cfg.BLOCK_M_BWD < 37 and cfg.NCHUNK == 3
+        check((1, 37, 5, 64, 2), dtype, dev, memory="sliced",
+              layout="head_major" if dtype == torch.float16 else "interleaved")
+
+
 def test_whole_row_several_query_blocks(dev):
     """The whole-row temporal backward with several query blocks and a ragged last one."""
     with tb.override_config(block_m=16, block_m_bwd=16, frames=2, frames_bwd=2, nsplit=2):

@@ -6,9 +6,9 @@ defined with ``torch.library.triton_op`` (kernels launched through ``wrap_triton
 ``register_autograd`` makes the forward differentiable, and torch.compile(fullgraph=True) takes
 them without graph breaks (as opaque ops by default, see ``INLINE_IN_GRAPHS``).
 
-Launches per call: forward 2 (spatial, temporal); backward 2 for T <= 256 (spatial persistent,
-temporal whole-row), 3 above (temporal delta + streaming), plus the small torch reductions of
-the w / b / spe partials (deterministic, no atomics).
+Launches per call: forward 2 (spatial, temporal); backward 4 for T <= 256 (spatial persistent,
+temporal whole-row, the conv / bias / spe gradients of both halves and their deterministic
+reduction), 5 above (temporal delta + streaming); no torch kernels besides the allocations.
 Precision: softmax and accumulation in float32; float32 inputs use 3xTF32 dots (float32-level
 accuracy on the tensor cores; $STCFORMER_TRITON_FP32_DOT=ieee|tf32 to change), 16-bit inputs feed
 the tensor cores with 16-bit P / dS (flash-attention style).
@@ -26,6 +26,7 @@ from torch import Tensor
 from torch.library import triton_op
 from torch.library import wrap_triton as _wrap_triton
 
+from stcformer.kernels.conv import conv_grad_kernel, conv_grad_reduce_kernel
 from stcformer.kernels.spatial import spatial_bwd_kernel, spatial_fwd_kernel
 from stcformer.kernels.temporal import (temporal_bwd_delta_kernel, temporal_bwd_kernel,
                                         temporal_bwd_row_kernel, temporal_fwd_kernel)
@@ -41,8 +42,9 @@ MAX_J = 64        # the joints of one frame live in one tile
 MAX_ROW_T = 256   # temporal backward keeps the whole key row in one program up to this T
 
 # knobs of ``override_config`` (see there); empty: the launcher's choice
-CONFIG_KNOBS = ("profile", "frames", "frames_bwd", "block_m", "block_m_bwd", "block_n", "nsplit", "nb",
-                "stream_block", "warps_s", "warps_fwd_t", "warps_bwd_t")
+CONFIG_KNOBS = ("profile", "frames", "frames_bwd", "block_m", "block_m_bwd", "block_n", "block_n_fwd",
+                "nsplit", "nb", "stream_block", "warps_s", "warps_fwd_t", "warps_bwd_t", "frames_conv",
+                "nchunk")
 _overrides: dict = {}
 
 
@@ -51,8 +53,9 @@ def override_config(**knobs):
     """Force block shapes / launch parameters of every launch inside (tuning sweeps, tests).
 
     Knobs (``Config`` attributes): profile ("gpu" or "interpreter"), frames, frames_bwd,
-    block_m, block_m_bwd, block_n, nsplit, nb, stream_block (forces the streaming temporal
-    backward with this block), warps_s, warps_fwd_t, warps_bwd_t. Not thread-safe; nests.
+    block_m, block_m_bwd, block_n, block_n_fwd, nsplit, nb, stream_block (forces the streaming
+    temporal backward with this block), warps_s, warps_fwd_t, warps_bwd_t, frames_conv, nchunk.
+    Not thread-safe; nests.
     """
     unknown = set(knobs) - set(CONFIG_KNOBS)
     if unknown:
@@ -97,9 +100,10 @@ class Config:
     """Block shapes and launch parameters for one problem shape.
 
     GPU: spatial tiles of FRAMES x JP rows (8 x 32 forward, 4 x 32 backward for J = 17), the
-    backward persistent over about 4 programs per SM; temporal query blocks of 64 (forward) or
-    32 (backward) frames against the whole key row (T <= 256). Interpreter: it pays per
-    operation, not per element, so programs take many frames (far fewer programs, same code).
+    backward persistent over about 4 programs per SM; temporal query blocks of 64 frames against
+    128-frame key blocks (forward), the whole key row (T <= 256) against 32-frame query blocks
+    (backward). Interpreter: it pays per operation, not per element, so programs take many
+    frames (far fewer programs, same code).
     """
 
     def __init__(self, B: int, T: int, J: int, num_heads: int, dh: int, dtype: torch.dtype,
@@ -113,42 +117,55 @@ class Config:
         self.BLOCK_N = min(MAX_ROW_T, n_t)
         self.STREAM = o.get("stream_block", 64 if profile == "gpu" else min(128, n_t))
         if profile == "gpu":
-            # measured on an H200 (bf16, B=42, T=243): query blocks of 128 frames against the
-            # whole key row beat 64 (forward) and 32 (backward) by 1.5x over the op
+            # Register budget (sm_90, checked with bench/kernel_report.py): each kernel under
+            # ~168 registers so that at least 12 warps are resident per SM, no spills.
             self.NB = 1
             self.FRAMES = max(1, min(256 // self.JP, n_t))
             self.FRAMES_BWD = max(1, min(128 // self.JP, n_t))
-            self.BLOCK_M = min(128, self.BLOCK_N)
-            self.BLOCK_M_BWD = min(128, self.BLOCK_N)
+            # forward: 64 query frames per program against 128-frame key blocks (online
+            # softmax); backward: the whole key row, key-stationary, 32 query frames a step
+            self.BLOCK_M = min(64, self.BLOCK_N)
+            self.BLOCK_N_FWD = min(128, self.BLOCK_N)
+            self.BLOCK_M_BWD = min(32, self.BLOCK_N)
             if dtype == torch.float32:
-                # 3xTF32 dots triple the operand tiles: whole-row float32 tiles spill (measured
-                # 14x slower at T=243), so float32 streams 64-frame key blocks like flash attention
+                # 3xTF32 dots triple the operand tiles: float32 streams 64-frame key blocks
                 self.BLOCK_N = min(64, self.BLOCK_N)
-                self.BLOCK_M = self.BLOCK_M_BWD = min(64, self.BLOCK_N)
+                self.BLOCK_N_FWD = self.BLOCK_M = min(64, self.BLOCK_N)
+                self.BLOCK_M_BWD = min(32, self.BLOCK_N)
             groups = -(-T // self.FRAMES_BWD)
             self.NSPLIT = max(1, min(groups, -(-4 * sm_count // max(1, B * num_heads))))
-            # H200 sweep, bf16 T=243 B=42: 4 warps 3.40 ms, 8 warps 3.55 ms (op fwd+bwd)
             self.warps_fwd_t = 4
             self.warps_bwd_t = 8 if self.BLOCK_N >= 128 else 4
             self.warps_s = 4
+            # parameter gradients: 2 x JP x DHP tiles, about 8 programs per SM
+            self.FRAMES_CONV = 2
+            self.NCHUNK = max(1, min(-(-T // 2), -(-8 * sm_count // max(1, 2 * B * num_heads))))
+            self.warps_conv = 4
         else:  # tiles of up to 1024 rows: numpy does not mind, the op count is what costs
             self.FRAMES = self.FRAMES_BWD = max(1, min(n_t, 1024 // self.JP))
             self.BLOCK_M = self.BLOCK_M_BWD = min(128, self.BLOCK_N)
+            self.BLOCK_N_FWD = self.BLOCK_N
             # joints per temporal program: a power of 2 (tile rows), up to ~1024 rows
             self.NB = min(_np2(J, 1), 1 << (1024 // max(self.BLOCK_N, self.STREAM)).bit_length() - 1)
             self.NSPLIT = 1
             self.warps_fwd_t = self.warps_bwd_t = self.warps_s = 4
+            self.FRAMES_CONV = max(1, min(n_t, 1024 // self.JP))
+            self.NCHUNK = 1
+            self.warps_conv = 4
         self.FRAMES = o.get("frames", self.FRAMES)
         self.FRAMES_BWD = o.get("frames_bwd", self.FRAMES_BWD)
         self.BLOCK_M = o.get("block_m", self.BLOCK_M)
         self.BLOCK_M_BWD = o.get("block_m_bwd", self.BLOCK_M_BWD)
         self.BLOCK_N = o.get("block_n", self.BLOCK_N)
+        self.BLOCK_N_FWD = min(o.get("block_n_fwd", self.BLOCK_N_FWD), self.BLOCK_N)
         self.NSPLIT = o.get("nsplit", self.NSPLIT)
         self.NB = o.get("nb", self.NB)
         self.row_bwd = T <= self.BLOCK_N and "stream_block" not in o
         self.warps_s = o.get("warps_s", self.warps_s)
         self.warps_fwd_t = o.get("warps_fwd_t", self.warps_fwd_t)
         self.warps_bwd_t = o.get("warps_bwd_t", self.warps_bwd_t)
+        self.FRAMES_CONV = o.get("frames_conv", self.FRAMES_CONV)
+        self.NCHUNK = o.get("nchunk", self.NCHUNK)
         # float32 dots: 3xTF32 (about float32 accuracy on the tensor cores; "ieee" is ~10x
         # slower on an H100, plain "tf32" ~1e-3 relative error)
         self.DOT_PREC = FP32_DOT_PRECISION if dtype == torch.float32 else "tf32"
@@ -219,7 +236,7 @@ def stc_attention_triton_fwd(
     n_jg = triton.cdiv(J, cfg.NB)
     wrap_triton(temporal_fwd_kernel)[(B * H * n_jg * triton.cdiv(T, cfg.BLOCK_M),)](
         qkv, w_t, b_t, spe_t_, out, lse_t, T, J, *strides, scale, NB=cfg.NB,
-        BLOCK_M=cfg.BLOCK_M, BLOCK_N=cfg.BLOCK_N, HAS_SPE=spe_t is not None,
+        BLOCK_M=cfg.BLOCK_M, BLOCK_N=cfg.BLOCK_N_FWD, HAS_SPE=spe_t is not None,
         num_warps=cfg.warps_fwd_t, **common)
     return out, lse_s, lse_t
 
@@ -247,49 +264,44 @@ def stc_attention_triton_bwd(
     common = dict(H=H, DH=dh, DHP=DHP, **_layout(head_major, dh))
     strides = (*qkv.stride()[:3], *grad_out.stride()[:3], *grad_qkv.stride()[:3])
 
-    # spatial half: persistent programs, register-held partials of grad w / b / spe
-    n_s = B * H * cfg.NSPLIT
-    pw_s = torch.empty((B, H, cfg.NSPLIT, 16, DHP), device=dev, dtype=torch.float32)
-    pj_s = torch.empty((B, H, cfg.NSPLIT, cfg.JP, DHP), device=dev, dtype=torch.float32)
-    wrap_triton(spatial_bwd_kernel)[(n_s,)](
-        qkv, w_s_, grad_out, lse_s, grad_qkv, pw_s, pj_s, T, J, cfg.NSPLIT, *strides, scale,
+    # spatial half: persistent programs over frame groups
+    wrap_triton(spatial_bwd_kernel)[(B * H * cfg.NSPLIT,)](
+        qkv, w_s_, grad_out, lse_s, grad_qkv, T, J, cfg.NSPLIT, *strides, scale,
         JP=cfg.JP, FRAMES=cfg.FRAMES_BWD, DOT_PREC=cfg.DOT_PREC, num_warps=cfg.warps_s, **common)
 
     # temporal half
     NB, n_jg = cfg.NB, triton.cdiv(J, cfg.NB)
     if cfg.row_bwd:
-        pw_t = torch.empty((B, H, n_jg, 1, 16, DHP), device=dev, dtype=torch.float32)
-        pj_t = torch.empty((B, H, n_jg, 1, NB, DHP), device=dev, dtype=torch.float32)
         wrap_triton(temporal_bwd_row_kernel)[(B * H * n_jg,)](
-            qkv, w_t_, grad_out, lse_t, grad_qkv, pw_t, pj_t, T, J, *strides, scale, NB=NB,
+            qkv, w_t_, grad_out, lse_t, grad_qkv, T, J, *strides, scale, NB=NB,
             BLOCK_M=cfg.BLOCK_M_BWD, BLOCK_N=cfg.BLOCK_N, DOT_PREC=cfg.DOT_PREC,
             num_warps=cfg.warps_bwd_t, **common)
     else:
-        n_tb = triton.cdiv(T, cfg.STREAM)
-        grid = (B * H * n_jg * n_tb,)
+        grid = (B * H * n_jg * triton.cdiv(T, cfg.STREAM),)
         spe_t_ = spe_t.contiguous() if spe_t is not None else b_t_
         delta = torch.empty((B, H, J, T), device=dev, dtype=torch.float32)
         wrap_triton(temporal_bwd_delta_kernel)[grid](
             qkv, w_t_, b_t_, spe_t_, out, grad_out, delta, T, J,
             *qkv.stride()[:3], *out.stride()[:3], *grad_out.stride()[:3],
             NB=NB, BLOCK=cfg.STREAM, HAS_SPE=spe_t is not None, num_warps=4, **common)
-        pw_t = torch.empty((B, H, n_jg, n_tb, 16, DHP), device=dev, dtype=torch.float32)
-        pj_t = torch.empty((B, H, n_jg, n_tb, NB, DHP), device=dev, dtype=torch.float32)
         wrap_triton(temporal_bwd_kernel)[grid](
-            qkv, w_t_, grad_out, lse_t, delta, grad_qkv, pw_t, pj_t, T, J, *strides, scale,
+            qkv, w_t_, grad_out, lse_t, delta, grad_qkv, T, J, *strides, scale,
             NB=NB, BLOCK=cfg.STREAM, DOT_PREC=cfg.DOT_PREC, num_warps=4, **common)
 
-    # deterministic reductions of the per-program partials
-    taps_s = pw_s[..., :9, :dh].sum(dim=(0, 2))                 # (H, 9, dh)
-    taps_t = pw_t[..., :9, :dh].sum(dim=(0, 2, 3))              # (H, 9, dh)
-    rows_s = pj_s[..., :J, :dh].sum(dim=(0, 2))                 # (H, J, dh)
-    rows_t = pj_t[..., :dh].sum(dim=(0, 3)).reshape(H, n_jg * NB, dh)[:, :J]  # (H, J, dh)
-    g_ws = taps_s.transpose(1, 2).reshape(half, 1, 3, 3).to(w_s.dtype)
-    g_wt = taps_t.transpose(1, 2).reshape(half, 1, 3, 3).to(w_t.dtype)
-    g_bs = rows_s.sum(dim=1).reshape(half).to(b_s.dtype)
-    g_bt = rows_t.sum(dim=1).reshape(half).to(b_t.dtype)
-    g_spe_s = rows_s.sum(dim=0).to(spe_dtype(spe_s))
-    g_spe_t = rows_t.sum(dim=0).to(spe_dtype(spe_t))
+    # grads of w, b, spe of both halves: per-program partials, then a fixed-order reduction
+    n_c = B * 2 * H * cfg.NCHUNK
+    pw = torch.empty((n_c, 16, DHP), device=dev, dtype=torch.float32)
+    pj = torch.empty((n_c, cfg.JP, DHP), device=dev, dtype=torch.float32)
+    wrap_triton(conv_grad_kernel)[(n_c,)](
+        qkv, grad_out, pw, pj, T, J, cfg.NCHUNK, *qkv.stride()[:3], *grad_out.stride()[:3],
+        JP=cfg.JP, FRAMES=cfg.FRAMES_CONV, num_warps=cfg.warps_conv, **common)
+    g_ws, g_wt = torch.empty_like(w_s_), torch.empty_like(w_t_)
+    g_bs, g_bt = torch.empty_like(b_s, memory_format=torch.contiguous_format), torch.empty_like(b_t_)
+    g_spe_s = torch.empty((J, dh), device=dev, dtype=spe_dtype(spe_s))
+    g_spe_t = torch.empty((J, dh), device=dev, dtype=spe_dtype(spe_t))
+    wrap_triton(conv_grad_reduce_kernel)[(2 * H + 2 * J,)](
+        pw, pj, g_ws, g_bs, g_spe_s, g_wt, g_bt, g_spe_t, B, J, cfg.NCHUNK, JP=cfg.JP, PB=8, QB=64,
+        num_warps=4, **{k: common[k] for k in ("H", "DH", "DHP")})
     return grad_qkv, g_ws, g_bs, g_wt, g_bt, g_spe_s, g_spe_t
 
 
