@@ -212,18 +212,35 @@ def write_bvh(path, poses: np.ndarray, fps: float, root: Optional[np.ndarray] = 
 
 
 def root_trajectory(poses: np.ndarray, keypoints: np.ndarray, size: Sequence[int],
-                    focal: Optional[float] = None) -> np.ndarray:
+                    focal: Optional[float] = None, weights: Optional[np.ndarray] = None,
+                    smooth: Optional[int] = None, min_joints: int = 3) -> np.ndarray:
     """Camera-axes root positions (T, 3) in metres that put the root-relative ``poses`` (T, 17, 3)
     where the pixel ``keypoints`` (T, 17, 2) are, for a pinhole camera with its principal point at
     the image centre and focal length ``focal`` pixels (default max(width, height), a 53-degree
-    field of view): per frame, the least-squares solution of the projection equations
+    field of view): per frame, the weighted least-squares solution of the projection equations
     ``(u - cx) (Z + tz) = f (X + tx)`` (and the same for v, y), which are linear in t.
-    Only as good as the guessed focal length: depth scales with it."""
+
+    ``weights`` (T, 17): each joint's weight, e.g. its 2D score with 0 for joints that were filled
+    from neighbouring frames (default: every joint 1). A frame with fewer than ``min_joints``
+    weighted joints takes its translation from its neighbours in time (linear between them, held
+    at the ends). ``smooth``: a Savitzky-Golay filter (degree 2) over that many frames afterwards.
+    Only as good as the focal length: depth (and with it the x, y travel) scales with it.
+    """
+    from .keypoints import savgol
+
     w, h = size
     f = float(focal or max(w, h))
     X = np.asarray(poses, dtype=np.float64)
     uv = np.asarray(keypoints, dtype=np.float64) - np.array([w / 2.0, h / 2.0])
     T, J = X.shape[:2]
+    if weights is None:
+        wt = np.ones((T, J))
+    else:
+        wt = np.where(np.isfinite(weights), np.clip(np.asarray(weights, dtype=np.float64), 0, None), 0.0)
+    usable = np.isfinite(uv).all(-1) & np.isfinite(X).all(-1) & (wt > 0)
+    wt = np.where(usable, wt, 0.0)
+    uv = np.where(usable[..., None], uv, 0.0)
+    X = np.where(usable[..., None], X, 0.0)
     A = np.zeros((T, 2 * J, 3))
     b = np.zeros((T, 2 * J))
     A[:, :J, 0] = f
@@ -232,9 +249,21 @@ def root_trajectory(poses: np.ndarray, keypoints: np.ndarray, size: Sequence[int
     A[:, J:, 1] = f
     A[:, J:, 2] = -uv[..., 1]
     b[:, J:] = uv[..., 1] * X[..., 2] - f * X[..., 1]
-    AtA = np.einsum("tki,tkj->tij", A, A)
-    Atb = np.einsum("tki,tk->ti", A, b)
-    return np.linalg.solve(AtA, Atb[..., None])[..., 0]
+    W = np.concatenate([wt, wt], axis=1)
+    AtA = np.einsum("tki,tk,tkj->tij", A, W, A)
+    Atb = np.einsum("tki,tk,tk->ti", A, W, b)
+    good = usable.sum(1) >= min_joints
+    if not good.any():
+        raise ValueError(f"no frame has {min_joints} usable joints to fit the root trajectory")
+    AtA[~good] = np.eye(3)  # solved from the neighbours below
+    t = np.linalg.solve(AtA, Atb[..., None])[..., 0]
+    if not good.all():
+        idx = np.flatnonzero(good)
+        for c in range(3):
+            t[:, c] = np.interp(np.arange(T), idx, t[idx, c])
+    if smooth:
+        t = savgol(t, smooth).astype(np.float64)
+    return t
 
 
 __all__ = ["write_bvh", "bvh_text", "solve", "root_trajectory", "euler_zxy", "rotation_zxy", "to_bvh_axes",

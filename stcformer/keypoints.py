@@ -16,14 +16,18 @@ One reader per file format (:data:`FORMATS`), chosen by name or detected from th
     COCO-style results as AlphaPose, MMPose and Detectron2 write them: a list of detections with
     ``image_id`` ("12.jpg" or 12) or ``frame``, ``keypoints`` as flat x, y, score triples and
     optionally ``bbox``/``box`` ([x, y, w, h]), ``score`` and ``idx``/``track_id``. MMPose's
-    ``{"instance_info": [{"frame_id": .., "instances": [..]}]}`` layout is read too.
+    ``{"instance_info": [{"frame_id": .., "instances": [..]}]}`` layout is read too, and a COCO
+    keypoint file ``{"images", "annotations", "categories"}`` (what :func:`write_coco_keypoints`
+    writes): there the image size comes from ``images`` (``width``/``height``), the frame count from
+    the image ids, the frame rate from ``info["fps"]`` and the joint set from the category's
+    ``keypoints`` names.
     Frame numbers are taken as written: output frame i is the file's frame i (frames before the
     first detection and between detections are gaps, filled like low-score joints).
 
 Joint sets (:data:`JOINT_SETS`): ``h36m`` (17, Human3.6M order), ``coco`` (17, COCO order,
-converted by :func:`coco_to_h36m` as the official demo does) and ``halpe26`` (26, AlphaPose's
+converted by :func:`coco_to_h36m` as the official demo does), ``halpe26`` (26, AlphaPose's
 Halpe body set, the input of MotionBERT; also the first 26 joints of Halpe-136; converted by
-:func:`halpe26_to_h36m`). Every reader yields a :class:`Keypoints` in Human3.6M order with a
+:func:`halpe26_to_h36m`) and ``blazepose`` (33, MediaPipe BlazePose; :func:`blazepose_to_h36m`). Every reader yields a :class:`Keypoints` in Human3.6M order with a
 score per joint; :func:`fill_gaps` then replaces joints under a score threshold and frames with
 no detection from their neighbours in time, never dropping a frame.
 """
@@ -40,8 +44,21 @@ import numpy as np
 from .errors import DataError, UsageError
 
 FORMATS = ("array", "demo", "videopose3d", "json")
-JOINT_SETS = ("h36m", "coco", "halpe26")
-NUM_JOINTS = {"h36m": 17, "coco": 17, "halpe26": 26}
+JOINT_SETS = ("h36m", "coco", "halpe26", "blazepose")
+NUM_JOINTS = {"h36m": 17, "coco": 17, "halpe26": 26, "blazepose": 33}
+
+COCO_JOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+               "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+               "right_knee", "left_ankle", "right_ankle")
+# MediaPipe BlazePose's 33 landmarks (mediapipe.solutions.pose.PoseLandmark, lower case)
+BLAZEPOSE_JOINTS = (
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye", "right_eye_outer",
+    "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder", "right_shoulder", "left_elbow",
+    "right_elbow", "left_wrist", "right_wrist", "left_pinky", "right_pinky", "left_index", "right_index",
+    "left_thumb", "right_thumb", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+    "right_ankle", "left_heel", "right_heel", "left_foot_index", "right_foot_index")
+# the BlazePose landmark of each COCO-17 joint (the COCO subset of the 33)
+BLAZEPOSE_TO_COCO = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 
 # Halpe-26 (AlphaPose "halpe26"): 0-16 as COCO, then these
 HALPE26_EXTRA = ("Head", "Neck", "Hip", "LBigToe", "RBigToe", "LSmallToe", "RSmallToe", "LHeel", "RHeel")
@@ -62,6 +79,7 @@ class Keypoints:
     fps, size: frame rate and (width, height) when the file says, else None.
     joints: the joint set of the file (``h36m``, ``coco``, ``halpe26``).
     notes: lines worth printing (which person was picked, ...).
+    track: the track id of this person in a multi-person file (:func:`read_tracks`), else None.
     """
 
     xy: np.ndarray
@@ -72,6 +90,7 @@ class Keypoints:
     fps: Optional[float] = None
     size: Optional[Tuple[int, int]] = None
     notes: List[str] = field(default_factory=list)
+    track: Optional[int] = None
 
     def __len__(self) -> int:
         return len(self.xy)
@@ -157,12 +176,49 @@ HALPE26_SOURCES = ((19,), (12,), (14,), (16,), (11,), (13,), (15,), (18, 19), (1
                    (5,), (7,), (9,), (6,), (8,), (10,))
 
 
+def blazepose_to_h36m(kpts: np.ndarray) -> np.ndarray:
+    """MediaPipe BlazePose-33 landmarks (..., 33, C) -> Human3.6M-17 (..., 17, C).
+
+    ============  ==========================================================
+    H36M joint    from BlazePose-33
+    ============  ==========================================================
+    0 Hip         midpoint of 23 left_hip and 24 right_hip
+    1-3 R leg     24 right_hip, 26 right_knee, 28 right_ankle
+    4-6 L leg     23 left_hip, 25 left_knee, 27 left_ankle
+    7 Spine       midpoint of the pelvis (0) and the thorax (8)
+    8 Thorax      midpoint of 11 left_shoulder and 12 right_shoulder
+    9 Neck/Nose   0 nose
+    10 Head       as for COCO input: x the mean of the eyes (2, 5) and ears (7, 8), y = eye + eye - nose
+    11-13 L arm   11 left_shoulder, 13 left_elbow, 15 left_wrist
+    14-16 R arm   12 right_shoulder, 14 right_elbow, 16 right_wrist
+    ============  ==========================================================
+
+    The mouth, hands and feet landmarks are not used.
+    """
+    a = np.asarray(kpts)
+    h = np.zeros(a.shape[:-2] + (17, a.shape[-1]), dtype=a.dtype)
+    for dst, src in ((1, 24), (2, 26), (3, 28), (4, 23), (5, 25), (6, 27), (9, 0), (11, 11), (12, 13), (13, 15),
+                     (14, 12), (15, 14), (16, 16)):
+        h[..., dst, :] = a[..., src, :]
+    h[..., 0, :] = (a[..., 23, :] + a[..., 24, :]) / 2
+    h[..., 8, :] = (a[..., 11, :] + a[..., 12, :]) / 2
+    h[..., 7, :] = (h[..., 0, :] + h[..., 8, :]) / 2
+    h[..., 10, :] = a[..., 2, :] + a[..., 5, :] - a[..., 0, :]
+    h[..., 10, 0] = a[..., [2, 5, 7, 8], 0].mean(-1)
+    return h
+
+
+BLAZEPOSE_SOURCES = ((23, 24), (24,), (26,), (28,), (23,), (25,), (27,), (11, 12, 23, 24), (11, 12), (0,),
+                     (0, 2, 5, 7, 8), (11,), (13,), (15,), (12,), (14,), (16,))
+
+
 def to_h36m(xy: np.ndarray, scores: np.ndarray, joints: str) -> Tuple[np.ndarray, np.ndarray]:
     """(T, J, 2) pixels and (T, J) scores of ``joints`` -> Human3.6M-17; a derived joint's score is
     the lowest of the joints it is computed from."""
     if joints == "h36m":
         return xy, scores
-    convert, sources = {"coco": (coco_to_h36m, COCO_SOURCES), "halpe26": (halpe26_to_h36m, HALPE26_SOURCES)}[joints]
+    convert, sources = {"coco": (coco_to_h36m, COCO_SOURCES), "halpe26": (halpe26_to_h36m, HALPE26_SOURCES),
+                        "blazepose": (blazepose_to_h36m, BLAZEPOSE_SOURCES)}[joints]
     out = convert(xy).astype(np.float32)
     sc = np.stack([scores[:, list(src)].min(-1) for src in sources], axis=-1).astype(np.float32)
     return out, sc
@@ -215,24 +271,32 @@ def read_keypoints(path, format: Optional[str] = None, joints: Optional[str] = N
         raise UsageError(f"--person picks a person in a JSON file; {path} is a {fmt} file with one person")
     reader = {"array": _read_array, "demo": _read_demo, "videopose3d": _read_videopose3d, "json": _read_json}[fmt]
     xy, scores, info = reader(path, person)
+    return convert_keypoints(xy, scores, joints or info.pop("joints", None), path=path, format=fmt,
+                             fps=info.get("fps"), size=info.get("size"), notes=info.get("notes", []))
+
+
+def convert_keypoints(xy: np.ndarray, scores: np.ndarray, joints: Optional[str] = None, path: str = "<array>",
+                      format: str = "array", fps=None, size=None, notes=None, track=None) -> Keypoints:
+    """A :class:`Keypoints` (Human3.6M-17) from raw (T, J, 2) pixels and (T, J) scores of ``joints``
+    (default by count: 26 or 136 Halpe, 33 BlazePose, else Human3.6M): every reader and the video
+    detector go through here, so a file written from a detection reads back to the same values.
+    Values that are NaN/inf or exactly (0, 0) (what detectors write for none) become missing."""
     J = xy.shape[1]
-    default_joints = info.pop("joints", None)
     if joints is None:
-        joints = default_joints or ("halpe26" if J in (26, 136) else "h36m")
+        joints = {26: "halpe26", 136: "halpe26", 33: "blazepose"}.get(J, "h36m")
     if J == 136 and joints == "halpe26":  # Halpe-136 starts with the 26 body joints
         xy, scores, J = xy[:, :26], scores[:, :26], 26
     if J != NUM_JOINTS[joints]:
         raise DataError(path, f"{J} joints per frame, but the {joints} joint set has {NUM_JOINTS[joints]}")
-    xy = xy.astype(np.float32)
-    scores = scores.astype(np.float32)
-    # missing values: NaN/inf anywhere, or a joint at exactly (0, 0) (what detectors write for none)
+    xy = np.asarray(xy).astype(np.float32)
+    scores = np.asarray(scores).astype(np.float32)
     bad = ~np.isfinite(xy).all(-1) | (xy == 0).all(-1) | ~np.isfinite(scores)
     scores = np.where(bad, 0.0, scores).astype(np.float32)
     xy = np.where(bad[..., None], np.nan, xy).astype(np.float32)
     xy, scores = to_h36m(xy, scores, joints)
     scores = np.where(np.isfinite(xy).all(-1), scores, 0.0).astype(np.float32)
-    return Keypoints(xy=xy, scores=scores, path=path, format=fmt, joints=joints, fps=info.get("fps"),
-                     size=info.get("size"), notes=info.get("notes", []))
+    return Keypoints(xy=xy, scores=scores, path=path, format=format, joints=joints, fps=fps,
+                     size=tuple(size) if size is not None else None, notes=list(notes or []), track=track)
 
 
 def _short(exc: BaseException) -> str:
@@ -380,21 +444,33 @@ def _frame_number(path: str, rec: dict) -> int:
     raise DataError(path, "a detection has no 'image_id', 'frame' or 'frame_id'")
 
 
-def _box_area(rec: dict, kp: np.ndarray, corners: bool) -> float:
+def _box(rec: dict, kp: np.ndarray, corners: bool) -> np.ndarray:
+    """(x1, y1, x2, y2) of a detection: its ``bbox``/``box``, else the extent of its scored joints."""
     box = rec.get("bbox", rec.get("box"))
     if box is not None:
-        b = np.asarray(box, dtype=np.float64).reshape(-1)
+        try:
+            b = np.asarray(box, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            b = np.zeros(0)
         if b.size >= 4 and np.isfinite(b[:4]).all():
             if corners:  # MMPose: x1, y1, x2, y2
-                return float(max(b[2] - b[0], 0) * max(b[3] - b[1], 0))
-            return float(max(b[2], 0) * max(b[3], 0))  # COCO results: x, y, w, h
-    seen = kp[kp[:, 2] > 0, :2] if (kp[:, 2] > 0).any() else kp[:, :2]
-    ext = seen.max(0) - seen.min(0)
-    return float(ext[0] * ext[1])
+                return np.array([b[0], b[1], max(b[2], b[0]), max(b[3], b[1])])
+            return np.array([b[0], b[1], b[0] + max(b[2], 0), b[1] + max(b[3], 0)])  # COCO: x, y, w, h
+    usable = (kp[:, 2] > 0) & np.isfinite(kp[:, :2]).all(-1)
+    finite = np.isfinite(kp[:, :2]).all(-1)
+    seen = kp[usable, :2] if usable.any() else kp[finite, :2]
+    if not len(seen):
+        return np.zeros(4)
+    return np.concatenate([seen.min(0), seen.max(0)])
 
 
-def _json_records(path: str, doc) -> Tuple[List[dict], bool]:
-    """Flat list of detections (each with a frame key and flat keypoints) and whether boxes are corners."""
+def _area(box: np.ndarray) -> float:
+    return float(max(box[2] - box[0], 0) * max(box[3] - box[1], 0))
+
+
+def _json_records(path: str, doc) -> Tuple[List[dict], bool, Dict]:
+    """Flat list of detections (each with a frame key and flat keypoints), whether boxes are
+    corners, and what the file says about itself (size, fps, joints, frames)."""
     if isinstance(doc, dict) and "instance_info" in doc:  # MMPose inferencer / demo output
         recs = []
         for fr in doc["instance_info"]:
@@ -409,12 +485,44 @@ def _json_records(path: str, doc) -> Tuple[List[dict], bool]:
                     if k in inst:
                         rec[k] = inst[k]
                 recs.append(rec)
-        return recs, True
-    if isinstance(doc, dict) and "annotations" in doc:  # a COCO annotation file
-        return list(doc["annotations"]), False
+        return recs, True, {}
+    if isinstance(doc, dict) and "annotations" in doc:  # a COCO keypoint file
+        return list(doc["annotations"]), False, _coco_file_info(path, doc)
     if isinstance(doc, list):
-        return doc, False
+        return doc, False, {}
     raise DataError(path, "expected a list of detections (COCO results), or MMPose's 'instance_info'")
+
+
+_NAMED_SETS = {tuple(COCO_JOINTS): "coco", tuple(BLAZEPOSE_JOINTS): "blazepose"}
+
+
+def _coco_file_info(path: str, doc: dict) -> Dict:
+    """Image size (``images`` width/height, when all agree), frame count (the largest image id + 1),
+    frame rate (``info["fps"]``) and joint set (the first category's ``keypoints`` names)."""
+    out: Dict = {}
+    images = doc.get("images") or []
+    sizes = {(im.get("width"), im.get("height")) for im in images if isinstance(im, dict)}
+    if len(sizes) == 1:
+        w, h = sizes.pop()
+        if isinstance(w, (int, float)) and isinstance(h, (int, float)) and w > 0 and h > 0:
+            out["size"] = (int(w), int(h))
+    ids = [im.get("id") for im in images if isinstance(im, dict)]
+    if ids and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+        out["frames"] = max(ids) + 1
+    fps = (doc.get("info") or {}).get("fps") if isinstance(doc.get("info"), dict) else None
+    if fps is not None:
+        if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not fps > 0:
+            raise DataError(path, f"info.fps must be a positive number, got {fps!r}")
+        out["fps"] = float(fps)
+    cats = doc.get("categories") or []
+    if cats and isinstance(cats[0], dict):
+        names = tuple(str(n).lower() for n in cats[0].get("keypoints") or ())
+        from .data.skeleton import H36M_JOINTS
+
+        joints = _NAMED_SETS.get(names) or ("h36m" if names == tuple(n.lower() for n in H36M_JOINTS) else None)
+        if joints:
+            out["joints"] = joints
+    return out
 
 
 def _track_id(rec: dict):
@@ -432,16 +540,26 @@ def _track_id(rec: dict):
     return None
 
 
-def _read_json(path: str, person) -> tuple:
+@dataclass
+class _Detection:
+    frame: int
+    track: Optional[int]
+    box: np.ndarray      # (4,) x1, y1, x2, y2
+    area: float
+    kp: np.ndarray       # (J, 3) x, y, score
+
+
+def _json_detections(path: str) -> Tuple[List[_Detection], int, Dict]:
+    """Every detection of a JSON file, the number of frames and the file's own info."""
     try:
         with open(path) as f:
             doc = json.load(f)
     except Exception as exc:
         raise DataError(path, f"not a readable JSON file ({_short(exc)})") from None
-    recs, corners = _json_records(path, doc)
+    recs, corners, info = _json_records(path, doc)
     if not recs:
         raise DataError(path, "no people: the file lists no detections")
-    dets = []  # (frame, track, area, keypoints (J, 3))
+    dets = []
     sizes = set()
     for i, rec in enumerate(recs):
         if not isinstance(rec, dict) or "keypoints" not in rec:
@@ -457,24 +575,46 @@ def _read_json(path: str, person) -> tuple:
         frame = _frame_number(path, rec)
         if frame < 0:
             raise DataError(path, f"detection {i}: negative frame number {frame}")
-        dets.append((frame, _track_id(rec), _box_area(rec, kp, corners), kp))
+        box = _box(rec, kp, corners)
+        dets.append(_Detection(frame, _track_id(rec), box, _area(box), kp))
     if len(sizes) > 1:
         raise DataError(path, f"detections have different joint counts: {sorted(sizes)}")
     J = sizes.pop()
-    last = max(d[0] for d in dets)
-    T = last + 1
+    T = max(max(d.frame for d in dets) + 1, info.pop("frames", 0))
+    if "joints" not in info and J == 17:
+        info["joints"] = "coco"
+    if info.get("joints") and NUM_JOINTS[info["joints"]] != J:
+        raise DataError(path, f"the category names {NUM_JOINTS[info['joints']]} {info['joints']} joints, "
+                              f"but detections have {J}")
+    return dets, T, info
+
+
+def _fill(T: int, dets: List[_Detection]) -> Tuple[np.ndarray, np.ndarray]:
+    """(T, J, 2) pixels and (T, J) scores of one person: the largest box of each frame's detections."""
+    J = len(dets[0].kp)
     xy = np.full((T, J, 2), np.nan, dtype=np.float32)
     sc = np.zeros((T, J), dtype=np.float32)
-    tracked = all(d[1] is not None for d in dets)
+    best: Dict[int, _Detection] = {}
+    for d in dets:
+        if d.frame not in best or d.area > best[d.frame].area:
+            best[d.frame] = d
+    for f, d in best.items():
+        xy[f] = d.kp[:, :2]
+        sc[f] = d.kp[:, 2]
+    return xy, sc
+
+
+def _read_json(path: str, person) -> tuple:
+    dets, T, info = _json_detections(path)
     per_frame: Dict[int, list] = {}
     for d in dets:
-        per_frame.setdefault(d[0], []).append(d)
+        per_frame.setdefault(d.frame, []).append(d)
     people = max(len(v) for v in per_frame.values())
     notes = []
-    if tracked:
+    if all(d.track is not None for d in dets):
         area: Dict[int, float] = {}
         for d in dets:
-            area[d[1]] = area.get(d[1], 0.0) + d[2]
+            area[d.track] = area.get(d.track, 0.0) + d.area
         if person is None:
             pick = max(area, key=lambda k: (area[k], -k))
             why = f"the largest total box area of {len(area)} tracks"
@@ -482,29 +622,167 @@ def _read_json(path: str, person) -> tuple:
             if person not in area:
                 raise DataError(path, f"no track {person} (track ids: {', '.join(map(str, sorted(area)))})")
             pick, why = person, f"--person, of {len(area)} tracks"
-        chosen = {}
-        for d in dets:
-            if d[1] == pick and (d[0] not in chosen or d[2] > chosen[d[0]][2]):
-                chosen[d[0]] = d
-        notes.append(f"person: track {pick} ({why}), detected in {len(chosen)} of {T} frames")
+        chosen = [d for d in dets if d.track == pick]
+        frames = len({d.frame for d in chosen})
+        if len(area) > 1 or person is not None:
+            notes.append(f"person: track {pick} ({why}), detected in {frames} of {T} frames")
     else:
         rank = 0 if person is None else person
         if rank < 0:
             raise UsageError(f"--person must be >= 0, got {person}")
-        chosen = {}
+        chosen = []
         for f, ds in per_frame.items():
-            ds = sorted(ds, key=lambda d: -d[2])
+            ds = sorted(ds, key=lambda d: -d.area)
             if rank < len(ds):
-                chosen[f] = ds[rank]
+                chosen.append(ds[rank])
         if not chosen:
             raise DataError(path, f"no frame has {rank + 1} people (at most {people})")
         what = "the largest box" if rank == 0 else f"the box ranked {rank + 1} by area"
         notes.append(f"person: {what} in each frame (no track ids; up to {people} people per frame), "
                      f"detected in {len(chosen)} of {T} frames")
-    for f, d in chosen.items():
-        xy[f] = d[3][:, :2]
-        sc[f] = d[3][:, 2]
-    return xy, sc, {"notes": notes, "joints": "coco" if J == 17 else None}
+    xy, sc = _fill(T, chosen)
+    info["notes"] = notes
+    return xy, sc, info
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0)
+    union = _area(a) + _area(b) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _joint_distance(a: np.ndarray, b: np.ndarray, scale: float) -> float:
+    """Mean distance of the joints both detections score, over ``scale`` (inf when none is shared)."""
+    both = (a[:, 2] > 0) & (b[:, 2] > 0) & np.isfinite(a[:, :2]).all(-1) & np.isfinite(b[:, :2]).all(-1)
+    if not both.any() or scale <= 0:
+        return np.inf
+    return float(np.linalg.norm(a[both, :2] - b[both, :2], axis=-1).mean() / scale)
+
+
+def link_tracks(dets: List[_Detection], max_gap: int = 10, min_iou: float = 0.3,
+                max_distance: float = 0.5) -> List[int]:
+    """Track ids for detections without any: each frame's detections are matched greedily, best
+    first, to the tracks seen in the previous ``max_gap`` frames, by box overlap (IoU at least
+    ``min_iou``) or else by the mean distance of shared joints (at most ``max_distance`` times the
+    square root of the track's last box area); an unmatched detection starts a new track. Ids are
+    0, 1, ... in order of first appearance."""
+    order = sorted(range(len(dets)), key=lambda i: dets[i].frame)
+    ids = [0] * len(dets)
+    last: Dict[int, _Detection] = {}  # track id -> its latest detection
+    i = 0
+    while i < len(order):
+        f = dets[order[i]].frame
+        j = i
+        while j < len(order) and dets[order[j]].frame == f:
+            j += 1
+        here = order[i:j]
+        pairs = []
+        for k in here:
+            for t, prev in last.items():
+                if f - prev.frame > max_gap:
+                    continue
+                iou = _iou(dets[k].box, prev.box)
+                if iou >= min_iou:
+                    pairs.append((1.0 - iou, k, t))
+                else:
+                    dist = _joint_distance(dets[k].kp, prev.kp, np.sqrt(prev.area))
+                    if dist <= max_distance:
+                        pairs.append((1.0 + dist, k, t))
+        taken_d, taken_t = set(), set()
+        for _, k, t in sorted(pairs):
+            if k in taken_d or t in taken_t:
+                continue
+            ids[k] = t
+            taken_d.add(k)
+            taken_t.add(t)
+        for k in here:
+            if k not in taken_d:
+                ids[k] = len(last)
+                taken_t.add(ids[k])
+            last[ids[k]] = dets[k]
+        i = j
+    return ids
+
+
+def read_tracks(path, format: Optional[str] = None, joints: Optional[str] = None) -> List[Keypoints]:
+    """Every person of a multi-person JSON file, one :class:`Keypoints` per track (``.track`` its id),
+    each with all the file's frames (NaN and score 0 where the person is not detected).
+
+    Tracks are the file's ``idx``/``track_id`` where every detection has one, else linked frame to
+    frame by :func:`link_tracks`. Other formats hold one person: a list of one.
+    """
+    path = os.fspath(path)
+    if format is not None and format not in FORMATS:
+        raise UsageError(f"unknown keypoint format '{format}' (one of {', '.join(FORMATS)})")
+    if not os.path.isfile(path):
+        raise DataError(path, "no such file")
+    fmt = format or detect_format(path)
+    if fmt != "json":
+        kp = read_keypoints(path, format=fmt, joints=joints)
+        kp.track = 0
+        kp.notes.append(f"every person: a {fmt} file holds one person")
+        return [kp]
+    dets, T, info = _json_detections(path)
+    if all(d.track is not None for d in dets):
+        ids, how = [d.track for d in dets], "track ids of the file"
+    else:
+        ids, how = link_tracks(dets), "boxes linked frame to frame"
+    tracks: Dict[int, list] = {}
+    for d, t in zip(dets, ids):
+        tracks.setdefault(t, []).append(d)
+    out = []
+    for t in sorted(tracks):
+        xy, sc = _fill(T, tracks[t])
+        out.append(convert_keypoints(xy, sc, joints or info.get("joints"), path=path, format=fmt,
+                                     fps=info.get("fps"), size=info.get("size"), track=t))
+    out[0].notes.append(f"every person: {len(out)} tracks ({how})")
+    return out
+
+
+def write_coco_keypoints(path, xy: np.ndarray, scores: np.ndarray, size, fps=None, joints: str = "blazepose",
+                         track: int = 0, description: str = "") -> None:
+    """Write one person's raw keypoints (T, J, 2) pixels and (T, J) scores of ``joints`` as a COCO
+    keypoint file (atomically): ``images`` (one per frame, id = frame number, with the image size),
+    ``annotations`` (one per frame with a detection: flat x, y, score triples, ``bbox`` around the
+    scored joints, ``track_id``), ``categories`` (the joint names) and ``info`` (``fps``,
+    ``description``). :func:`read_keypoints` reads it back to the same values, size and frame rate."""
+    from .data.skeleton import H36M_JOINTS
+    from .io import atomic_write
+
+    names = {"coco": COCO_JOINTS, "blazepose": BLAZEPOSE_JOINTS, "h36m": tuple(H36M_JOINTS)}[joints]
+    xy = np.asarray(xy, dtype=np.float32)
+    scores = np.asarray(scores, dtype=np.float32)
+    w, h = (int(v) for v in size)
+    images, anns = [], []
+    for f in range(len(xy)):
+        images.append({"id": f, "file_name": f"frame_{f:06d}", "width": w, "height": h})
+        seen = np.isfinite(xy[f]).all(-1) & (scores[f] > 0)
+        if not seen.any():
+            continue  # no detection in this frame: only its image entry
+        pts = np.where(np.isfinite(xy[f]), xy[f], 0.0)
+        kp = np.concatenate([pts, np.where(np.isfinite(scores[f]), scores[f], 0.0)[:, None]], 1)
+        lo, hi = xy[f][seen].min(0), xy[f][seen].max(0)
+        box = [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])]
+        anns.append({"id": len(anns) + 1, "image_id": f, "category_id": 1, "track_id": int(track),
+                     "keypoints": [float(v) for v in kp.reshape(-1)], "num_keypoints": int(seen.sum()),
+                     "score": float(scores[f][seen].mean()), "bbox": box, "area": box[2] * box[3]})
+    doc = {"info": {"description": description, "fps": None if fps is None else float(fps)},
+           "categories": [{"id": 1, "name": "person", "keypoints": list(names), "skeleton": []}],
+           "images": images, "annotations": anns}
+
+    def write(tmp):  # compact (an indented file holds one number per line), one entry per line
+        with open(tmp, "w") as f:
+            f.write("{\n")
+            for i, (key, value) in enumerate(doc.items()):
+                if isinstance(value, list) and key != "categories":
+                    body = ",\n".join(json.dumps(v) for v in value)
+                    f.write(f'"{key}": [\n{body}\n]')
+                else:
+                    f.write(f'"{key}": {json.dumps(value)}')
+                f.write(",\n" if i < len(doc) - 1 else "\n")
+            f.write("}\n")
+
+    atomic_write(path, write, ".json")
 
 
 # ---------------------------------------------------------------- gaps
@@ -557,17 +835,8 @@ def as_keypoints(data, joints: Optional[str] = None, fps=None, size=None) -> Key
     elif isinstance(data, (str, os.PathLike)):
         kp = read_keypoints(data, joints=joints)
     else:
-        arr = np.asarray(data, dtype=np.float32)
-        xy, sc = _split_scores("<array>", arr)
-        J = xy.shape[1]
-        joints = joints or ("halpe26" if J == 26 else "h36m")
-        if J != NUM_JOINTS[joints]:
-            raise DataError("<array>", f"{J} joints per frame, but the {joints} joint set has {NUM_JOINTS[joints]}")
-        bad = ~np.isfinite(xy).all(-1) | (xy == 0).all(-1) | ~np.isfinite(sc)
-        sc = np.where(bad, 0.0, sc).astype(np.float32)
-        xy = np.where(bad[..., None], np.nan, xy).astype(np.float32)
-        xy, sc = to_h36m(xy, sc, joints)
-        kp = Keypoints(xy=xy, scores=sc, joints=joints)
+        xy, sc = _split_scores("<array>", np.asarray(data, dtype=np.float32))
+        kp = convert_keypoints(xy, sc, joints)
     if fps is not None or size is not None:
         kp = replace(kp, fps=fps if fps is not None else kp.fps,
                      size=tuple(size) if size is not None else kp.size, notes=list(kp.notes))
@@ -618,6 +887,7 @@ def jitter(poses: np.ndarray) -> float:
     return float(np.linalg.norm(acc, axis=-1).mean())
 
 
-__all__ = ["Keypoints", "GapReport", "FORMATS", "JOINT_SETS", "read_keypoints", "detect_format",
-           "coco_to_h36m", "halpe26_to_h36m", "to_h36m", "fill_gaps", "as_keypoints", "window_stride",
+__all__ = ["Keypoints", "GapReport", "FORMATS", "JOINT_SETS", "read_keypoints", "read_tracks", "detect_format",
+           "convert_keypoints", "write_coco_keypoints", "link_tracks", "coco_to_h36m", "halpe26_to_h36m",
+           "blazepose_to_h36m", "BLAZEPOSE_JOINTS", "BLAZEPOSE_TO_COCO", "to_h36m", "fill_gaps", "as_keypoints", "window_stride",
            "savgol", "jitter"]

@@ -76,54 +76,79 @@ def open_video(path) -> tuple:
 
 
 class Renderer:
-    """Draws frame ``i`` of the animation as an (H, W, 3) uint8 image (matplotlib, Agg)."""
+    """Draws frame ``i`` of the animation as an (H, W, 3) uint8 image (matplotlib, Agg).
 
-    def __init__(self, keypoints: np.ndarray, poses: np.ndarray, size: Sequence[int],
-                 filled: Optional[np.ndarray] = None, figsize=(9.6, 4.8), dpi: int = 100,
-                 left: Sequence[int] = H36M_LEFT, title: str = ""):
+    One person: ``keypoints`` (T, 17, 2), ``poses`` (T, 17, 3), ``filled`` (T, 17). Several
+    people: lists of those (one entry per person, all T frames, NaN where a person is absent),
+    drawn together on the 2D panel and each in a 3D panel of its own, side by side, titled by
+    ``labels``.
+    """
+
+    def __init__(self, keypoints, poses, size: Sequence[int], filled=None, figsize=None, dpi: int = 100,
+                 left: Sequence[int] = H36M_LEFT, title: str = "", labels: Optional[Sequence[str]] = None):
         import matplotlib
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
         del matplotlib
-        self.kpts = np.asarray(keypoints, dtype=np.float64)
-        self.poses = np.asarray(poses, dtype=np.float64)
-        if len(self.kpts) != len(self.poses):
-            raise ValueError(f"{len(self.kpts)} 2D frames but {len(self.poses)} 3D frames")
-        self.filled = np.zeros(self.kpts.shape[:2], bool) if filled is None else np.asarray(filled, bool)
+        self.multi = isinstance(keypoints, (list, tuple))
+        kpts = list(keypoints) if self.multi else [keypoints]
+        poses = list(poses) if self.multi else [poses]
+        if filled is None:
+            filled = [None] * len(kpts)
+        elif not self.multi:
+            filled = [filled]
+        if not (len(kpts) == len(poses) == len(filled)) or not kpts:
+            raise ValueError(f"{len(kpts)} 2D sequences, {len(poses)} 3D sequences, {len(filled)} fill masks")
+        self.kpts = [np.asarray(k, dtype=np.float64) for k in kpts]
+        self.poses = [np.asarray(p, dtype=np.float64) for p in poses]
+        for k, p in zip(self.kpts, self.poses):
+            if len(k) != len(p) or len(k) != len(self.kpts[0]):
+                raise ValueError(f"{len(k)} 2D frames but {len(p)} 3D frames")
+        self.filled = [np.zeros(k.shape[:2], bool) if f is None else np.asarray(f, bool)
+                       for k, f in zip(self.kpts, filled)]
+        self.labels = list(labels) if labels is not None else [f"person {i}" for i in range(len(self.kpts))]
+        n = len(self.kpts)
         self.w, self.h = size
         self.title = title
+        if figsize is None:
+            figsize = (4.8 * (n + 1), 4.8)
         self.fig = Figure(figsize=figsize, dpi=dpi)
         self.canvas = FigureCanvasAgg(self.fig)
-        self.ax2 = self.fig.add_subplot(1, 2, 1)
-        self.ax3 = self.fig.add_subplot(1, 2, 2, projection="3d")
+        self.ax2 = self.fig.add_subplot(1, n + 1, 1)
+        self.ax3s = [self.fig.add_subplot(1, n + 1, i + 2, projection="3d") for i in range(n)]
         self.bones = [(p, j) for j, p in enumerate(H36M_PARENTS) if p >= 0]
         lset = set(left)
         colors = ["tab:blue" if j in lset else "tab:red" for _, j in self.bones]
-        ax2, ax3 = self.ax2, self.ax3
+        ax2 = self.ax2
         self.image = ax2.imshow(np.full((2, 2, 3), 255, np.uint8), extent=(0, self.w, self.h, 0),
                                 interpolation="bilinear", zorder=0)
-        self.lines2 = [ax2.plot([], [], color=c, lw=2, zorder=2)[0] for c in colors]
-        self.seen2 = ax2.plot([], [], "o", color="black", ms=3, zorder=3)[0]
-        self.miss2 = ax2.plot([], [], "x", color="grey", ms=6, mew=2, zorder=3)[0]
+        self.lines2 = [[ax2.plot([], [], color=c, lw=2, zorder=2)[0] for c in colors] for _ in range(n)]
+        self.seen2 = [ax2.plot([], [], "o", color="black", ms=3, zorder=3)[0] for _ in range(n)]
+        self.miss2 = [ax2.plot([], [], "x", color="grey", ms=6, mew=2, zorder=3)[0] for _ in range(n)]
+        self.names2 = [ax2.text(0, 0, "", fontsize=8, color="black", zorder=4,
+                                bbox=dict(facecolor="white", alpha=0.6, lw=0, pad=1)) if self.multi else None
+                       for _ in range(n)]
         ax2.set_xlim(0, self.w)
         ax2.set_ylim(self.h, 0)
         ax2.set_aspect("equal")
         ax2.set_xticks([])
         ax2.set_yticks([])
-        self.lines3 = [ax3.plot([0, 0], [0, 0], [0, 0], color=c, lw=2)[0] for c in colors]
-        z_up = self._z_up(self.poses)
+        z_up = np.concatenate([self._z_up(p).reshape(-1, 3) for p in self.poses])
         reach = max(0.9, float(np.nanmax(np.abs(z_up))) if np.isfinite(z_up).any() else 0.9)
-        for set_lim in (ax3.set_xlim, ax3.set_ylim, ax3.set_zlim):
-            set_lim(-reach, reach)
-        ax3.view_init(elev=15, azim=-70)
-        ax3.set_box_aspect((1, 1, 1))
-        for set_ticks in (ax3.set_xticks, ax3.set_yticks, ax3.set_zticks):
-            set_ticks([-0.5, 0.0, 0.5])
-        ax3.set_xlabel("x (m)")
-        ax3.set_ylabel("depth (m)")
-        ax3.set_zlabel("up (m)")
-        ax3.set_title("3D, root-relative")
+        self.lines3 = []
+        for ax3, label in zip(self.ax3s, self.labels):
+            self.lines3.append([ax3.plot([0, 0], [0, 0], [0, 0], color=c, lw=2)[0] for c in colors])
+            for set_lim in (ax3.set_xlim, ax3.set_ylim, ax3.set_zlim):
+                set_lim(-reach, reach)
+            ax3.view_init(elev=15, azim=-70)
+            ax3.set_box_aspect((1, 1, 1))
+            for set_ticks in (ax3.set_xticks, ax3.set_yticks, ax3.set_zticks):
+                set_ticks([-0.5, 0.0, 0.5])
+            ax3.set_xlabel("x (m)")
+            ax3.set_ylabel("depth (m)")
+            ax3.set_zlabel("up (m)")
+            ax3.set_title(f"{label}: 3D, root-relative" if self.multi else "3D, root-relative")
         self.fig.subplots_adjust(left=0.02, right=0.95, top=0.9, bottom=0.08, wspace=0.1)
         self.canvas.draw()
         self.shape = np.asarray(self.canvas.buffer_rgba()).shape[:2] + (3,)
@@ -138,15 +163,24 @@ class Renderer:
             self.image.set_data(np.asarray(frame)[..., :3])
 
     def frame(self, i: int) -> np.ndarray:
-        k, P = self.kpts[i], self._z_up(self.poses[i])
-        for line, (p, j) in zip(self.lines2, self.bones):
-            line.set_data(k[[p, j], 0], k[[p, j], 1])
-        f = self.filled[i]
-        self.seen2.set_data(k[~f, 0], k[~f, 1])
-        self.miss2.set_data(k[f, 0], k[f, 1])
-        for line, (p, j) in zip(self.lines3, self.bones):
-            line.set_data_3d(P[[p, j], 0], P[[p, j], 1], P[[p, j], 2])
-        self.ax2.set_title(f"{self.title}frame {i}: 2D input" + (f" ({int(f.sum())} filled)" if f.any() else ""))
+        filled_total = 0
+        for n in range(len(self.kpts)):
+            k, P, f = self.kpts[n][i], self._z_up(self.poses[n][i]), self.filled[n][i]
+            for line, (p, j) in zip(self.lines2[n], self.bones):
+                line.set_data(k[[p, j], 0], k[[p, j], 1])
+            self.seen2[n].set_data(k[~f, 0], k[~f, 1])
+            self.miss2[n].set_data(k[f, 0], k[f, 1])
+            for line, (p, j) in zip(self.lines3[n], self.bones):
+                line.set_data_3d(P[[p, j], 0], P[[p, j], 1], P[[p, j], 2])
+            present = np.isfinite(k).all(-1)
+            filled_total += int((f & present).sum())
+            if self.names2[n] is not None:
+                head = k[10] if present[10] else (k[present][0] if present.any() else None)
+                self.names2[n].set_visible(head is not None)
+                if head is not None:
+                    self.names2[n].set_position((head[0], head[1] - 0.03 * self.h))
+                    self.names2[n].set_text(self.labels[n])
+        self.ax2.set_title(f"{self.title}frame {i}: 2D input" + (f" ({filled_total} filled)" if filled_total else ""))
         self.canvas.draw()
         return np.array(np.asarray(self.canvas.buffer_rgba())[..., :3])
 
@@ -154,19 +188,22 @@ class Renderer:
         self.fig.clear()
 
 
-def render(path, keypoints: np.ndarray, poses: np.ndarray, fps: float, size: Sequence[int],
-           filled: Optional[np.ndarray] = None, video: Optional[str] = None, progress: bool = True,
-           log=print) -> int:
+def render(path, keypoints, poses, fps: float, size: Sequence[int], filled=None, video: Optional[str] = None,
+           progress: bool = True, log=print, labels: Optional[Sequence[str]] = None) -> int:
     """Write the animation of ``keypoints`` (T, 17, 2) pixels and ``poses`` (T, 17, 3) to ``path``
-    (``.mp4`` or ``.gif``, see :func:`check_output`) at ``fps``; returns the frames written."""
+    (``.mp4`` or ``.gif``, see :func:`check_output`) at ``fps``; returns the frames written.
+    Lists of arrays (one per person) draw several people side by side (see :class:`Renderer`)."""
     kind = check_output(path)
     frames_in = None
     if video:
         frames_in, note = open_video(video)
         log(note)
     gif = kind == ".gif"
-    r = Renderer(keypoints, poses, size, filled, figsize=(6.4, 3.2) if gif else (9.6, 4.8))
-    T = len(r.kpts)
+    multi = isinstance(keypoints, (list, tuple))
+    people = len(keypoints) if multi else 1
+    figsize = ((3.2 if gif else 4.8) * (people + 1), 3.2 if gif else 4.8)
+    r = Renderer(keypoints, poses, size, filled, figsize=figsize, labels=labels)
+    T = len(r.kpts[0])
     bar = tqdm(total=T, desc="render", unit="frame", disable=None if progress else True, mininterval=1.0)
     background = None
 
