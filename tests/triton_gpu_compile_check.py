@@ -35,79 +35,31 @@ SETS = {
 }
 
 
-def aligned_attrs(kernel) -> dict:
-    """What Triton's launcher specialises at run time for our tensors: 16-byte aligned pointers
-    and strides divisible by 16 (C = 256: every row stride is), so the PTX matches a real run."""
-    return {(i,): [["tt.divisibility", 16]] for i, name in enumerate(kernel.arg_names)
-            if name.endswith("_ptr") or name.startswith("s_")}
-
-
-def _signature(kernel, x: str, p: str) -> dict:
-    """Triton signature of one of our kernels: *_ptr args get x (activations) or p (params)."""
-    sig = {}
-    for name in kernel.arg_names:
-        if name.endswith("_ptr"):
-            if name in ("w_ptr", "b_ptr", "spe_ptr"):
-                sig[name] = "*" + p
-            elif name in ("lse_ptr", "delta_ptr", "pw_ptr", "pj_ptr"):
-                sig[name] = "*fp32"
-            else:
-                sig[name] = "*" + x
-        elif name in ("T", "J", "NSPLIT") or name.startswith("s_"):
-            sig[name] = "i32"
-        elif name == "scale":
-            sig[name] = "fp32"
-        else:
-            sig[name] = "constexpr"
-    return sig
-
-
 def kernel_variants(dtypes, shapes=((1, 17, 4), (3, 16, 16), (243, 17, 16), (27, 17, 32)),
-                    profile: str = "gpu", spe=(False, True), layouts=(True, False)):
-    """Every distinct (kernel, signature, constexprs, num_warps) the launcher picks for these
-    dtypes, (T, J, dh) shapes and layouts (head_major True / False), for ``triton.compile``
-    against a GPU target without a GPU (below). Parameters
+                    profile: str = "gpu", spe=(False, True), layouts=(True, False), arch: int = 90):
+    """Every distinct launch (kernel, signature, constexprs, attributes, num_warps) the launcher
+    makes for these dtypes, (T, J, dh) shapes, HAS_SPE values and layouts (head_major True /
+    False), from ``stcformer.backends.triton_variants.launches`` (B = 42, 8 heads). Parameters
     (w, b, spe) are float32 (the autocast case) except for the first shape, where they share
-    the activations' dtype. ``spe``: the HAS_SPE values to build (False only drops a load).
-    A T above MAX_ROW_T adds the streaming temporal backward.
+    the activations' dtype. A T above MAX_ROW_T adds the streaming temporal backward.
+    Returns [(launch, compile_spec)] with ``compile_spec`` bound for ``arch``.
     """
     import torch
-    from stcformer.backends.triton import Config, _layout
-    from stcformer.kernels.spatial import spatial_bwd_kernel, spatial_fwd_kernel
-    from stcformer.kernels.temporal import (temporal_bwd_delta_kernel, temporal_bwd_kernel,
-                                            temporal_bwd_row_kernel, temporal_fwd_kernel)
+    from stcformer.backends.triton_variants import launches
 
-    seen = set()
-    variants = []
-
-    def add(kernel, x, p, const, num_warps):
-        key = (kernel.fn.__name__, x, p, tuple(sorted(const.items())), num_warps)
-        if key not in seen:
-            seen.add(key)
-            variants.append((kernel, _signature(kernel, x, p), dict(const), num_warps))
-
+    seen, variants = set(), []
     for dt in dtypes:
-        x = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dt]
         for i, (T, J, dh) in enumerate(shapes):
-            cfg = Config(42, T, J, 8, dh, dt, profile=profile)
-            p = x if i == 0 else "fp32"
             for hm in layouts:
-                common = dict(H=8, DH=dh, DHP=cfg.DHP, **_layout(hm, dh))
-                dot = dict(common, DOT_PREC=cfg.DOT_PREC)
                 for has_spe in spe:
-                    add(spatial_fwd_kernel, x, p, dict(dot, JP=cfg.JP, FRAMES=cfg.FRAMES,
-                                                       HAS_SPE=has_spe), cfg.warps_s)
-                    add(temporal_fwd_kernel, x, p, dict(dot, NB=cfg.NB, BLOCK_M=cfg.BLOCK_M, BLOCK_N=cfg.BLOCK_N,
-                                                        HAS_SPE=has_spe), cfg.warps_fwd_t)
-                    if not cfg.row_bwd:
-                        add(temporal_bwd_delta_kernel, x, p, dict(common, NB=cfg.NB, BLOCK=cfg.STREAM,
-                                                                  HAS_SPE=has_spe), 4)
-                add(spatial_bwd_kernel, x, p, dict(dot, JP=cfg.JP, FRAMES=cfg.FRAMES_BWD), cfg.warps_s)
-                if cfg.row_bwd:
-                    add(temporal_bwd_row_kernel, x, p, dict(dot, NB=cfg.NB, BLOCK_M=cfg.BLOCK_M_BWD,
-                                                            BLOCK_N=cfg.BLOCK_N), cfg.warps_bwd_t)
-                else:
-                    add(temporal_bwd_kernel, x, p, dict(dot, NB=cfg.NB, BLOCK=cfg.STREAM), 4)
+                    for launch in launches(42, T, J, 8, dh, dt, hm, has_spe=has_spe,
+                                           param_dtype=None if i == 0 else torch.float32,
+                                           profile=profile):
+                        spec = launch.compile_spec(arch)
+                        key = (launch.name, repr(spec))
+                        if key not in seen:
+                            seen.add(key)
+                            variants.append((launch, spec))
     return variants
 
 
@@ -132,22 +84,22 @@ def main(argv=None) -> int:
     failures = count = 0
     t0 = time.time()
     for targets, dtypes, shapes, spe, layouts in SETS[args.set]:
-        variants = kernel_variants(dtypes=[dt[d] for d in dtypes], shapes=shapes, spe=spe,
-                                      layouts=layouts)
         for cc in sorted(wanted.intersection(targets), reverse=True):
             target = GPUTarget("cuda", cc, 32)
-            for kernel, signature, constexprs, num_warps in variants:
+            for launch, (signature, constexprs, attrs, options) in kernel_variants(
+                    dtypes=[dt[d] for d in dtypes], shapes=shapes, spe=spe, layouts=layouts, arch=cc):
                 count += 1
-                name = (f"sm_{cc} {kernel.fn.__name__} {signature['qkv_ptr']}/{signature['w_ptr']} "
-                        f"{constexprs} warps={num_warps}")
+                ptrs = "/".join(v for v in signature.values() if v.startswith("*"))
+                name = f"sm_{cc} {launch.name} {ptrs} {launch.constexprs} warps={launch.num_warps}"
                 try:
-                    src = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constexprs,
-                                                    attrs=aligned_attrs(kernel))
-                    k = triton.compile(src, target=target, options={"num_warps": num_warps})
+                    src = triton.compiler.ASTSource(fn=launch.kernel, signature=signature,
+                                                    constexprs=constexprs, attrs=attrs)
+                    k = triton.compile(src, target=target, options=options)
                     assert k.asm.get("cubin"), "no cubin"
                     vec = len(re.findall(r"ld\.global\.v[24]", k.asm["ptx"]))
                     # head-major q/k/v rows are contiguous: they must load as 8/16-byte vectors
-                    assert constexprs.get("SD") != 1 or constexprs["DH"] < 8 or vec > 0, "head-major loads are not vectorised"
+                    c = launch.constexprs
+                    assert c.get("SD") != 1 or c.get("DH", 0) < 8 or vec > 0, "head-major loads are not vectorised"
                     print(f"ok   {name} shared={k.metadata.shared} vector_loads={vec}", flush=True)
                 except Exception as exc:  # report every failure, then fail once
                     failures += 1
