@@ -222,8 +222,8 @@ def root_trajectory(poses: np.ndarray, keypoints: np.ndarray, size: Sequence[int
 
     ``weights`` (T, 17): each joint's weight, e.g. its 2D score with 0 for joints that were filled
     from neighbouring frames (default: every joint 1). A frame with fewer than ``min_joints``
-    weighted joints takes its translation from its neighbours in time (linear between them, held
-    at the ends). ``smooth``: a Savitzky-Golay filter (degree 2) over that many frames afterwards.
+    weighted joints (or whose joints fix no depth) takes its translation from its neighbours in
+    time (linear between them, held at the ends). ``smooth``: a Savitzky-Golay filter (degree 2) over that many frames afterwards.
     Only as good as the focal length: depth (and with it the x, y travel) scales with it.
     """
     from .keypoints import savgol
@@ -253,6 +253,7 @@ def root_trajectory(poses: np.ndarray, keypoints: np.ndarray, size: Sequence[int
     AtA = np.einsum("tki,tk,tkj->tij", A, W, A)
     Atb = np.einsum("tki,tk,tk->ti", A, W, b)
     good = usable.sum(1) >= min_joints
+    good[good] &= np.linalg.cond(AtA[good]) < 1e12  # e.g. every joint on one pixel: no depth to fit
     if not good.any():
         raise ValueError(f"no frame has {min_joints} usable joints to fit the root trajectory")
     AtA[~good] = np.eye(3)  # solved from the neighbours below

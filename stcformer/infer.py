@@ -382,15 +382,6 @@ def main(argv=None) -> int:
     model = model.to(device)
     warn_slow_cpu_amp(torch.device(device).type, args.amp)
 
-    written = []
-    if detecting:
-        from .keypoints import write_coco_keypoints
-
-        kp_json = os.path.join(args.out, "keypoints_2d.json")
-        write_coco_keypoints(kp_json, raw[..., :2], raw[..., 2], size, fps, joints=detector.joints,
-                             description=f"{detector.description}, from {os.path.basename(args.video)}")
-        written.append(kp_json)
-
     lift_frames, lift_seconds = 0, 0.0
     results = []
     for p in people:
@@ -408,10 +399,24 @@ def main(argv=None) -> int:
             print(f"{p.label + ': ' if p.label else ''}smoothing (Savitzky-Golay, {window} frames, degree 2): jitter "
                   f"(mean frame-to-frame acceleration) {before * 1000:.2f} -> {jitter(poses) * 1000:.2f} mm/frame^2")
         weights = np.where(p.gaps.filled, 0.0, p.kp.scores[p.first:p.last + 1])
-        root = root_trajectory(poses, p.xy, size, focal=args.focal, weights=weights,
-                               smooth=trajectory_window(fps))
+        try:
+            root = root_trajectory(poses, p.xy, size, focal=args.focal, weights=weights,
+                                   smooth=trajectory_window(fps))
+        except ValueError as exc:
+            raise DataError(source, f"{p.label + ': ' if p.label else ''}{exc}") from None
         results.append((p, poses, root))
     stages["lift"] = (lift_frames, lift_seconds)
+
+    # ---- outputs (nothing was written before this point)
+    written = []
+    if detecting:
+        from .keypoints import write_coco_keypoints
+
+        kp_json = os.path.join(args.out, "keypoints_2d.json")
+        write_coco_keypoints(kp_json, raw[..., :2], raw[..., 2], size, fps, joints=detector.joints,
+                             description=f"{detector.description}, from {os.path.basename(args.video)}")
+        written.append(kp_json)
+
 
     focal = float(args.focal or max(size))
     for p, poses, root in results:
@@ -466,7 +471,7 @@ def main(argv=None) -> int:
             log(background[1])
         if every:
             n = render(args.render, [_full(p.xy, T, p.first) for p, _, _ in results],
-                       [_full(poses, T, p.first) for _, poses, _ in results], fps, size,
+                       [_full(poses, T, p.first) for p, poses, _ in results], fps, size,
                        filled=[_full(p.gaps.filled, T, p.first, False) for p, _, _ in results], video=bg,
                        log=log, labels=[p.label for p, _, _ in results])
         else:

@@ -171,3 +171,43 @@ def test_root_trajectory_recovers_translation(tmp_path):
     fk = forward_kinematics(joints, motion)
     moved = to_bvh_axes(t - t[:1])
     np.testing.assert_allclose(fk[:, 0] - fk[:1, 0], moved, atol=1e-3)
+
+
+def _projected(T=30, seed=6):
+    P = rigid_motion(T, seed=seed)
+    t = np.stack([np.linspace(-0.4, 0.6, T), np.full(T, 0.2), np.linspace(5, 4, T)], -1)
+    f, w, h = 1100.0, 1000, 800
+    X = P + t[:, None]
+    uv = f * X[..., :2] / X[..., 2:] + np.array([w / 2, h / 2])
+    return P, t, uv, f, (w, h)
+
+
+def test_root_trajectory_ignores_zero_weight_joints():
+    P, t, uv, f, size = _projected()
+    bad = uv.copy()
+    bad[::3, 13] += 150       # a wrist far off in every third frame (a filled or low-score joint)
+    bad[4, :] = 0             # a frame with no detection at all
+    weights = np.ones(bad.shape[:2])
+    weights[::3, 13] = 0
+    weights[4] = 0
+    got = root_trajectory(P, bad, size, focal=f, weights=weights)
+    np.testing.assert_allclose(np.delete(got, 4, 0), np.delete(t, 4, 0), atol=1e-6)
+    np.testing.assert_allclose(got[4], (t[3] + t[5]) / 2, atol=1e-6)  # from its neighbours (t is linear)
+    unweighted = root_trajectory(P, bad, size, focal=f)
+    assert np.abs(unweighted - t).max() > 0.05  # the bad joints do pull an unweighted fit away
+
+
+def test_root_trajectory_smoothing_reduces_noise():
+    P, t, uv, f, size = _projected(T=60, seed=7)
+    noisy = uv + np.random.default_rng(0).normal(scale=3.0, size=uv.shape)
+    raw = root_trajectory(P, noisy, size, focal=f)
+    smooth = root_trajectory(P, noisy, size, focal=f, smooth=15)
+    assert np.abs(smooth - t).mean() < 0.7 * np.abs(raw - t).mean()
+    # a linear trajectory passes a degree-2 Savitzky-Golay filter unchanged
+    np.testing.assert_allclose(root_trajectory(P, uv, size, focal=f, smooth=15), t, atol=1e-6)
+
+
+def test_root_trajectory_depth_scales_with_the_focal_length():
+    P, t, uv, f, size = _projected()
+    doubled = root_trajectory(P, uv, size, focal=2 * f)
+    assert np.all(doubled[:, 2] > 1.5 * t[:, 2])  # a longer lens puts the same image farther away

@@ -284,3 +284,121 @@ def test_old_format_flag_names_the_joint_set(tmp_path, ckpt):
                      "--fps", 50, "--out", tmp_path / name[0], "-f", 5, "--device", "cpu", *extra) == 0
     np.testing.assert_allclose(np.load(tmp_path / "k" / "poses_3d.npz")["reconstruction"],
                                np.load(tmp_path / "h" / "poses_3d.npz")["reconstruction"], atol=1e-5)
+
+
+def _two_people(T=30, short=range(10, 15), tracked=True):
+    """Detections of two people: one in every frame, one only in the ``short`` frames."""
+    rng = np.random.default_rng(12)
+    base = [rng.uniform(100, 300, size=(17, 2)), rng.uniform(600, 800, size=(17, 2))]
+    recs = []
+    for f in range(T):
+        for who in (0, 1):
+            if who == 1 and f not in short:
+                continue
+            pose = base[who] + 4 * np.sin(f / 3 + who) + rng.normal(scale=1, size=(17, 2))
+            kp = np.concatenate([pose, np.full((17, 1), 0.9)], 1).reshape(-1).tolist()
+            lo = pose.min(0)
+            rec = {"image_id": f"{f}.jpg", "keypoints": kp, "box": [*lo, *(pose.max(0) - lo)]}
+            if tracked:
+                rec["idx"] = 7 + who
+            recs.append(rec)
+    rng.shuffle(recs)
+    return recs
+
+
+def test_person_all_one_folder_per_track(tmp_path, ckpt):
+    from stcformer.keypoints import read_tracks, window_stride
+
+    (tmp_path / "people.json").write_text(json.dumps(_two_people()))
+    out = tmp_path / "out"
+    assert infer("--checkpoint", ckpt, "--keypoints", tmp_path / "people.json", "--person", "all", "--width", 1000,
+                 "--height", 1000, "--fps", 25, "--out", out, "-f", 9, "--json", out / "p.json", "--bvh",
+                 out / "p.bvh", "--render", out / "all.gif", "--device", "cpu") == 0
+    assert files_in(out) == ["all.gif", "person_7", "person_8"]
+    assert files_in(out / "person_8") == ["p.bvh", "p.json", "poses_3d.npz", "preview.png"]
+    a, b = np.load(out / "person_7" / "poses_3d.npz"), np.load(out / "person_8" / "poses_3d.npz")
+    assert a["reconstruction"].shape == b["reconstruction"].shape == (30, 17, 3)  # aligned to the input frames
+    assert np.isfinite(a["reconstruction"]).all() and a["lifted"].all()
+    lifted = np.isfinite(b["reconstruction"]).all((1, 2))
+    assert list(np.flatnonzero(lifted)) == list(range(10, 15)) and (b["lifted"] == lifted).all()
+    assert list(b["span"]) == [10, 14] and int(b["track"]) == 8
+    assert np.isfinite(b["root_translation"][10:15]).all() and np.isnan(b["root_translation"][:10]).all()
+    # the 5-frame track (shorter than the 9-frame window) is lifted on its own frames, edges repeated
+    model = load_checkpoint(ckpt)
+    track = [kp for kp in read_tracks(tmp_path / "people.json") if kp.track == 8][0]
+    x = normalize_screen_coordinates(track.xy[10:15], w=1000, h=1000).astype(np.float32)
+    np.testing.assert_array_equal(b["reconstruction"][10:15], predict_sequence(model, x, 9, window_stride(25)))
+    doc = json.loads((out / "person_8" / "p.json").read_text())
+    assert doc["reconstruction"][0] is None or doc["reconstruction"][0][0][0] is None
+    assert doc["span"] == [10, 14] and len(doc["reconstruction"]) == 30
+    assert "Frames: 30" in (out / "person_8" / "p.bvh").read_text()  # held outside the span
+    from PIL import Image
+    with Image.open(out / "all.gif") as im:
+        assert im.n_frames == 30 and im.size[0] > 2 * im.size[1]  # the 2D and two 3D panels side by side
+
+
+def test_person_all_links_untracked_boxes(tmp_path, ckpt):
+    """Without track ids, boxes are linked frame to frame: the same two people, ids 0 and 1."""
+    for tracked in (True, False):
+        (tmp_path / f"{tracked}.json").write_text(json.dumps(_two_people(tracked=tracked)))
+        assert infer("--checkpoint", ckpt, "--keypoints", tmp_path / f"{tracked}.json", "--person", "all",
+                     "--width", 1000, "--height", 1000, "--fps", 25, "--out", tmp_path / str(tracked), "-f", 9,
+                     "--device", "cpu") == 0
+    assert files_in(tmp_path / "False") == ["person_0", "person_1"]
+    for a, b in ((7, 0), (8, 1)):
+        np.testing.assert_array_equal(np.load(tmp_path / "True" / f"person_{a}" / "poses_3d.npz")["reconstruction"],
+                                      np.load(tmp_path / "False" / f"person_{b}" / "poses_3d.npz")["reconstruction"])
+
+
+def test_root_translation_in_the_npz_and_the_bvh(tmp_path, ckpt):
+    from stcformer.bvh import bvh_text, root_trajectory
+    from stcformer.infer import trajectory_window
+
+    kpts = np.random.default_rng(13).uniform(300, 700, size=(20, 17, 3)).astype(np.float32)
+    kpts[..., 2] = 0.9
+    kpts[5, 3, 2] = 0.1  # filled: no weight in the fit
+    np.save(tmp_path / "k.npy", kpts)
+    out = tmp_path / "o"
+    assert infer("--checkpoint", ckpt, "--keypoints", tmp_path / "k.npy", "--width", 1000, "--height", 800,
+                 "--fps", 30, "--out", out, "-f", 9, "--focal", 1200, "--bvh", out / "p.bvh", "--bvh-root",
+                 "--device", "cpu") == 0
+    z = np.load(out / "poses_3d.npz")
+    weights = np.where(z["filled"], 0, z["scores"])
+    assert weights[5, 3] == 0 and float(z["focal"]) == 1200
+    expect = root_trajectory(z["reconstruction"], z["keypoints_2d"], (1000, 800), focal=1200, weights=weights,
+                             smooth=trajectory_window(30))
+    np.testing.assert_allclose(z["root_translation"], expect, rtol=1e-6, atol=1e-7)
+    assert (out / "p.bvh").read_text() == bvh_text(z["reconstruction"], 30.0, root=z["root_translation"])
+
+
+def test_stream_calls_serve_with_the_flags(tmp_path, ckpt, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+    fake = types.ModuleType("stcformer.stream")
+    fake.serve = lambda *a, **k: calls.append((a, k)) or 0
+    monkeypatch.setitem(sys.modules, "stcformer.stream", fake)
+    assert infer("--stream", "--checkpoint", ckpt, "--fps", 30, "--width", 640, "--height", 480,
+                 "--latency", 4, "--joints", "coco", "--device", "cpu") == 0
+    assert calls == [((ckpt, 30.0, (640, 480)), {"latency": 4, "joints": "coco", "device": "cpu", "amp": None})]
+    assert files_in(tmp_path) == ["model.pt"]
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--out", "o"], "leave out --out"),
+    (["--keypoints", "k.npy"], "leave out --keypoints"),
+    ([], "needs --fps"),
+])
+def test_stream_refuses_file_flags(ckpt, capsys, extra, match):
+    args = ["--stream", "--checkpoint", ckpt, *extra] + ([] if match == "needs --fps" else
+                                                           ["--fps", "30", "--width", "10", "--height", "10"])
+    assert infer(*args) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_without_keypoints_or_video(ckpt, capsys, tmp_path):
+    assert infer("--checkpoint", ckpt, "--out", tmp_path / "o") == 2
+    assert "--keypoints FILE, or --video FILE" in capsys.readouterr().err
+    assert infer("--checkpoint", ckpt, "--keypoints", "k.npy") == 2
+    assert "--out is required" in capsys.readouterr().err

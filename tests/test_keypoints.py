@@ -256,3 +256,44 @@ def test_npz_layouts_that_are_refused(tmp_path):
     np.savez(tmp_path / "fps.npz", keypoints=np.ones((3, 17, 2)), fps=-1.0)
     with pytest.raises(DataError, match="'fps' must be positive"):
         read_keypoints(tmp_path / "fps.npz")
+
+
+def test_coco_keypoint_file_round_trip(tmp_path):
+    from stcformer.keypoints import write_coco_keypoints
+
+    rng = np.random.default_rng(20)
+    xy = rng.uniform(-20, 700, size=(9, 33, 2)).astype(np.float32)
+    sc = rng.uniform(0, 1, size=(9, 33)).astype(np.float32)
+    xy[[3, 8]] = np.nan  # no detection, also in the last frame: the frame count must survive
+    sc[[3, 8]] = 0
+    write_coco_keypoints(tmp_path / "k.json", xy, sc, size=(640, 360), fps=29.97)
+    kp = read_keypoints(tmp_path / "k.json")
+    assert kp.joints == "blazepose" and kp.size == (640, 360) and kp.fps == pytest.approx(29.97) and len(kp) == 9
+    from stcformer.keypoints import convert_keypoints
+    direct = convert_keypoints(xy, sc, "blazepose")
+    np.testing.assert_array_equal(kp.xy, direct.xy)
+    np.testing.assert_array_equal(kp.scores, direct.scores)
+    # COCO-17 names in the category: read as COCO
+    write_coco_keypoints(tmp_path / "c.json", xy[:, :17], sc[:, :17], size=(640, 360), joints="coco")
+    assert read_keypoints(tmp_path / "c.json").joints == "coco"
+
+
+def test_link_tracks_follows_boxes_through_a_gap():
+    from stcformer.keypoints import _Detection, _area, link_tracks
+
+    def det(frame, x):
+        box = np.array([x, 100.0, x + 80, 300.0])
+        kp = np.concatenate([np.stack([np.linspace(x, x + 80, 17), np.linspace(100, 300, 17)], -1),
+                             np.ones((17, 1))], 1)
+        return _Detection(frame, None, box, _area(box), kp)
+
+    dets = []
+    for f in range(12):
+        people = [det(f, 100 + 5 * f), det(f, 500 - 5 * f)]  # walking towards each other, never overlapping
+        if f in (4, 5, 6):
+            people = people[:1]  # the second person is missed for three frames
+        dets += people[::-1] if f % 2 else people  # and the order in the file changes
+    ids = link_tracks(dets)
+    for d, i in zip(dets, ids):
+        assert i == (0 if d.box[0] < 300 else 1), (d.frame, d.box[0], i)
+    assert set(ids) == {0, 1}
