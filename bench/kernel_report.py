@@ -61,6 +61,7 @@ import math
 import multiprocessing
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -150,7 +151,7 @@ def _compile_job(job: dict) -> dict:
     try:
         os.rename(tmp, out)  # atomic: a folder is complete or absent
     except OSError:          # another process finished the same job first
-        subprocess.run(["rm", "-rf", tmp], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
     with open(done) as f:
         return json.load(f)
 
@@ -276,7 +277,7 @@ def analyse_sass(text: str, trips) -> dict:
         target = labels[t.group(1)]
         if target < addr:
             loops[target] = max(loops.get(target, addr), addr)
-        elif not pred and target > addr:
+        elif op == "BRA" and not pred and target > addr:
             skipped.append((addr, target))  # [addr + 16, target) runs only on another path
     spans = sorted(loops.items())
     note = None
