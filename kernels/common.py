@@ -21,7 +21,7 @@ LN2 = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
-def conv3x3(x_ptr, t, j, d, w_ptr, T, J, s_t, s_j, s_d, DH: tl.constexpr,
+def conv3x3(x_ptr, t, j, d, w_ptr, T, J, s_t, s_j, s_d, DH: tl.constexpr, WS: tl.constexpr,
             TRANSPOSED: tl.constexpr):
     """sum_{u,v in -1..1} w[d, u+1, v+1] * x[t + u, j + v, d], for any broadcastable t, j, d.
 
@@ -29,8 +29,10 @@ def conv3x3(x_ptr, t, j, d, w_ptr, T, J, s_t, s_j, s_d, DH: tl.constexpr,
         (t, j, d) sits at x_ptr + t*s_t + j*s_j + d*s_d.
     t, j, d: int32 index tensors (or scalars) that broadcast to the result's shape; rows
         outside the grid give finite junk (mask the store); channels d >= DH read 0.
-    w_ptr: pointer to w[c0, 0, 0, 0] of a contiguous (C/2, 1, 3, 3) weight, c0 = head's first
-        channel. TRANSPOSED: read x[t - u, j - v] instead (the adjoint: grad of v from grad_out).
+    w_ptr: pointer to the head's first channel of tap 0 in the tap-major float32 weights that
+        ``conv.conv_weight_kernel`` prepares: tap k of channel d at w_ptr + k * WS + d, so a
+        tap's weights are one contiguous vector. TRANSPOSED: read x[t - u, j - v] instead (the
+        adjoint: grad of v from grad_out).
     Returns float32 of the broadcast shape of (t, j, d).
     """
     dm = d < DH
@@ -45,6 +47,6 @@ def conv3x3(x_ptr, t, j, d, w_ptr, T, J, s_t, s_j, s_d, DH: tl.constexpr,
                 jj = j + (v - 1)
             ok = (tt >= 0) & (tt < T) & (jj >= 0) & (jj < J) & dm
             x = tl.load(x_ptr + tt * s_t + jj * s_j + d * s_d, mask=ok, other=0.0).to(tl.float32)
-            w = tl.load(w_ptr + d * 9 + (u * 3 + v), mask=dm, other=0.0).to(tl.float32)
+            w = tl.load(w_ptr + (u * 3 + v) * WS + d, mask=dm, other=0.0)
             acc += w * x
     return acc

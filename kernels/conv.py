@@ -153,3 +153,24 @@ def conv_grad_reduce_kernel(
             tl.store(gspes_ptr + j * DH + d, spe, mask=d < DH)
         else:
             tl.store(gspet_ptr + j * DH + d, spe, mask=d < DH)
+
+
+@triton.jit
+def conv_weight_kernel(ws_ptr, wt_ptr, out_ptr, HALF: tl.constexpr, BLOCK: tl.constexpr):
+    """The two (C/2, 1, 3, 3) conv weights, tap-major in float32: out[half, tap, c].
+
+    The attention kernels read a tap's weights for a head's DH channels as one vector load
+    (instead of DH scalar loads at stride 9), once per call for every kernel of the op.
+    Pointers: ws, wt contiguous (C/2, 1, 3, 3), any float dtype; out float32 (2, 9, HALF)
+    contiguous, HALF = C/2. Grid: (2 * cdiv(HALF, BLOCK),), program = half * n + block.
+    """
+    n = tl.cdiv(HALF, BLOCK)
+    half = tl.program_id(0) // n
+    c = (tl.program_id(0) % n) * BLOCK + tl.arange(0, BLOCK)[:, None]
+    tap = tl.arange(0, 16)[None, :]
+    ok = (c < HALF) & (tap < 9)
+    if half == 0:
+        w = tl.load(ws_ptr + c * 9 + tap, mask=ok, other=0.0)
+    else:
+        w = tl.load(wt_ptr + c * 9 + tap, mask=ok, other=0.0)
+    tl.store(out_ptr + (half * 9 + tap) * HALF + c, w.to(tl.float32), mask=ok)

@@ -31,8 +31,8 @@ def spatial_fwd_kernel(
 ):
     """Spatial attention + depthwise conv of v + spe, forward.
 
-    Pointers: qkv (B, T, J, 3C) strides (s_qb, s_qt, s_qj, 1); w (C/2, 1, 3, 3) and b (C/2,)
-    contiguous (the spatial conv); spe (J, DH) contiguous (read only if HAS_SPE); out
+    Pointers: qkv (B, T, J, 3C) strides (s_qb, s_qt, s_qj, 1); w the prepared conv weights
+    (``conv.conv_weight_kernel``: float32 (2, 9, C/2), both halves), b (C/2,) contiguous; spe (J, DH) contiguous (read only if HAS_SPE); out
     (B, T, J, C) strides (s_ob, s_ot, s_oj, 1); lse (B, H, T, J) float32 contiguous.
     Constexprs: H heads, DH, DHP, JP (see module doc), FRAMES frames per program (power of 2),
     SD/SW the qkv layout, HAS_SPE, DOT_PREC the tl.dot input_precision for float32 inputs.
@@ -68,7 +68,7 @@ def spatial_fwd_kernel(
     l = tl.sum(p, axis=2)
     o = tl.dot(p.to(v.dtype), v, input_precision=DOT_PREC) / l[:, :, None]
 
-    o += conv3x3(base + 2 * SW, t, j, d, w_ptr + h * DH * 9, T, J, s_qt, s_qj, SD, DH, False)
+    o += conv3x3(base + 2 * SW, t, j, d, w_ptr + h * DH, T, J, s_qt, s_qj, SD, DH, H * DH, False)
     o += tl.load(b_ptr + h * DH + d, mask=d < DH, other=0.0).to(tl.float32)
     if HAS_SPE:
         o += tl.load(spe_ptr + j * DH + d, mask=(j < J) & (d < DH), other=0.0).to(tl.float32)
@@ -93,7 +93,7 @@ def spatial_bwd_kernel(
 
     P is recomputed from lse (nothing of size J x J was saved); a frame's keys are all in the
     tile, so delta = rowsum(P * dP) is exact here.
-    Pointers: qkv (B, T, J, 3C) strides (s_q*, 1); w (C/2, 1, 3, 3) contiguous; grad_out
+    Pointers: qkv (B, T, J, 3C) strides (s_q*, 1); w as in ``spatial_fwd_kernel``; grad_out
     (B, T, J, C) strides (s_g*, 1); lse (B, H, T, J) float32 contiguous; grad_qkv strides
     (s_d*, 1), same layout as qkv (only the spatial channels are written here).
     Constexprs as in ``spatial_fwd_kernel``.
@@ -115,7 +115,7 @@ def spatial_bwd_kernel(
     base = qkv_ptr + b.to(tl.int64) * s_qb + 3 * h * DH
     g_ptr = do_ptr + b.to(tl.int64) * s_gb + 2 * h * DH
     dbase = dqkv_ptr + b.to(tl.int64) * s_db + 3 * h * DH
-    w_h = w_ptr + h * DH * 9
+    w_h = w_ptr + h * DH
     for grp in range(split, tl.cdiv(T, FRAMES), NSPLIT):
         t2 = grp * FRAMES + f2
         t = t2[:, :, None]
@@ -139,7 +139,7 @@ def spatial_bwd_kernel(
         dq = tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC) * scale
         dk = tl.dot(tl.permute(ds, (0, 2, 1)).to(q.dtype), q, input_precision=DOT_PREC) * scale
         dv = tl.dot(tl.permute(p, (0, 2, 1)).to(v.dtype), do, input_precision=DOT_PREC)
-        dv += conv3x3(g_ptr, t, j, d, w_h, T, J, s_gt, s_gj, 1, DH, True)
+        dv += conv3x3(g_ptr, t, j, d, w_h, T, J, s_gt, s_gj, 1, DH, H * DH, True)
 
         ety = dqkv_ptr.dtype.element_ty
         doffs = t * s_dt + j * s_dj + d * SD

@@ -73,8 +73,9 @@ def temporal_fwd_kernel(
 ):
     """Temporal attention + depthwise conv of v + spe, forward.
 
-    Pointers: qkv (B, T, J, 3C) strides (s_q*, 1); w (C/2, 1, 3, 3) and b (C/2,) contiguous
-    (the temporal conv); spe (J, DH) contiguous (read only if HAS_SPE); out (B, T, J, C)
+    Pointers: qkv (B, T, J, 3C) strides (s_q*, 1); w the prepared conv weights
+    (``conv.conv_weight_kernel``: float32 (2, 9, C/2), both halves), b (C/2,) contiguous (the temporal
+    conv's bias); spe (J, DH) contiguous (read only if HAS_SPE); out (B, T, J, C)
     strides (s_o*, 1); lse (B, H, J, T) float32 contiguous.
     Constexprs: H, DH, DHP = max(16, next_pow2(DH)), NB joints per program, BLOCK_M query
     frames per program, BLOCK_N key frames per step, SD/SW the qkv layout, HAS_SPE, DOT_PREC.
@@ -118,8 +119,8 @@ def temporal_fwd_kernel(
         m_i = m_new
 
     o = acc / l_i[:, None]
-    o += conv3x3(base + 2 * SW, tq[:, None], jq[:, None], d[None, :], w_ptr + h * DH * 9, T, J,
-                 s_qt, s_qj, SD, DH, False)
+    o += conv3x3(base + 2 * SW, tq[:, None], jq[:, None], d[None, :], w_ptr + 9 * HALF + h * DH,
+                 T, J, s_qt, s_qj, SD, DH, HALF, False)
     o += tl.load(b_ptr + h * DH + d, mask=dm, other=0.0).to(tl.float32)[None, :]
     if HAS_SPE:
         o += tl.load(spe_ptr + jq[:, None] * DH + d[None, :], mask=m2, other=0.0).to(tl.float32)
@@ -149,7 +150,8 @@ def temporal_bwd_row_kernel(
     blocks: S^T = K Q^T and dP^T = V dO^T are (keys, queries) tiles, so P^T and dS^T are
     the register operands of dV += P^T dO and dK += dS^T Q; only dQ = dS K needs a transpose.
     delta = rowsum(P * dP) is exact here (the whole key row is in the tile).
-    Pointers: qkv (B, T, J, 3C) strides (s_q*, 1); w (C/2, 1, 3, 3) contiguous; grad_out
+    Pointers: qkv (B, T, J, 3C) strides (s_q*, 1); w the prepared conv weights (as in
+    ``temporal_fwd_kernel``); grad_out
     (B, T, J, C) strides (s_g*, 1); lse (B, H, J, T) float32 contiguous; grad_qkv strides
     (s_d*, 1), qkv's layout (only the temporal channels are written here).
     Constexprs: as in ``temporal_fwd_kernel``; BLOCK_N >= T.
@@ -198,12 +200,11 @@ def temporal_bwd_row_kernel(
         tl.store(dbase + tq[:, None] * s_dt + jq[:, None] * s_dj + d[None, :] * SD, dq.to(ety),
                  mask=q_mask)
 
-    dk *= scale
-    # adjoint conv: grad_out of the 3x3 neighbours (other joints too) flows into dV
-    dv += conv3x3(g_ptr, tk[:, None], jk[:, None], d[None, :], w_ptr + h * DH * 9, T, J,
-                  s_gt, s_gj, 1, DH, True)
     d_off = tk[:, None] * s_dt + jk[:, None] * s_dj + d[None, :] * SD
-    tl.store(dbase + SW + d_off, dk.to(ety), mask=k_mask)
+    tl.store(dbase + SW + d_off, (dk * scale).to(ety), mask=k_mask)
+    # adjoint conv: grad_out of the 3x3 neighbours (other joints too) flows into dV
+    dv += conv3x3(g_ptr, tk[:, None], jk[:, None], d[None, :], w_ptr + 9 * HALF + h * DH, T, J,
+                  s_gt, s_gj, 1, DH, HALF, True)
     tl.store(dbase + 2 * SW + d_off, dv.to(ety), mask=k_mask)
 
 
@@ -237,8 +238,8 @@ def temporal_bwd_delta_kernel(
     do = tl.load(do_ptr + b.to(tl.int64) * s_gb + ch + t[:, None] * s_gt + j[:, None] * s_gj
                  + d[None, :], mask=m2, other=0.0).to(tl.float32)
     v_ptr = qkv_ptr + b.to(tl.int64) * s_qb + 3 * (HALF + h * DH) + 2 * SW
-    o -= conv3x3(v_ptr, t[:, None], j[:, None], d[None, :], w_ptr + h * DH * 9, T, J, s_qt, s_qj,
-                 SD, DH, False)
+    o -= conv3x3(v_ptr, t[:, None], j[:, None], d[None, :], w_ptr + 9 * HALF + h * DH, T, J, s_qt,
+                 s_qj, SD, DH, HALF, False)
     o -= tl.load(b_ptr + h * DH + d, mask=dm, other=0.0).to(tl.float32)[None, :]
     if HAS_SPE:
         o -= tl.load(spe_ptr + j[:, None] * DH + d[None, :], mask=m2, other=0.0).to(tl.float32)
@@ -305,8 +306,8 @@ def temporal_bwd_kernel(
         ds_t = p_t * (dp_t - delta[None, :])
         dk += tl.dot(ds_t.to(q.dtype), q, input_precision=DOT_PREC)
     dk *= scale
-    dv += conv3x3(g_ptr, t[:, None], j[:, None], d[None, :], w_ptr + h * DH * 9, T, J,
-                  s_gt, s_gj, 1, DH, True)
+    dv += conv3x3(g_ptr, t[:, None], j[:, None], d[None, :], w_ptr + 9 * HALF + h * DH, T, J,
+                  s_gt, s_gj, 1, DH, HALF, True)
     ety = dqkv_ptr.dtype.element_ty
     d_off = t[:, None] * s_dt + j[:, None] * s_dj + d[None, :] * SD
     tl.store(dbase + SW + d_off, dk.to(ety), mask=m2)

@@ -6,9 +6,9 @@ defined with ``torch.library.triton_op`` (kernels launched through ``wrap_triton
 ``register_autograd`` makes the forward differentiable, and torch.compile(fullgraph=True) takes
 them without graph breaks (as opaque ops by default, see ``INLINE_IN_GRAPHS``).
 
-Launches per call: forward 2 (spatial, temporal); backward 4 for T <= 256 (spatial persistent,
+Launches per call: forward 3 (conv weights tap-major, spatial, temporal); backward 5 for T <= 256 (spatial persistent,
 temporal whole-row, the conv / bias / spe gradients of both halves and their deterministic
-reduction), 5 above (temporal delta + streaming); no torch kernels besides the allocations.
+reduction, the weights again), 6 above (temporal delta + streaming); no torch kernels besides the allocations.
 Precision: softmax and accumulation in float32; float32 inputs use 3xTF32 dots (float32-level
 accuracy on the tensor cores; $STCFORMER_TRITON_FP32_DOT=ieee|tf32 to change), 16-bit inputs feed
 the tensor cores with 16-bit P / dS (flash-attention style).
@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.library import triton_op
 from torch.library import wrap_triton as _wrap_triton
 
-from stcformer.kernels.conv import conv_grad_kernel, conv_grad_reduce_kernel
+from stcformer.kernels.conv import conv_grad_kernel, conv_grad_reduce_kernel, conv_weight_kernel
 from stcformer.kernels.spatial import spatial_bwd_kernel, spatial_fwd_kernel
 from stcformer.kernels.temporal import (temporal_bwd_delta_kernel, temporal_bwd_kernel,
                                         temporal_bwd_row_kernel, temporal_fwd_kernel)
@@ -99,8 +99,8 @@ def _np2(n: int, lo: int = 16) -> int:
 class Config:
     """Block shapes and launch parameters for one problem shape.
 
-    GPU: spatial tiles of FRAMES x JP rows (8 x 32 forward, 4 x 32 backward for J = 17), the
-    backward persistent over about 4 programs per SM; temporal query blocks of 64 frames against
+    GPU: spatial tiles of FRAMES x JP rows (4 x 32 forward, 2 x 32 backward for J = 17), the
+    backward persistent over about 8 waves; temporal query blocks of 64 frames against
     128-frame key blocks (forward), the whole key row (T <= 256) against 32-frame query blocks
     (backward). Interpreter: it pays per operation, not per element, so programs take many
     frames (far fewer programs, same code).
@@ -120,8 +120,8 @@ class Config:
             # Register budget (sm_90, checked with bench/kernel_report.py): each kernel under
             # ~168 registers so that at least 12 warps are resident per SM, no spills.
             self.NB = 1
-            self.FRAMES = max(1, min(256 // self.JP, n_t))
-            self.FRAMES_BWD = max(1, min(128 // self.JP, n_t))
+            self.FRAMES = max(1, min(128 // self.JP, n_t))
+            self.FRAMES_BWD = max(1, min(64 // self.JP, n_t))
             # forward: 64 query frames per program against 128-frame key blocks (online
             # softmax); backward: the whole key row, key-stationary, 32 query frames a step
             self.BLOCK_M = min(64, self.BLOCK_N)
@@ -132,8 +132,10 @@ class Config:
                 self.BLOCK_N = min(64, self.BLOCK_N)
                 self.BLOCK_N_FWD = self.BLOCK_M = min(64, self.BLOCK_N)
                 self.BLOCK_M_BWD = min(32, self.BLOCK_N)
+            # persistent spatial backward: about 8 waves of the 3 programs an SM holds, so
+            # that the last wave's tail is short
             groups = -(-T // self.FRAMES_BWD)
-            self.NSPLIT = max(1, min(groups, -(-4 * sm_count // max(1, B * num_heads))))
+            self.NSPLIT = max(1, min(groups, -(-8 * 3 * sm_count // max(1, B * num_heads))))
             self.warps_fwd_t = 4
             self.warps_bwd_t = 8 if self.BLOCK_N >= 128 else 4
             self.warps_s = 4
@@ -195,6 +197,16 @@ def _unit_last(t: Tensor) -> Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
+def _conv_weights(w_s: Tensor, w_t: Tensor) -> Tensor:
+    """Both conv weights tap-major in float32 (2, 9, C/2), the layout every kernel reads."""
+    half = w_s.shape[0]
+    out = torch.empty((2, 9, half), device=w_s.device, dtype=torch.float32)
+    block = min(128, _np2(half))
+    wrap_triton(conv_weight_kernel)[(2 * triton.cdiv(half, block),)](
+        w_s.contiguous(), w_t.contiguous(), out, HALF=half, BLOCK=block, num_warps=4)
+    return out
+
+
 def _check_inputs(qkv: Tensor, num_heads: int) -> Tuple[int, int, int, int, int]:
     if qkv.dtype not in SUPPORTED_DTYPES:
         raise TypeError(f"stc_attention_triton: dtype {qkv.dtype} is not supported (float32, float16, bfloat16)")
@@ -224,18 +236,19 @@ def stc_attention_triton_fwd(
         return out, lse_s, lse_t
     cfg = _config(qkv, H, dh)
     qkv = _unit_last(qkv)
-    w_s, b_s, w_t, b_t = w_s.contiguous(), b_s.contiguous(), w_t.contiguous(), b_t.contiguous()
+    w = _conv_weights(w_s, w_t)
+    b_s, b_t = b_s.contiguous(), b_t.contiguous()
     spe_s_ = spe_s.contiguous() if spe_s is not None else b_s  # any pointer when HAS_SPE is off
     spe_t_ = spe_t.contiguous() if spe_t is not None else b_t
     common = dict(H=H, DH=dh, DHP=cfg.DHP, DOT_PREC=cfg.DOT_PREC, **_layout(head_major, dh))
     strides = (*qkv.stride()[:3], *out.stride()[:3])
 
     wrap_triton(spatial_fwd_kernel)[(B * H * triton.cdiv(T, cfg.FRAMES),)](
-        qkv, w_s, b_s, spe_s_, out, lse_s, T, J, *strides, scale,
+        qkv, w, b_s, spe_s_, out, lse_s, T, J, *strides, scale,
         JP=cfg.JP, FRAMES=cfg.FRAMES, HAS_SPE=spe_s is not None, num_warps=cfg.warps_s, **common)
     n_jg = triton.cdiv(J, cfg.NB)
     wrap_triton(temporal_fwd_kernel)[(B * H * n_jg * triton.cdiv(T, cfg.BLOCK_M),)](
-        qkv, w_t, b_t, spe_t_, out, lse_t, T, J, *strides, scale, NB=cfg.NB,
+        qkv, w, b_t, spe_t_, out, lse_t, T, J, *strides, scale, NB=cfg.NB,
         BLOCK_M=cfg.BLOCK_M, BLOCK_N=cfg.BLOCK_N_FWD, HAS_SPE=spe_t is not None,
         num_warps=cfg.warps_fwd_t, **common)
     return out, lse_s, lse_t
@@ -259,21 +272,21 @@ def stc_attention_triton_bwd(
     cfg = _config(qkv, H, dh)
     DHP = cfg.DHP
     qkv, grad_out, out = _unit_last(qkv), _unit_last(grad_out), _unit_last(out)
-    w_s_, w_t_, b_t_ = w_s.contiguous(), w_t.contiguous(), b_t.contiguous()
+    w, b_t_ = _conv_weights(w_s, w_t), b_t.contiguous()
     lse_s, lse_t = lse_s.contiguous(), lse_t.contiguous()
     common = dict(H=H, DH=dh, DHP=DHP, **_layout(head_major, dh))
     strides = (*qkv.stride()[:3], *grad_out.stride()[:3], *grad_qkv.stride()[:3])
 
     # spatial half: persistent programs over frame groups
     wrap_triton(spatial_bwd_kernel)[(B * H * cfg.NSPLIT,)](
-        qkv, w_s_, grad_out, lse_s, grad_qkv, T, J, cfg.NSPLIT, *strides, scale,
+        qkv, w, grad_out, lse_s, grad_qkv, T, J, cfg.NSPLIT, *strides, scale,
         JP=cfg.JP, FRAMES=cfg.FRAMES_BWD, DOT_PREC=cfg.DOT_PREC, num_warps=cfg.warps_s, **common)
 
     # temporal half
     NB, n_jg = cfg.NB, triton.cdiv(J, cfg.NB)
     if cfg.row_bwd:
         wrap_triton(temporal_bwd_row_kernel)[(B * H * n_jg,)](
-            qkv, w_t_, grad_out, lse_t, grad_qkv, T, J, *strides, scale, NB=NB,
+            qkv, w, grad_out, lse_t, grad_qkv, T, J, *strides, scale, NB=NB,
             BLOCK_M=cfg.BLOCK_M_BWD, BLOCK_N=cfg.BLOCK_N, DOT_PREC=cfg.DOT_PREC,
             num_warps=cfg.warps_bwd_t, **common)
     else:
@@ -281,11 +294,11 @@ def stc_attention_triton_bwd(
         spe_t_ = spe_t.contiguous() if spe_t is not None else b_t_
         delta = torch.empty((B, H, J, T), device=dev, dtype=torch.float32)
         wrap_triton(temporal_bwd_delta_kernel)[grid](
-            qkv, w_t_, b_t_, spe_t_, out, grad_out, delta, T, J,
+            qkv, w, b_t_, spe_t_, out, grad_out, delta, T, J,
             *qkv.stride()[:3], *out.stride()[:3], *grad_out.stride()[:3],
             NB=NB, BLOCK=cfg.STREAM, HAS_SPE=spe_t is not None, num_warps=4, **common)
         wrap_triton(temporal_bwd_kernel)[grid](
-            qkv, w_t_, grad_out, lse_t, delta, grad_qkv, T, J, *strides, scale,
+            qkv, w, grad_out, lse_t, delta, grad_qkv, T, J, *strides, scale,
             NB=NB, BLOCK=cfg.STREAM, DOT_PREC=cfg.DOT_PREC, num_warps=4, **common)
 
     # grads of w, b, spe of both halves: per-program partials, then a fixed-order reduction
@@ -295,8 +308,10 @@ def stc_attention_triton_bwd(
     wrap_triton(conv_grad_kernel)[(n_c,)](
         qkv, grad_out, pw, pj, T, J, cfg.NCHUNK, *qkv.stride()[:3], *grad_out.stride()[:3],
         JP=cfg.JP, FRAMES=cfg.FRAMES_CONV, num_warps=cfg.warps_conv, **common)
-    g_ws, g_wt = torch.empty_like(w_s_), torch.empty_like(w_t_)
-    g_bs, g_bt = torch.empty_like(b_s, memory_format=torch.contiguous_format), torch.empty_like(b_t_)
+    g_ws = torch.empty(w_s.shape, device=dev, dtype=w_s.dtype)
+    g_wt = torch.empty(w_t.shape, device=dev, dtype=w_t.dtype)
+    g_bs = torch.empty(b_s.shape, device=dev, dtype=b_s.dtype)
+    g_bt = torch.empty(b_t.shape, device=dev, dtype=b_t.dtype)
     g_spe_s = torch.empty((J, dh), device=dev, dtype=spe_dtype(spe_s))
     g_spe_t = torch.empty((J, dh), device=dev, dtype=spe_dtype(spe_t))
     wrap_triton(conv_grad_reduce_kernel)[(2 * H + 2 * J,)](
