@@ -88,6 +88,11 @@ class Launch:
         """Compulsory global bytes: each distinct tensor argument's touched bytes, once."""
         return int(sum(a.nbytes * a.touched for a in self.tensor_args))
 
+    @property
+    def signature(self) -> dict:
+        """Triton's signature of the launch (argument name -> "*bf16", "i32", "constexpr", ...)."""
+        return self.compile_spec(90)[0]
+
     def options(self) -> dict:
         opts = {"num_warps": self.num_warps}
         if self.num_stages is not None:
