@@ -214,7 +214,8 @@ def _detection(doc):
     return arr
 
 
-def serve(checkpoint, fps, size, latency=None, joints=None, device=None, amp=None, inp=None, out=None) -> int:
+def serve(checkpoint, fps, size, latency=None, joints=None, device=None, amp=None,
+          inp: Optional[TextIO] = None, out: Optional[TextIO] = None) -> int:
     """Lift JSON lines: one detection per line in, one pose per line out, flushed after each line.
 
     A line is ``{"keypoints": [[x, y, score], ...]}`` (other keys are ignored), a bare list
