@@ -136,7 +136,12 @@ setup(
     # no torch pin here: install the torch you want first (CPU or CUDA build), then this package;
     # tested with torch 2.11 and 2.13 (torch.library.triton_op and the custom-op APIs used here)
     install_requires=["torch>=2.11", "numpy", "tqdm", "matplotlib"],
+    # detect: what MediaPipe BlazePose needs to run (python -m stcformer.infer --video), pinned to the
+    # versions tested; mediapipe itself is installed first with --no-deps (see the README): its own
+    # requirements would add jax, scipy and a second, non-headless OpenCV (about 1 GB)
     extras_require={"triton": ["triton"], "video": ["imageio", "imageio-ffmpeg"],
+                    "detect": ["imageio", "imageio-ffmpeg", "absl-py==2.5.1", "attrs==26.1.0", "flatbuffers==25.12.19",
+                               "protobuf==4.25.9", "opencv-python-headless==4.14.0.94"],
                     "dev": ["pytest", "pytest-benchmark", "hypothesis", "ninja", "triton", "imageio", "imageio-ffmpeg"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
