@@ -382,15 +382,16 @@ def main(argv=None) -> int:
     model = model.to(device)
     warn_slow_cpu_amp(torch.device(device).type, args.amp)
 
-    lift_frames, lift_seconds = 0, 0.0
+    from .video import Stage
+
     results = []
+    lift = Stage("lift", sum(len(p.xy) for p in people))  # frames/s; predict_sequence's own bar counts batches
     for p in people:
         x = normalize_screen_coordinates(p.xy, w=size[0], h=size[1]).astype(np.float32)
         t0 = time.perf_counter()
         poses = predict_sequence(model, x, frames, tds, args.mode, args.batch_size, device=device, amp=args.amp,
                                  progress=True)
-        lift_seconds += time.perf_counter() - t0
-        lift_frames += len(poses)
+        lift.add(time.perf_counter() - t0, len(poses))
         if args.smooth is not None:
             window = args.smooth or smoothing_window(fps)
             before = jitter(poses)
@@ -405,7 +406,8 @@ def main(argv=None) -> int:
         except ValueError as exc:
             raise DataError(source, f"{p.label + ': ' if p.label else ''}{exc}") from None
         results.append((p, poses, root))
-    stages["lift"] = (lift_frames, lift_seconds)
+    lift.close()
+    stages["lift"] = (lift.n, lift.seconds)
 
     # ---- outputs (nothing was written before this point)
     written = []

@@ -204,3 +204,17 @@ def test_keypoints_2d_json_round_trip(detected):
     assert not (detected["again"] / "keypoints_2d.json").exists()
     for key in ("reconstruction", "keypoints_2d", "scores", "root_translation", "size", "fps", "tds"):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_unreadable_video_exits_2(tmp_path, capsys):
+    if not has_detector():
+        pytest.skip("the detect extra is not installed")
+    pytest.importorskip("imageio_ffmpeg")
+    torch.manual_seed(0)
+    save_checkpoint(STCFormer(layers=1, d_hid=32, num_heads=2), tmp_path / "model.pt")
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    for name, match in (("missing.mp4", "no such file"), ("bad.mp4", "cannot read this video")):
+        rc = infer("--video", tmp_path / name, "--checkpoint", tmp_path / "model.pt", "--out", tmp_path / "o")
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1 and name in err and match in err, err
+    assert files_in(tmp_path / "o") == []
