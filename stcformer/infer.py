@@ -481,7 +481,7 @@ def main(argv=None) -> int:
             n = render(args.render, p.xy, poses, fps, size, filled=p.gaps.filled, video=bg, log=log)
         stages["render"] = (n, time.perf_counter() - t0)
         written.append(f"{args.render} ({n} frames at {fps:g} fps)")
-    who = f"{len(results)} people, " if every else ""
+    who = f"{len(results)} {'person' if len(results) == 1 else 'people'}, " if every else ""
     print(f"{who}{T} frames lifted ({args.mode}, window {frames}, tds {tds}) -> {', '.join(written)}")
     print("frames/s: " + ", ".join(f"{k} {n / s:.1f}" if s > 0 else f"{k} -" for k, (n, s) in stages.items()))
     return 0
