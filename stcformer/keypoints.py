@@ -624,8 +624,7 @@ def _read_json(path: str, person) -> tuple:
             pick, why = person, f"--person, of {len(area)} tracks"
         chosen = [d for d in dets if d.track == pick]
         frames = len({d.frame for d in chosen})
-        if len(area) > 1 or person is not None:
-            notes.append(f"person: track {pick} ({why}), detected in {frames} of {T} frames")
+        notes.append(f"person: track {pick} ({why}), detected in {frames} of {T} frames")
     else:
         rank = 0 if person is None else person
         if rank < 0:
