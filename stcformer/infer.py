@@ -311,18 +311,19 @@ def main(argv=None) -> int:
             video_info = probe(args.video)
             size = size or video_info.size
             fps = fps or video_info.fps
-            kp0.notes.append(f"{args.video}: the video gives the " + " and ".join(
+            kp0.notes.append(" and ".join(
                 n for n, missing in (("image size", kp0.size is None and args.width is None),
-                                     ("frame rate", kp0.fps is None and args.fps is None)) if missing))
+                                     ("frame rate", kp0.fps is None and args.fps is None)) if missing)
+                + f" from the video {args.video}")
         if size is None:
             raise UsageError(f"{args.keypoints}: the file does not give the image size: pass --width and --height")
         if fps is None and (args.tds is None or args.render or args.bvh):
             raise UsageError(f"{args.keypoints}: the file does not give the frame rate: pass --fps")
     source = args.video if detecting else args.keypoints
     background = None
-    if args.render and args.video:
+    if args.render and args.video and not detecting:
         from .render import open_video
-        background = open_video(args.video)  # unreadable video: stops here
+        background = open_video(args.video)  # unreadable video: stops here (probe checked a detected one)
     model = load_checkpoint(args.checkpoint, **({"backend": args.backend} if args.backend else {}))
     if model.config.get("num_joints", 17) != 17:
         raise UsageError(f"{args.checkpoint}: model has {model.config['num_joints']} joints, need 17")
@@ -468,7 +469,7 @@ def main(argv=None) -> int:
 
         t0 = time.perf_counter()
         log = (lambda m: print(m, file=sys.stderr))
-        bg = args.video if background and background[0] is not None else None
+        bg = args.video if detecting or (background and background[0] is not None) else None
         if background and background[0] is None:
             log(background[1])
         if every:

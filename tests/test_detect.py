@@ -191,6 +191,9 @@ def test_video_writes_keypoints_render_and_bvh(detected):
     iio = pytest.importorskip("imageio.v3")
     frames = iio.imread(out / "pose.mp4", plugin="FFMPEG")
     assert len(frames) == T_CLIP
+    # drawn on the video's own frames (grey background, the photo), not on a blank white canvas
+    left = frames[0][:, : frames.shape[2] // 2]
+    assert left.mean() < 180, left.mean()
     from stcformer.bvh import bvh_text
 
     z = np.load(out / "poses_3d.npz")
