@@ -106,7 +106,7 @@ def test_frame_without_detection_is_a_gap():
 # ---------------------------------------------------------------- the extra missing
 
 def test_video_without_the_detector_stops_first(tmp_path, monkeypatch, capsys):
-    write_clip(tmp_path / "clip.mp4", frames=3, size=(160, 128))
+    (tmp_path / "clip.mp4").write_bytes(b"\0" * 64)  # never opened: the missing detector is found first
     torch.manual_seed(0)
     save_checkpoint(STCFormer(layers=1, d_hid=32, num_heads=2), tmp_path / "model.pt")
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # as if the detect extra were not installed
