@@ -99,22 +99,30 @@ def _block_geometry(frames: int, tds: int, overlap: float) -> tuple:
 
 
 def seq2seq_starts(num_frames: int, frames: int, tds: int, overlap: float = SEQ2SEQ_OVERLAP) -> np.ndarray:
-    """First frames of the seq2seq blocks of a sequence: ``0, hop, 2*hop, ...`` while a block fits,
-    then one more aligned to the end if frames are left over; a sequence shorter than a block has
-    one block (its windows repeat the last frame). ``hop = span - round(overlap*span)``,
-    ``span = T*tds``; ``overlap=0`` gives the non-overlapping blocks of earlier versions."""
-    span, hop, _ = _block_geometry(frames, tds, overlap)
-    starts = list(range(0, max(num_frames - span, 0) + 1, hop))
-    if starts[-1] + span < num_frames:
-        starts.append(num_frames - span)
-    return np.asarray(starts, dtype=np.int64)
+    """First frames of the seq2seq blocks of a sequence of ``num_frames``, ``span = T*tds`` frames
+    each, ``hop = span - round(overlap*span)`` apart.
+
+    The grid covers the sequence extended by ``fade`` frames (the cross-fade length, see
+    :func:`_block_geometry`) at both ends: starts ``-fade, -fade + hop, ...`` while a block fits,
+    then one more aligned to the end of the extension if frames are left over. So the first and
+    last frames sit half a fade inside the outer blocks, not at their windows' edges (the windows
+    repeat the edge frames there, as centre mode's do), and they cross-fade like any other frame.
+    ``overlap=0`` (no fade) gives the non-overlapping blocks of earlier versions: ``0, span, ...``,
+    the last aligned to the end, one block for a sequence shorter than a block."""
+    span, hop, fade = _block_geometry(frames, tds, overlap)
+    extended = num_frames + 2 * fade
+    starts = list(range(0, max(extended - span, 0) + 1, hop))
+    if starts[-1] + span < extended:
+        starts.append(extended - span)
+    return np.asarray(starts, dtype=np.int64) - fade
 
 
 def seq2seq_centres(num_frames: int, frames: int, tds: int, overlap: float = SEQ2SEQ_OVERLAP) -> np.ndarray:
     """Centres of the windows of ``T = 2*pad+1`` frames (``pad = (frames-1)//2``), ``tds`` apart,
     that cover the :func:`seq2seq_starts` blocks: block ``b`` (``T*tds`` consecutive frames from
     ``s``) is covered exactly once by ``tds`` interleaved windows (frames ``s+o, s+o+tds, ...`` for
-    ``o < tds``), listed block by block."""
+    ``o < tds``), listed block by block. Frames outside the sequence are clamped when the windows
+    are cut (:class:`~stcformer.data.dataset.WindowSet`), so a centre may lie before frame 0."""
     pad = (frames - 1) // 2
     starts = seq2seq_starts(num_frames, frames, tds, overlap)
     return (starts[:, None] + np.arange(tds, dtype=np.int64)[None] + pad * tds).reshape(-1)
@@ -125,8 +133,7 @@ def seq2seq_block_weights(num_blocks: int, span: int, fade: int) -> np.ndarray:
     ``fade`` frames of every block but the first and the last ``fade`` frames of every block but
     the last, where it rises from (near) 0 as ``sin^2``. Where two blocks cross over ``fade``
     frames their weights sum to 1; every weight is positive (the ramp is sampled at frame
-    centres), so no covered frame gets zero total weight, and the sequence's first and last
-    frames, which only one block covers, keep full weight."""
+    centres), so no covered frame gets zero total weight."""
     w = np.ones((num_blocks, span), dtype=np.float64)
     if fade > 0 and num_blocks > 1:
         ramp = np.sin(0.5 * np.pi * (np.arange(fade) + 0.5) / fade) ** 2
@@ -137,7 +144,9 @@ def seq2seq_block_weights(num_blocks: int, span: int, fade: int) -> np.ndarray:
 
 class Seq2SeqWindows(WindowSet):
     """A :class:`WindowSet` of seq2seq blocks plus ``weights`` (N, T): the blending weight of each
-    output frame of each window (see :func:`seq2seq_block_weights`)."""
+    output frame of each window (see :func:`seq2seq_block_weights`); 0 for outputs that fall
+    before the first or after the last frame (their inputs are the repeated edge frame), except
+    with ``overlap=0``, which averages them in as earlier versions did."""
 
     weights: np.ndarray
 
@@ -157,8 +166,11 @@ def seq2seq_windows(sequences, frames: int, tds: int, root: int, left: Sequence[
             s = PoseSequence(f"input{i}", "input", "input", k, np.zeros(k.shape[:2] + (3,), dtype=np.float32))
         seqs.append(s)
         centres.append(seq2seq_centres(len(s), frames, tds, overlap))
-        w = seq2seq_block_weights(len(centres[-1]) // tds, span, fade)            # (blocks, span)
-        weights.append(w[:, pos].reshape(-1, 2 * pad + 1))
+        w = seq2seq_block_weights(len(centres[-1]) // tds, span, fade)[:, pos].reshape(-1, 2 * pad + 1)
+        if fade:
+            frame = centres[-1][:, None] + (np.arange(2 * pad + 1) - pad)[None] * tds  # before clamping
+            w[(frame < 0) | (frame >= len(s))] = 0
+        weights.append(w)
     windows = Seq2SeqWindows(seqs, centres, pad, tds, root, left, right, seq2seq=True)
     windows.weights = np.concatenate(weights) if weights else np.zeros((0, 2 * pad + 1))
     return windows

@@ -84,35 +84,37 @@ def seam_ratio(j, edges, change):
 
 
 def test_blend_is_the_weighted_mean_of_the_blocks():
-    """frames 5, tds 1, overlap 0.4: blocks of 5 frames at 0, 3, 6 (11 frames), crossing over 2."""
+    """frames 5, tds 1, overlap 0.4: blocks of 5 frames crossing over 2, on 10 frames extended by
+    2 at each end: blocks at -2, 1, 4, 7; outputs before frame 0 or after frame 9 are dropped."""
     torch.manual_seed(0)
     model = STCFormer(layers=1, d_hid=32, num_heads=2).eval()
-    x = np.random.default_rng(1).normal(size=(11, 17, 2)).astype(np.float32)
-    np.testing.assert_array_equal(seq2seq_starts(11, 5, 1, 0.4), [0, 3, 6])
+    x = np.random.default_rng(1).normal(size=(10, 17, 2)).astype(np.float32)
+    np.testing.assert_array_equal(seq2seq_starts(10, 5, 1, 0.4), [-2, 1, 4, 7])
     poses = predict_sequence(model, x, frames=5, tds=1, mode="seq2seq", overlap=0.4)
 
     def block(s):
         with torch.no_grad():
-            w = torch.from_numpy(x[None, s:s + 5])
+            w = torch.from_numpy(x[None, np.clip(np.arange(s, s + 5), 0, 9)])  # edge frames repeated
             p = (model(w) + flip_pose(model(flip_pose(w, H36M_LEFT, H36M_RIGHT)), H36M_LEFT, H36M_RIGHT)) / 2
         p = p[0].numpy()
         p[:, 0] = 0
         return p
 
-    a, b, c = block(0), block(3), block(6)
+    a, b, c, d = block(-2), block(1), block(4), block(7)
     lo, hi = np.sin(np.pi / 8) ** 2, np.sin(3 * np.pi / 8) ** 2  # the sin^2 ramp over 2 frames
     tol = dict(rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(poses[0], a[0], **tol)                      # first block alone
-    np.testing.assert_allclose(poses[3], hi * a[3] + lo * b[0], **tol)     # fading out, fading in
-    np.testing.assert_allclose(poses[4], lo * a[4] + hi * b[1], **tol)
-    np.testing.assert_allclose(poses[5], b[2], **tol)                      # middle of block 1
-    np.testing.assert_allclose(poses[7], lo * b[4] + hi * c[1], **tol)
-    np.testing.assert_allclose(poses[10], c[4], **tol)                     # last block alone
+    np.testing.assert_allclose(poses[0], a[2], **tol)                      # the middle of the first block
+    np.testing.assert_allclose(poses[1], hi * a[3] + lo * b[0], **tol)     # fading out, fading in
+    np.testing.assert_allclose(poses[2], lo * a[4] + hi * b[1], **tol)
+    np.testing.assert_allclose(poses[3], b[2], **tol)
+    np.testing.assert_allclose(poses[7], hi * c[3] + lo * d[0], **tol)
+    np.testing.assert_allclose(poses[8], lo * c[4] + hi * d[1], **tol)
+    np.testing.assert_allclose(poses[9], d[2], **tol)                      # the middle of the last block
 
 
 def test_overlap_zero_is_the_non_overlapping_layout():
     assert seq2seq_starts(300, 27, 3, 0).tolist() == [0, 81, 162, 219]
-    assert seq2seq_starts(300, 27, 3).tolist() == [0, 41, 82, 123, 164, 205, 219]
+    assert seq2seq_starts(300, 27, 3).tolist() == [-40, 1, 42, 83, 124, 165, 206, 247, 259]
     w = seq2seq_windows([np.zeros((300, 17, 2), np.float32)], 27, 3, 0, H36M_LEFT, H36M_RIGHT, overlap=0).weights
     assert np.all(w == 1)
 
@@ -125,16 +127,19 @@ def test_every_frame_covered_with_positive_weight(frames, tds, overlap):
         ws = seq2seq_windows([np.zeros((F, 17, 2), np.float32)], frames, tds, 0, H36M_LEFT, H36M_RIGHT,
                              overlap=overlap)
         idx = ws.frame_indices(np.arange(len(ws)))
-        assert ws.weights.shape == idx.shape and np.all(ws.weights > 0)
+        assert ws.weights.shape == idx.shape
         total = np.zeros(F)
         np.add.at(total, idx.ravel(), ws.weights.ravel())
         assert np.all(total > 0), (F, total)
-        # each block's tds windows hold each of its frames once
+        # each block's tds windows hold each of its frames once; weight 0 exactly outside the sequence
         starts = seq2seq_starts(F, frames, tds, overlap)
-        local = (idx.reshape(len(starts), -1) - starts[:, None]).clip(max=F - 1 - starts[:, None])
+        unclamped = (ws.centre[:, None] + (np.arange(idx.shape[1]) - ws.pad)[None] * tds).reshape(len(starts), -1)
         for b, s in enumerate(starts):
-            want = np.clip(np.arange(span), None, F - 1 - s)
-            assert sorted(local[b].tolist()) == sorted(want.tolist())
+            assert sorted(unclamped[b].tolist()) == list(range(s, s + span))
+        outside = (unclamped < 0) | (unclamped >= F)
+        w = ws.weights.reshape(len(starts), -1)
+        assert np.all(w[~outside] > 0)
+        assert np.all(w[outside] == 0) if overlap else np.all(w == 1)
         assert seq2seq_passes_per_frame(F, frames, tds, overlap) == pytest.approx(2 * len(ws) / F)
 
 
@@ -142,7 +147,7 @@ def test_crossfade_weights_sum_to_one():
     w = seq2seq_block_weights(3, 10, 5)
     np.testing.assert_allclose(w[0, 5:] + w[1, :5], 1)
     np.testing.assert_allclose(w[1, 5:] + w[2, :5], 1)
-    assert np.all(w[0, :5] == 1) and np.all(w[2, 5:] == 1)  # the sequence's ends keep full weight
+    assert np.all(w[0, :5] == 1) and np.all(w[2, 5:] == 1)  # no fade where no block follows
     assert w.min() > 0
 
 
