@@ -99,6 +99,7 @@ def temporal_fwd_kernel(
     m_i = tl.full([NB * BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([NB * BLOCK_M], dtype=tl.float32)
     acc = tl.zeros([NB * BLOCK_M, DHP], dtype=tl.float32)
+    tl.assume(T > 0)  # no zero-trip path: ptxas then keeps the wgmma pipelined
     for n0 in range(0, T, BLOCK_N):
         jk, tk = _rows(jg, n0, NB, BLOCK_N)
         km = (tk < T) & (jk < J)
@@ -176,6 +177,7 @@ def temporal_bwd_row_kernel(
     dk = tl.zeros([NB * BLOCK_N, DHP], dtype=tl.float32)
     dv = tl.zeros([NB * BLOCK_N, DHP], dtype=tl.float32)
     ety = dqkv_ptr.dtype.element_ty
+    tl.assume(T > 0)  # no zero-trip path: ptxas then keeps the wgmma pipelined
     for m0 in range(0, T, BLOCK_M):
         jq, tq = _rows(jg, m0, NB, BLOCK_M)
         qm = (tq < T) & (jq < J)

@@ -43,8 +43,8 @@ MAX_ROW_T = 256   # temporal backward keeps the whole key row in one program up 
 
 # knobs of ``override_config`` (see there); empty: the launcher's choice
 CONFIG_KNOBS = ("profile", "frames", "frames_bwd", "block_m", "block_m_bwd", "block_n", "block_n_fwd",
-                "nsplit", "nb", "stream_block", "warps_s", "warps_fwd_t", "warps_bwd_t", "frames_conv",
-                "nchunk")
+                "nsplit", "nb", "stream_block", "warps_s", "warps_fwd_t", "warps_bwd_t", "stages_bwd_t",
+                "stages_fwd_t", "warps_stream", "frames_conv", "nchunk")
 _overrides: dict = {}
 
 
@@ -54,7 +54,8 @@ def override_config(**knobs):
 
     Knobs (``Config`` attributes): profile ("gpu" or "interpreter"), frames, frames_bwd,
     block_m, block_m_bwd, block_n, block_n_fwd, nsplit, nb, stream_block (forces the streaming
-    temporal backward with this block), warps_s, warps_fwd_t, warps_bwd_t, frames_conv, nchunk.
+    temporal backward with this block), warps_s, warps_fwd_t, warps_bwd_t, stages_fwd_t,
+    stages_bwd_t (num_stages of the temporal forward / whole-row backward), warps_stream, frames_conv, nchunk.
     Not thread-safe; nests.
     """
     unknown = set(knobs) - set(CONFIG_KNOBS)
@@ -107,7 +108,7 @@ class Config:
     """
 
     def __init__(self, B: int, T: int, J: int, num_heads: int, dh: int, dtype: torch.dtype,
-                 profile: Optional[str] = None, sm_count: int = 132):
+                 profile: Optional[str] = None, sm_count: int = 132, head_major: bool = True):
         o = _overrides
         profile = o.get("profile", profile or ("interpreter" if _interpreting() else "gpu"))
         self.H, self.DH = num_heads, dh
@@ -121,7 +122,8 @@ class Config:
             # ~168 registers so that at least 12 warps are resident per SM, no spills.
             self.NB = 1
             self.FRAMES = max(1, min(128 // self.JP, n_t))
-            self.FRAMES_BWD = max(1, min(64 // self.JP, n_t))
+            # float32's 3xTF32 dots triple the operand registers: one frame per backward tile
+            self.FRAMES_BWD = max(1, min((32 if dtype == torch.float32 else 64) // self.JP, n_t))
             # forward: 64 query frames per program against 128-frame key blocks (online
             # softmax); backward: the whole key row, key-stationary, 32 query frames a step
             self.BLOCK_M = min(64, self.BLOCK_N)
@@ -137,7 +139,13 @@ class Config:
             groups = -(-T // self.FRAMES_BWD)
             self.NSPLIT = max(1, min(groups, -(-8 * 3 * sm_count // max(1, B * num_heads))))
             self.warps_fwd_t = 4
-            self.warps_bwd_t = 8 if self.BLOCK_N >= 128 else 4
+            self.stages_fwd_t = 1
+            # whole-row backward: 4 warps without software pipelining fit 256 head-major keys
+            # in 255 registers without spills, two programs per SM (8 warps: one program and
+            # more issue); the interleaved layout's stride-3 loads need 8 warps not to spill
+            self.warps_bwd_t = 4 if head_major else 8
+            self.stages_bwd_t = 1
+            self.warps_stream = 4
             self.warps_s = 4
             # parameter gradients: 2 x JP x DHP tiles, about 8 programs per SM
             self.FRAMES_CONV = 2
@@ -151,6 +159,8 @@ class Config:
             self.NB = min(_np2(J, 1), 1 << (1024 // max(self.BLOCK_N, self.STREAM)).bit_length() - 1)
             self.NSPLIT = 1
             self.warps_fwd_t = self.warps_bwd_t = self.warps_s = 4
+            self.stages_bwd_t = self.stages_fwd_t = None
+            self.warps_stream = 4
             self.FRAMES_CONV = max(1, min(n_t, 1024 // self.JP))
             self.NCHUNK = 1
             self.warps_conv = 4
@@ -166,6 +176,9 @@ class Config:
         self.warps_s = o.get("warps_s", self.warps_s)
         self.warps_fwd_t = o.get("warps_fwd_t", self.warps_fwd_t)
         self.warps_bwd_t = o.get("warps_bwd_t", self.warps_bwd_t)
+        self.stages_bwd_t = o.get("stages_bwd_t", self.stages_bwd_t)
+        self.stages_fwd_t = o.get("stages_fwd_t", self.stages_fwd_t)
+        self.warps_stream = o.get("warps_stream", self.warps_stream)
         self.FRAMES_CONV = o.get("frames_conv", self.FRAMES_CONV)
         self.NCHUNK = o.get("nchunk", self.NCHUNK)
         # float32 dots: 3xTF32 (about float32 accuracy on the tensor cores; "ieee" is ~10x
@@ -175,16 +188,21 @@ class Config:
 
 @functools.lru_cache(maxsize=256)
 def _cached_config(B: int, T: int, J: int, num_heads: int, dh: int, dtype: torch.dtype, sms: int,
-                   overrides: tuple, interpreting: bool) -> Config:
-    return Config(B, T, J, num_heads, dh, dtype, sm_count=sms)
+                   head_major: bool, overrides: tuple, interpreting: bool) -> Config:
+    return Config(B, T, J, num_heads, dh, dtype, sm_count=sms, head_major=head_major)
 
 
-def _config(qkv: Tensor, num_heads: int, dh: int) -> Config:
+def _config(qkv: Tensor, num_heads: int, dh: int, head_major: bool) -> Config:
     """The Config of this call, built once per shape (host time counts at short windows)."""
     B, T, J, _ = qkv.shape
     sms = _sm_count(qkv.device.index or 0) if qkv.is_cuda else 132
-    return _cached_config(B, T, J, num_heads, dh, qkv.dtype, sms, tuple(sorted(_overrides.items())),
-                          _interpreting())
+    return _cached_config(B, T, J, num_heads, dh, qkv.dtype, sms, head_major,
+                          tuple(sorted(_overrides.items())), _interpreting())
+
+
+def _stages(n: Optional[int]) -> dict:
+    """num_stages for a launch when the Config sets one (else Triton's default)."""
+    return {} if n is None else {"num_stages": n}
 
 
 def _layout(head_major: bool, dh: int) -> dict:
@@ -234,7 +252,7 @@ def stc_attention_triton_fwd(
     lse_t = torch.empty((B, H, J, T), device=qkv.device, dtype=torch.float32)
     if not _launches(qkv) or out.numel() == 0:
         return out, lse_s, lse_t
-    cfg = _config(qkv, H, dh)
+    cfg = _config(qkv, H, dh, head_major)
     qkv = _unit_last(qkv)
     w = _conv_weights(w_s, w_t)
     b_s, b_t = b_s.contiguous(), b_t.contiguous()
@@ -250,7 +268,7 @@ def stc_attention_triton_fwd(
     wrap_triton(temporal_fwd_kernel)[(B * H * n_jg * triton.cdiv(T, cfg.BLOCK_M),)](
         qkv, w, b_t, spe_t_, out, lse_t, T, J, *strides, scale, NB=cfg.NB,
         BLOCK_M=cfg.BLOCK_M, BLOCK_N=cfg.BLOCK_N_FWD, HAS_SPE=spe_t is not None,
-        num_warps=cfg.warps_fwd_t, **common)
+        num_warps=cfg.warps_fwd_t, **_stages(cfg.stages_fwd_t), **common)
     return out, lse_s, lse_t
 
 
@@ -269,7 +287,7 @@ def stc_attention_triton_bwd(
         z = lambda shape, dt: torch.zeros(shape, device=dev, dtype=dt)  # noqa: E731
         return (grad_qkv, z(w_s.shape, w_s.dtype), z(b_s.shape, b_s.dtype), z(w_t.shape, w_t.dtype),
                 z(b_t.shape, b_t.dtype), z((J, dh), spe_dtype(spe_s)), z((J, dh), spe_dtype(spe_t)))
-    cfg = _config(qkv, H, dh)
+    cfg = _config(qkv, H, dh, head_major)
     DHP = cfg.DHP
     qkv, grad_out, out = _unit_last(qkv), _unit_last(grad_out), _unit_last(out)
     w, b_t_ = _conv_weights(w_s, w_t), b_t.contiguous()
@@ -288,7 +306,7 @@ def stc_attention_triton_bwd(
         wrap_triton(temporal_bwd_row_kernel)[(B * H * n_jg,)](
             qkv, w, grad_out, lse_t, grad_qkv, T, J, *strides, scale, NB=NB,
             BLOCK_M=cfg.BLOCK_M_BWD, BLOCK_N=cfg.BLOCK_N, DOT_PREC=cfg.DOT_PREC,
-            num_warps=cfg.warps_bwd_t, **common)
+            num_warps=cfg.warps_bwd_t, **_stages(cfg.stages_bwd_t), **common)
     else:
         grid = (B * H * n_jg * triton.cdiv(T, cfg.STREAM),)
         spe_t_ = spe_t.contiguous() if spe_t is not None else b_t_
@@ -299,7 +317,7 @@ def stc_attention_triton_bwd(
             NB=NB, BLOCK=cfg.STREAM, HAS_SPE=spe_t is not None, num_warps=4, **common)
         wrap_triton(temporal_bwd_kernel)[grid](
             qkv, w, grad_out, lse_t, delta, grad_qkv, T, J, *strides, scale,
-            NB=NB, BLOCK=cfg.STREAM, DOT_PREC=cfg.DOT_PREC, num_warps=4, **common)
+            NB=NB, BLOCK=cfg.STREAM, DOT_PREC=cfg.DOT_PREC, num_warps=cfg.warps_stream, **common)
 
     # grads of w, b, spe of both halves: per-program partials, then a fixed-order reduction
     n_c = B * 2 * H * cfg.NCHUNK

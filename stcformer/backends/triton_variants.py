@@ -251,7 +251,7 @@ def launches(B: int, T: int, J: int, num_heads: int, dh: int, dtype: torch.dtype
         tb.wrap_triton = rec
         if saved_config is not None:  # the launcher would size grids for the GPU at hand
             tb._config = lambda *a, **k: tb.Config(B, T, J, H, dh, dtype, profile=profile,
-                                                   sm_count=sm_count)
+                                                   sm_count=sm_count, head_major=head_major)
         try:
             rec.phase = "fwd"
             out, lse_s, lse_t = tb.stc_attention_triton_fwd._init_fn(
