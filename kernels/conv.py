@@ -18,13 +18,13 @@ import triton.language as tl
 
 
 @triton.jit
-def _tap(v_ptr, t, j, d, u: tl.constexpr, v: tl.constexpr, t_hi, T, J, s_t, s_j, s_d,
-         DH: tl.constexpr):
-    """V[t + u - 1, j + v - 1, d] as float32 (0 outside the grid or for rows t >= t_hi)."""
+def _tap(row_ptr, t, tok, jok, u: tl.constexpr, v: tl.constexpr, T, s_t, s_j):
+    """V at (t + u - 1, j + v - 1) of each row as float32, 0 outside the grid.
+
+    row_ptr: pointers to V[t, j, d] of the tile; tok: rows in use; jok: (j + v - 1) in range."""
     tt = t + (u - 1)
-    jj = j + (v - 1)
-    ok = (t < t_hi) & (tt >= 0) & (tt < T) & (jj >= 0) & (jj < J) & (d < DH)
-    return tl.load(v_ptr + tt * s_t + jj * s_j + d * s_d, mask=ok, other=0.0).to(tl.float32)
+    ok = tok & jok & (tt >= 0) & (tt < T)
+    return tl.load(row_ptr + ((u - 1) * s_t + (v - 1) * s_j), mask=ok, other=0.0).to(tl.float32)
 
 
 @triton.jit
@@ -33,16 +33,20 @@ def conv_grad_kernel(
     T, J, NCHUNK,
     s_qb, s_qt, s_qj,
     s_gb, s_gt, s_gj,
-    H: tl.constexpr, DH: tl.constexpr, DHP: tl.constexpr, JP: tl.constexpr,
-    FRAMES: tl.constexpr, SD: tl.constexpr, SW: tl.constexpr,
+    H: tl.constexpr, DH: tl.constexpr, DHP: tl.constexpr, R: tl.constexpr,
+    SD: tl.constexpr, SW: tl.constexpr,
 ):
     """Per-program partial sums of grad w (9 taps), grad b and grad spe, both halves.
 
+    A tile is R rows x DHP channels holding F = R // J whole frames (row r: frame r // J,
+    joint r % J; rows from F * J on idle), so a row keeps its joint from step to step and its
+    sums can stay element-wise in registers; no joint padding is loaded.
     Pointers: qkv (B, T, J, 3C) strides (s_q*, 1), layout SD / SW (see ``common``); grad_out
     (B, T, J, C) strides (s_g*, 1); pw float32 (n_programs, 16, DHP): rows 0..8 the taps
-    (row u*3+v), rows 9..15 not written; pj float32 (n_programs, JP, DHP): sum of g per joint.
-    Constexprs: H heads, DH, DHP = max(16, next_pow2(DH)), JP = next_pow2(J) (>= 16), FRAMES
-    frames per step (tile FRAMES x JP x DHP), SD / SW.
+    (row u*3+v), rows 9..15 not written; pj float32 (n_programs, R, DHP): sum of g per tile
+    row (joint r % J; rows >= F * J are 0).
+    Constexprs: H heads, DH, DHP = max(16, next_pow2(DH)), R tile rows (power of 2, >= J),
+    SD / SW.
     Grid: (B * 2H * NCHUNK,), program = (b * 2H + half * H + h) * NCHUNK + chunk; a program
     walks the chunk-th of NCHUNK equal runs of frames of one (b, half, head).
     """
@@ -53,60 +57,68 @@ def conv_grad_kernel(
     half = hh // H
     h = hh % H
     HALF: tl.constexpr = H * DH
-    v_ptr = qkv_ptr + b.to(tl.int64) * s_qb + 3 * (half * HALF + h * DH) + 2 * SW
-    g_ptr = do_ptr + b.to(tl.int64) * s_gb + 2 * h * DH + half * DH
-
-    per_chunk = tl.cdiv(tl.cdiv(T, FRAMES), NCHUNK) * FRAMES
+    F = R // J
+    per_chunk = tl.cdiv(tl.cdiv(T, F), NCHUNK) * F
     t_lo = chunk * per_chunk
     t_hi = tl.minimum(T, t_lo + per_chunk)
-    f = tl.arange(0, FRAMES)[:, None, None]
-    j = tl.arange(0, JP)[None, :, None]
-    d = tl.arange(0, DHP)[None, None, :]
-    zero = tl.zeros([FRAMES, JP, DHP], dtype=tl.float32)
+
+    r = tl.arange(0, R)[:, None]
+    d = tl.arange(0, DHP)[None, :]
+    dt = r // J                       # frame of the row inside the step
+    j = r % J
+    live = (r < F * J) & (d < DH)
+    jok0 = j >= 1
+    jok2 = j + 1 < J
+    v_row = (qkv_ptr + b.to(tl.int64) * s_qb + 3 * (half * HALF + h * DH) + 2 * SW
+             + dt * s_qt + j * s_qj + d * SD)
+    g_row = do_ptr + b.to(tl.int64) * s_gb + 2 * h * DH + half * DH + dt * s_gt + j * s_gj + d
+    zero = tl.zeros([R, DHP], dtype=tl.float32)
     a0, a1, a2, a3, a4, a5, a6, a7, a8 = zero, zero, zero, zero, zero, zero, zero, zero, zero
     rows = zero
-    for t0 in range(t_lo, t_hi, FRAMES):
-        t = t0 + f
-        g = tl.load(g_ptr + t * s_gt + j * s_gj + d, mask=(t < t_hi) & (j < J) & (d < DH),
-                    other=0.0).to(tl.float32)
+    tl.assume(T > 0)
+    for t0 in range(t_lo, t_hi, F):
+        t = t0 + dt
+        tok = live & (t < t_hi)
+        g = tl.load(g_row + t0 * s_gt, mask=tok, other=0.0).to(tl.float32)
+        vp = v_row + t0 * s_qt
         rows += g
-        a0 += g * _tap(v_ptr, t, j, d, 0, 0, t_hi, T, J, s_qt, s_qj, SD, DH)
-        a1 += g * _tap(v_ptr, t, j, d, 0, 1, t_hi, T, J, s_qt, s_qj, SD, DH)
-        a2 += g * _tap(v_ptr, t, j, d, 0, 2, t_hi, T, J, s_qt, s_qj, SD, DH)
-        a3 += g * _tap(v_ptr, t, j, d, 1, 0, t_hi, T, J, s_qt, s_qj, SD, DH)
-        a4 += g * _tap(v_ptr, t, j, d, 1, 1, t_hi, T, J, s_qt, s_qj, SD, DH)
-        a5 += g * _tap(v_ptr, t, j, d, 1, 2, t_hi, T, J, s_qt, s_qj, SD, DH)
-        a6 += g * _tap(v_ptr, t, j, d, 2, 0, t_hi, T, J, s_qt, s_qj, SD, DH)
-        a7 += g * _tap(v_ptr, t, j, d, 2, 1, t_hi, T, J, s_qt, s_qj, SD, DH)
-        a8 += g * _tap(v_ptr, t, j, d, 2, 2, t_hi, T, J, s_qt, s_qj, SD, DH)
+        a0 += g * _tap(vp, t, tok, jok0, 0, 0, T, s_qt, s_qj)
+        a1 += g * _tap(vp, t, tok, tok, 0, 1, T, s_qt, s_qj)
+        a2 += g * _tap(vp, t, tok, jok2, 0, 2, T, s_qt, s_qj)
+        a3 += g * _tap(vp, t, tok, jok0, 1, 0, T, s_qt, s_qj)
+        a4 += g * _tap(vp, t, tok, tok, 1, 1, T, s_qt, s_qj)
+        a5 += g * _tap(vp, t, tok, jok2, 1, 2, T, s_qt, s_qj)
+        a6 += g * _tap(vp, t, tok, jok0, 2, 0, T, s_qt, s_qj)
+        a7 += g * _tap(vp, t, tok, tok, 2, 1, T, s_qt, s_qj)
+        a8 += g * _tap(vp, t, tok, jok2, 2, 2, T, s_qt, s_qj)
 
     dd = tl.arange(0, DHP)
     pw = pw_ptr + pid.to(tl.int64) * 16 * DHP + dd
-    tl.store(pw + 0 * DHP, tl.sum(tl.sum(a0, axis=1), axis=0))
-    tl.store(pw + 1 * DHP, tl.sum(tl.sum(a1, axis=1), axis=0))
-    tl.store(pw + 2 * DHP, tl.sum(tl.sum(a2, axis=1), axis=0))
-    tl.store(pw + 3 * DHP, tl.sum(tl.sum(a3, axis=1), axis=0))
-    tl.store(pw + 4 * DHP, tl.sum(tl.sum(a4, axis=1), axis=0))
-    tl.store(pw + 5 * DHP, tl.sum(tl.sum(a5, axis=1), axis=0))
-    tl.store(pw + 6 * DHP, tl.sum(tl.sum(a6, axis=1), axis=0))
-    tl.store(pw + 7 * DHP, tl.sum(tl.sum(a7, axis=1), axis=0))
-    tl.store(pw + 8 * DHP, tl.sum(tl.sum(a8, axis=1), axis=0))
-    jr = tl.arange(0, JP)[:, None]
-    tl.store(pj_ptr + pid.to(tl.int64) * JP * DHP + jr * DHP + dd[None, :], tl.sum(rows, axis=0))
+    tl.store(pw + 0 * DHP, tl.sum(a0, axis=0))
+    tl.store(pw + 1 * DHP, tl.sum(a1, axis=0))
+    tl.store(pw + 2 * DHP, tl.sum(a2, axis=0))
+    tl.store(pw + 3 * DHP, tl.sum(a3, axis=0))
+    tl.store(pw + 4 * DHP, tl.sum(a4, axis=0))
+    tl.store(pw + 5 * DHP, tl.sum(a5, axis=0))
+    tl.store(pw + 6 * DHP, tl.sum(a6, axis=0))
+    tl.store(pw + 7 * DHP, tl.sum(a7, axis=0))
+    tl.store(pw + 8 * DHP, tl.sum(a8, axis=0))
+    tl.store(pj_ptr + pid.to(tl.int64) * R * DHP + r * DHP + d, rows)
 
 
 @triton.jit
 def conv_grad_reduce_kernel(
     pw_ptr, pj_ptr, gws_ptr, gbs_ptr, gspes_ptr, gwt_ptr, gbt_ptr, gspet_ptr,
     B, J, NCHUNK,
-    H: tl.constexpr, DH: tl.constexpr, DHP: tl.constexpr, JP: tl.constexpr,
+    H: tl.constexpr, DH: tl.constexpr, DHP: tl.constexpr, R: tl.constexpr,
     PB: tl.constexpr, QB: tl.constexpr,
 ):
     """Adds the partials of ``conv_grad_kernel`` in a fixed order and writes the gradients.
 
     Pointers: pw, pj as written by ``conv_grad_kernel``; per half (s: spatial, t: temporal)
     gw (C/2, 1, 3, 3), gb (C/2,), gspe (J, DH), contiguous, any float dtype (stored rounded).
-    Constexprs: PB / QB partials loaded per step (powers of 2).
+    Constexprs: R the tile rows of ``conv_grad_kernel``, PB / QB partials loaded per step
+    (powers of 2).
     Grid: (2H + 2J,): program hh < 2H (= half * H + h) sums its head's B * NCHUNK partials into
     gw and gb; program 2H + half * J + j sums row j of every head of that half into gspe.
     """
@@ -116,17 +128,17 @@ def conv_grad_reduce_kernel(
         half = pid // H
         h = pid % H
         tap = tl.arange(0, 16)[None, :, None]
-        jr = tl.arange(0, JP)[None, :, None]
+        jr = tl.arange(0, R)[None, :, None]
         d3 = d[None, None, :]
         taps = tl.zeros([16, DHP], dtype=tl.float32)
-        rows = tl.zeros([JP, DHP], dtype=tl.float32)
+        rows = tl.zeros([R, DHP], dtype=tl.float32)
         n = B * NCHUNK
         for p0 in range(0, n, PB):
             p = p0 + tl.arange(0, PB)[:, None, None]       # partial p = b * NCHUNK + chunk
             prog = ((p // NCHUNK) * 2 * H + pid) * NCHUNK + p % NCHUNK
             taps += tl.sum(tl.load(pw_ptr + prog.to(tl.int64) * 16 * DHP + tap * DHP + d3,
                                    mask=(p < n) & (tap < 9), other=0.0), axis=0)
-            rows += tl.sum(tl.load(pj_ptr + prog.to(tl.int64) * JP * DHP + jr * DHP + d3,
+            rows += tl.sum(tl.load(pj_ptr + prog.to(tl.int64) * R * DHP + jr * DHP + d3,
                                    mask=p < n, other=0.0), axis=0)
         t2 = tl.arange(0, 16)[:, None]
         w_off = (h * DH + d[None, :]) * 9 + t2          # the (C/2, 1, 3, 3) layout of w
@@ -146,8 +158,9 @@ def conv_grad_reduce_kernel(
         for q0 in range(0, n, QB):
             q = q0 + tl.arange(0, QB)[:, None]            # q = (b * H + h) * NCHUNK + chunk
             prog = ((q // (H * NCHUNK)) * 2 * H + half * H + (q // NCHUNK) % H) * NCHUNK + q % NCHUNK
-            acc += tl.load(pj_ptr + prog.to(tl.int64) * JP * DHP + j * DHP + d[None, :],
-                           mask=q < n, other=0.0)
+            for row in range(j, R, J):                    # the tile rows of joint j
+                acc += tl.load(pj_ptr + prog.to(tl.int64) * R * DHP + row * DHP + d[None, :],
+                               mask=q < n, other=0.0)
         spe = tl.sum(acc, axis=0)
         if half == 0:
             tl.store(gspes_ptr + j * DH + d, spe, mask=d < DH)

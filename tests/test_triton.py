@@ -122,7 +122,7 @@ def test_gpu_profile_whole_row(dev, dtype, block_n_fwd):
     """The GPU block shapes with the whole-row backward: one joint per temporal program, a
     tail-masked key block in the forward, the key-stationary backward over two query blocks
     (a ragged last one), and the w / b / spe gradients summed over several frame chunks."""
-    with tb.override_config(profile="gpu", block_n_fwd=block_n_fwd, nchunk=3, frames_conv=2):
+    with tb.override_config(profile="gpu", block_n_fwd=block_n_fwd, nchunk=3, rows_conv=32):
         cfg = tb.Config(1, 37, 5, 2, 16, dtype)
         assert cfg.row_bwd and cfg.NB == 1 and cfg.BLOCK_M_BWD < 37 and cfg.NCHUNK == 3
         check((1, 37, 5, 64, 2), dtype, dev, memory="sliced",

@@ -44,7 +44,7 @@ MAX_ROW_T = 256   # temporal backward keeps the whole key row in one program up 
 # knobs of ``override_config`` (see there); empty: the launcher's choice
 CONFIG_KNOBS = ("profile", "frames", "frames_bwd", "block_m", "block_m_bwd", "block_n", "block_n_fwd",
                 "nsplit", "nb", "stream_block", "warps_s", "warps_fwd_t", "warps_bwd_t", "stages_bwd_t",
-                "stages_fwd_t", "warps_stream", "frames_conv", "nchunk")
+                "stages_fwd_t", "warps_stream", "rows_conv", "nchunk")
 _overrides: dict = {}
 
 
@@ -55,7 +55,8 @@ def override_config(**knobs):
     Knobs (``Config`` attributes): profile ("gpu" or "interpreter"), frames, frames_bwd,
     block_m, block_m_bwd, block_n, block_n_fwd, nsplit, nb, stream_block (forces the streaming
     temporal backward with this block), warps_s, warps_fwd_t, warps_bwd_t, stages_fwd_t,
-    stages_bwd_t (num_stages of the temporal forward / whole-row backward), warps_stream, frames_conv, nchunk.
+    stages_bwd_t (num_stages of the temporal forward / whole-row backward), warps_stream, rows_conv (tile rows of the parameter gradients, a power of 2 >= J),
+    nchunk.
     Not thread-safe; nests.
     """
     unknown = set(knobs) - set(CONFIG_KNOBS)
@@ -147,9 +148,10 @@ class Config:
             self.stages_bwd_t = 1
             self.warps_stream = 4
             self.warps_s = 4
-            # parameter gradients: 2 x JP x DHP tiles, about 8 programs per SM
-            self.FRAMES_CONV = 2
-            self.NCHUNK = max(1, min(-(-T // 2), -(-8 * sm_count // max(1, 2 * B * num_heads))))
+            # parameter gradients: 64-row tiles of whole frames, about 8 programs per SM
+            self.ROWS_CONV = 64
+            steps = -(-T // (self.ROWS_CONV // J))
+            self.NCHUNK = max(1, min(steps, -(-8 * sm_count // max(1, 2 * B * num_heads))))
             self.warps_conv = 4
         else:  # tiles of up to 1024 rows: numpy does not mind, the op count is what costs
             self.FRAMES = self.FRAMES_BWD = max(1, min(n_t, 1024 // self.JP))
@@ -161,7 +163,7 @@ class Config:
             self.warps_fwd_t = self.warps_bwd_t = self.warps_s = 4
             self.stages_bwd_t = self.stages_fwd_t = None
             self.warps_stream = 4
-            self.FRAMES_CONV = max(1, min(n_t, 1024 // self.JP))
+            self.ROWS_CONV = max(self.JP, min(1024, _np2(T * J)))
             self.NCHUNK = 1
             self.warps_conv = 4
         self.FRAMES = o.get("frames", self.FRAMES)
@@ -179,7 +181,7 @@ class Config:
         self.stages_bwd_t = o.get("stages_bwd_t", self.stages_bwd_t)
         self.stages_fwd_t = o.get("stages_fwd_t", self.stages_fwd_t)
         self.warps_stream = o.get("warps_stream", self.warps_stream)
-        self.FRAMES_CONV = o.get("frames_conv", self.FRAMES_CONV)
+        self.ROWS_CONV = o.get("rows_conv", self.ROWS_CONV)
         self.NCHUNK = o.get("nchunk", self.NCHUNK)
         # float32 dots: 3xTF32 (about float32 accuracy on the tensor cores; "ieee" is ~10x
         # slower on an H100, plain "tf32" ~1e-3 relative error)
@@ -322,10 +324,10 @@ def stc_attention_triton_bwd(
     # grads of w, b, spe of both halves: per-program partials, then a fixed-order reduction
     n_c = B * 2 * H * cfg.NCHUNK
     pw = torch.empty((n_c, 16, DHP), device=dev, dtype=torch.float32)
-    pj = torch.empty((n_c, cfg.JP, DHP), device=dev, dtype=torch.float32)
+    pj = torch.empty((n_c, cfg.ROWS_CONV, DHP), device=dev, dtype=torch.float32)
     wrap_triton(conv_grad_kernel)[(n_c,)](
         qkv, grad_out, pw, pj, T, J, cfg.NCHUNK, *qkv.stride()[:3], *grad_out.stride()[:3],
-        JP=cfg.JP, FRAMES=cfg.FRAMES_CONV, num_warps=cfg.warps_conv, **common)
+        R=cfg.ROWS_CONV, num_warps=cfg.warps_conv, **common)
     g_ws = torch.empty(w_s.shape, device=dev, dtype=w_s.dtype)
     g_wt = torch.empty(w_t.shape, device=dev, dtype=w_t.dtype)
     g_bs = torch.empty(b_s.shape, device=dev, dtype=b_s.dtype)
@@ -333,7 +335,7 @@ def stc_attention_triton_bwd(
     g_spe_s = torch.empty((J, dh), device=dev, dtype=spe_dtype(spe_s))
     g_spe_t = torch.empty((J, dh), device=dev, dtype=spe_dtype(spe_t))
     wrap_triton(conv_grad_reduce_kernel)[(2 * H + 2 * J,)](
-        pw, pj, g_ws, g_bs, g_spe_s, g_wt, g_bt, g_spe_t, B, J, cfg.NCHUNK, JP=cfg.JP, PB=8, QB=64,
+        pw, pj, g_ws, g_bs, g_spe_s, g_wt, g_bt, g_spe_t, B, J, cfg.NCHUNK, R=cfg.ROWS_CONV, PB=8, QB=64,
         num_warps=4, **{k: common[k] for k in ("H", "DH", "DHP")})
     return grad_qkv, g_ws, g_bs, g_wt, g_bt, g_spe_s, g_spe_t
 

@@ -173,7 +173,7 @@ def _temporal_bwd(k, n, p):
 
 def _conv_grad(k, n, p):
     B, T, J, H = p
-    F, chunks = k["FRAMES"], k["NCHUNK"]
+    F, chunks = k["R"] // J, k["NCHUNK"]  # whole frames per tile
     per = _cdiv(_cdiv(T, F), chunks) * F
     trips = [max(0, _cdiv(min(T, (c + 1) * per) - c * per, F)) for c in range(chunks)]
     return dict(loops=(max(trips),), loops_mean=(sum(trips) / chunks,),
@@ -184,7 +184,8 @@ def _conv_grad_reduce(k, n, p):
     B, T, J, H = p
     heads, rows = 2 * H, n - 2 * H  # programs < 2H take the first loop, the others the second
     t1, t2 = _cdiv(B * k["NCHUNK"], k["PB"]), _cdiv(B * H * k["NCHUNK"], k["QB"])
-    return dict(loops=(t1, t2), loops_mean=(t1 * heads / n, t2 * rows / n))
+    t3 = _cdiv(k["R"], J)  # the tile rows of one joint, inside the second loop
+    return dict(loops=(t1, t2, t3), loops_mean=(t1 * heads / n, t2 * rows / n, t3))
 
 
 ANNOTATIONS = {
