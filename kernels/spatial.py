@@ -132,9 +132,10 @@ def spatial_bwd_kernel(
 
         s = tl.dot(q, tl.permute(k, (0, 2, 1)), input_precision=DOT_PREC)
         p = tl.where(key_ok, tl.exp2(s * qk_scale - lse[:, :, None]), 0.0)
-        dp = tl.dot(do, tl.permute(v, (0, 2, 1)), input_precision=DOT_PREC)
-        delta = tl.sum(p * dp, axis=2)
-        ds = p * (dp - delta[:, :, None])
+        # dS = P (dP - delta) as P dP - P delta: P dP is delta's summand, so one FFMA a score
+        pdp = p * tl.dot(do, tl.permute(v, (0, 2, 1)), input_precision=DOT_PREC)
+        delta = tl.sum(pdp, axis=2)
+        ds = pdp - p * delta[:, :, None]
 
         dq = tl.dot(ds.to(k.dtype), k, input_precision=DOT_PREC) * scale
         dk = tl.dot(tl.permute(ds, (0, 2, 1)).to(q.dtype), q, input_precision=DOT_PREC) * scale

@@ -193,9 +193,10 @@ def temporal_bwd_row_kernel(
         p_t = tl.exp2(s_t * qk_scale - lse[None, :])
         # padded keys (score 0) are masked: their exp2(-lse) could overflow
         p_t = tl.where(km[:, None] & _same(jk, jq, NB), p_t, 0.0)
-        dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)
-        delta = tl.sum(p_t * dp_t, axis=0)
-        ds_t = p_t * (dp_t - delta[None, :])
+        # dS = P (dP - delta) as P dP - P delta: P dP is delta's summand, so one FFMA a score
+        pdp_t = p_t * tl.dot(v, tl.trans(do), input_precision=DOT_PREC)
+        delta = tl.sum(pdp_t, axis=0)
+        ds_t = pdp_t - p_t * delta[None, :]
         dv += tl.dot(p_t.to(v.dtype), do, input_precision=DOT_PREC)
         dk += tl.dot(ds_t.to(q.dtype), q, input_precision=DOT_PREC)
         dq = tl.dot(tl.trans(ds_t).to(k.dtype), k, input_precision=DOT_PREC) * scale

@@ -175,7 +175,7 @@ def test_launches_match_the_launcher(T, dtype, head_major, has_spe, monkeypatch)
             return (str(a.dtype), tuple(a.shape), tuple(a.stride()))
         return a if not isinstance(a, float) else round(a, 12)
 
-    got = [(lc.name, lc.grid, tuple(map(norm, lc.args)), dict(lc.constexprs, num_warps=lc.num_warps))
+    got = [(lc.name, lc.grid, tuple(map(norm, lc.args)), dict(lc.constexprs, **lc.options()))
            for lc in launches(42, T, 17, 8, 16, dtype, head_major, has_spe=has_spe)]
     want = [(n, g, tuple(map(norm, a)), kw) for n, g, a, kw in
             _record_launcher(42, T, 17, 8, 16, dtype, head_major, has_spe)]

@@ -122,9 +122,12 @@ class Config:
             # Register budget (sm_90, checked with bench/kernel_report.py): each kernel under
             # ~168 registers so that at least 12 warps are resident per SM, no spills.
             self.NB = 1
-            self.FRAMES = max(1, min(128 // self.JP, n_t))
-            # float32's 3xTF32 dots triple the operand registers: one frame per backward tile
-            self.FRAMES_BWD = max(1, min((32 if dtype == torch.float32 else 64) // self.JP, n_t))
+            # spatial tiles small enough for 12+ resident warps per SM: 4 frames x 32 joint
+            # slots forward (2 for float32's 3xTF32 operands and for the interleaved layout's
+            # stride-3 loads), one frame per backward tile (2 frames: 8 warps per SM)
+            wide = head_major and dtype != torch.float32
+            self.FRAMES = max(1, min((128 if wide else 64) // self.JP, n_t))
+            self.FRAMES_BWD = 1
             # forward: 64 query frames per program against 128-frame key blocks (online
             # softmax); backward: the whole key row, key-stationary, 32 query frames a step
             self.BLOCK_M = min(64, self.BLOCK_N)
@@ -149,7 +152,7 @@ class Config:
             self.warps_stream = 4
             self.warps_s = 4
             # parameter gradients: 64-row tiles of whole frames, about 8 programs per SM
-            self.ROWS_CONV = 64
+            self.ROWS_CONV = 64 if head_major else 32
             steps = -(-T // (self.ROWS_CONV // J))
             self.NCHUNK = max(1, min(steps, -(-8 * sm_count // max(1, 2 * B * num_heads))))
             self.warps_conv = 4
