@@ -3,9 +3,10 @@
 Entries (each thin): ``bench_op.py`` / ``bench_model.py`` (pytest-benchmark), ``cpu_table.py``,
 ``cpu_bf16.py``, ``gpu_bench.py`` (tables); ``render.py`` turns their JSON into RESULTS.md.
 
-- inputs: ``op_inputs`` (tests/backend_harness.make_inputs, the tests' one factory),
+- inputs: ``op_inputs`` (``stcformer.testing.make_inputs``, the tests' one factory),
   ``make_model``, ``train_step`` (the training step of ``python -m stcformer.train``:
-  ``make_train_step`` with the official optimizer), ``infer_fn``.
+  ``make_train_step`` with the official optimizer), ``infer_fn``; for the lifting entries
+  (``infer_modes.py``, ``seq2seq_seams.py``) ``lifting_flags``, ``lifting_model`` and ``p1_mm``.
 - variants: ``op_variants`` gives ``reference``, ``compiled`` (torch.compile of the reference),
   ``sdpa`` (the same math with F.scaled_dot_product_attention plus F.conv2d, compiled) and every
   backend of ``stcformer.dispatch.BACKENDS``; one that cannot run here is a row with the
@@ -31,13 +32,9 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "tests") not in sys.path:  # the tests' input factory
-    sys.path.insert(0, str(ROOT / "tests"))
-
-from backend_harness import make_inputs  # noqa: E402
-from stcformer import dispatch, ops  # noqa: E402
-from stcformer.reference import stc_attention_reference  # noqa: E402
+from stcformer import dispatch, ops, training
+from stcformer.reference import stc_attention_reference
+from stcformer.testing import make_inputs
 
 J, C, H = 17, 256, 8  # one STCFormer block of the released H36M model
 
@@ -86,18 +83,6 @@ def sdpa_composition(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads, scale):
     return torch.stack([o_s, o_t], dim=-2).reshape(B, T, Jn, C3 // 3)
 
 
-def _training_module():
-    # the training helpers (make_train_step, make_optimizer, compile_model, set_tf32) live in
-    # stcformer.training; older trees kept them in stcformer.train
-    try:
-        from stcformer import training
-        training.make_train_step  # noqa: B018
-        return training
-    except (ImportError, AttributeError):
-        from stcformer import train
-        return train
-
-
 def make_model(backend: Optional[str] = None, device="cpu", *, layers: int = 6, d_hid: int = C,
                dtype=torch.float32, train: bool = True, recompute: bool = False, seed: int = 0):
     """STCFormer(layers, d_hid) with the same weights for every variant (seeded)."""
@@ -116,12 +101,11 @@ def train_step(model, B: int, T: int, *, device="cpu", amp: str = "none", compil
     seq2seq MPJPE, backward, Adam with amsgrad; fused on CUDA unless fused_adam=False), on
     fixed random (B, T, 17, 2) inputs. ``compile_``: the model under ``compile_model`` (with
     ``cuda_graphs``, replayed as CUDA graphs)."""
-    tr = _training_module()
     dev = torch.device(device)
     model.train()
-    opt = tr.make_optimizer(model.parameters(), 1e-3, dev if fused_adam else "cpu")
-    net = tr.compile_model(model, cuda_graphs=cuda_graphs) if compile_ else model
-    step = tr.make_train_step(net, opt, amp=amp, device=dev)
+    opt = training.make_optimizer(model.parameters(), 1e-3, dev if fused_adam else "cpu")
+    net = training.compile_model(model, cuda_graphs=cuda_graphs) if compile_ else model
+    step = training.make_train_step(net, opt, amp=amp, device=dev)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, T, J, 2, generator=g).to(dev)
     y = (torch.randn(B, T, J, 3, generator=g) * 0.2).to(dev)
@@ -129,7 +113,7 @@ def train_step(model, B: int, T: int, *, device="cpu", amp: str = "none", compil
 
 
 def set_tf32(device, enabled: bool) -> None:
-    _training_module().set_tf32(torch.device(device), enabled)
+    training.set_tf32(torch.device(device), enabled)
 
 
 def infer_fn(model, B: int, T: int, *, device="cpu", dtype=torch.float32, amp: Optional[torch.dtype] = None,
@@ -146,6 +130,43 @@ def infer_fn(model, B: int, T: int, *, device="cpu", dtype=torch.float32, amp: O
             y = model(x)
             return (y + model(xf)) * 0.5 if flip else y
     return run
+
+
+def lifting_flags(p, throughput_frames: int) -> None:
+    """The flags every lifting benchmark (infer_modes.py, seq2seq_seams.py) takes."""
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data-dir", required=True, help="Human3.6M-layout folder (e.g. stcformer.data.synthetic's)")
+    p.add_argument("-k", "--keypoints", default="synth_det")
+    p.add_argument("-f", "--frames", type=int, default=None, help="default: the checkpoint's training window")
+    p.add_argument("--tds", type=int, default=None)
+    p.add_argument("--throughput-frames", type=int, default=throughput_frames)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("-b", "--batch-size", type=int, default=256)
+
+
+def lifting_model(args) -> tuple:
+    """(model in eval mode, frames, tds) of ``lifting_flags``' arguments: the checkpoint read once,
+    its training window unless -f/--tds say otherwise."""
+    from stcformer.checkpoint import load_checkpoint
+    from stcformer.predict import trained_window
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    frames, tds = trained_window(args.checkpoint)
+    model = load_checkpoint(args.checkpoint).eval()
+    return model, args.frames or frames, args.tds or tds
+
+
+def p1_mm(pred, target, groups) -> tuple:
+    """(P1 over frames, P1 action-averaged: the protocol's) in mm of per-frame poses (N, J, 3),
+    ``groups`` (N,) each frame's action."""
+    import numpy as np
+
+    err = np.linalg.norm(pred - target, axis=-1).mean(-1) * 1000  # (N,) mm
+    groups = np.asarray(groups)
+    per_action = [err[groups == g].mean() for g in sorted(set(groups))]
+    return float(err.mean()), float(np.mean(per_action))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,15 +201,13 @@ def op_variants(device: str, dtype=torch.float32, *, compiled: bool = True, sdpa
         layout = ops.preferred_layout(name, device, dtype)
         out.append(Variant(name, fn, layout))
         other = "interleaved" if layout == "head_major" else "head_major"
-        if device == "cuda" and name in getattr(ops, "NATIVE_HEAD_MAJOR", ()):
+        if device == "cuda":  # every backend's kernels read both layouts
             out.append(Variant(f"{name}_{other}", fn, other))
     return out
 
 
 def call(variant: Variant, args):
-    if variant.name in ("reference",):
-        return variant.fn(*args, layout=variant.layout)
-    if variant.name in ("compiled", "sdpa"):
+    if variant.name in ("compiled", "sdpa"):  # interleaved only
         return variant.fn(*args)
     return variant.fn(*args, layout=variant.layout)
 

@@ -39,18 +39,11 @@ import time
 import numpy as np
 import torch
 
-from harness import cpu_flags_text, machine  # noqa: E402  (bench/ is the script's folder)
-from stcformer.checkpoint import load_checkpoint  # noqa: E402
-from stcformer.data.dataset import test_windows  # noqa: E402
-from stcformer.data.h36m import load_h36m  # noqa: E402
-from stcformer.predict import (predict_centres, predict_seq2seq, predict_sequence,  # noqa: E402
-                               seq2seq_passes_per_frame, seq2seq_starts, seq2seq_windows, trained_window)
-
-
-def p1(pred: np.ndarray, target: np.ndarray, groups: np.ndarray) -> tuple:
-    err = np.linalg.norm(pred - target, axis=-1).mean(-1) * 1000  # (N,) mm
-    per_action = [err[groups == g].mean() for g in sorted(set(groups))]
-    return float(err.mean()), float(np.mean(per_action))
+from harness import cpu_flags_text, lifting_flags, lifting_model, machine, p1_mm
+from stcformer.data.dataset import test_windows
+from stcformer.data.h36m import load_h36m
+from stcformer.predict import (predict_centres, predict_seq2seq, predict_sequence, seq2seq_passes_per_frame,
+                               seq2seq_starts, seq2seq_windows)
 
 
 def edges(num_frames: int, frames: int, tds: int, overlap: float) -> np.ndarray:
@@ -102,31 +95,19 @@ def worst_phase(poses: np.ndarray, lengths, frames: int, tds: int, overlap: floa
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data-dir", required=True, help="Human3.6M-layout folder with long test takes")
-    p.add_argument("-k", "--keypoints", default="synth_det")
+    lifting_flags(p, throughput_frames=2430)  # --data-dir: a folder with long test takes
     p.add_argument("--cameras", default="0", help="comma-separated camera indices of the test views to use "
                                                   "(default 0; 'all' for the four)")
     p.add_argument("--overlaps", default="0,0.25,0.5,0.75")
     p.add_argument("--sequences", type=int, default=None, help="only the first N test sequences (a quick check)")
-    p.add_argument("-f", "--frames", type=int, default=None)
-    p.add_argument("--tds", type=int, default=None)
-    p.add_argument("--throughput-frames", type=int, default=2430)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("-b", "--batch-size", type=int, default=256)
     p.add_argument("--latencies", default="", help="StreamLifter latencies to score (frames, or 'full')")
     p.add_argument("--no-offline", action="store_true", help="only the --latencies rows")
     p.add_argument("--stream-sequences", type=int, default=None,
                    help="score the --latencies rows on the first N test sequences (one push at a time is slow)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    frames, tds = trained_window(args.checkpoint)
-    frames, tds = args.frames or frames, args.tds or tds
+    model, frames, tds = lifting_model(args)
     overlaps = [float(x) for x in args.overlaps.split(",")]
-    model = load_checkpoint(args.checkpoint).eval()
     print(f"cpu: {machine()}; flags {cpu_flags_text()}; torch {torch.__version__}; "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"model: {model.config['layers']} layers, width {model.config['d_hid']}; window {frames}, tds {tds} "
@@ -188,7 +169,7 @@ def stream_row(model, sequences, frames, tds, latency, target, groups) -> dict:
         poses.extend(lifter.flush())
     seconds = time.perf_counter() - t0
     poses = np.stack(poses)
-    f_all, f_act = p1(poses, target, groups)
+    f_all, f_act = p1_mm(poses, target, groups)
     row = {"mode": "stream", "latency": lifter.latency, "p1_frames_mm": f_all, "p1_action_mm": f_act,
            "passes_per_frame": 2.0, "seconds": seconds, "frames_per_s": len(poses) / seconds}
     print(f"  stream   latency {lifter.latency:3d} frames  P1 {f_all:6.2f} / {f_act:6.2f} mm  "
@@ -200,7 +181,7 @@ def offline_rows(args, model, data, frames, tds, overlaps, lengths, target, grou
     total = len(target)
 
     def record(mode, overlap, poses, passes):
-        f_all, f_act = p1(poses, target, groups)
+        f_all, f_act = p1_mm(poses, target, groups)
         row = {"mode": mode, "overlap": overlap, "p1_frames_mm": f_all, "p1_action_mm": f_act,
                "passes_per_frame": passes,
                "seam_own": None if overlap is None else seam_jump(poses, lengths, frames, tds, overlap),

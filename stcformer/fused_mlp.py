@@ -14,7 +14,7 @@ reproduces the masks and two calls get independent masks.
     use_fused_mlp(model)             route every STCFormer block's MLP through ``mlp``
     linear(x, w, b), use_onednn_linear(model)
         nn.Linear through oneDNN: on CPUs where MKL's fp32 sgemm takes its AVX2 path (AMD
-        Zen here) oneDNN's AVX-512 GEMM is ~2x faster, at the same fp32 precision. ``mlp``
+        Zen) oneDNN's AVX-512 GEMM is faster (bench/RESULTS.md), at the same fp32 precision. ``mlp``
         uses it for fc1 and fc2. Under torch.compile these fall back to F.linear (Inductor
         cannot lower oneDNN's linear outside its inference freezing path). bfloat16 goes
         through oneDNN only where it has a bf16 GEMM (``cpu_features.onednn_bf16_reason``:
@@ -178,8 +178,8 @@ def dropout(z: Tensor, p: float, training: bool = True) -> Tensor:
 
 # Rows per chunk of the MLP: a chunk's 4C-wide hidden (4 MiB at C = 256) stays in the caches
 # between fc1, GELU + dropout and fc2, and no temporary as large as the hidden is allocated
-# (large ones come from fresh, page-faulting mmap'd memory on every step). Measured on a 2-core
-# AVX2 EPYC (MLP forward + backward, float32): 0.75-0.88x the time of the unchunked one.
+# (large ones come from fresh, page-faulting mmap'd memory on every step); bench/RESULTS.md
+# ("Fused MLP chunks") has the timings.
 ROWS = 1024
 
 
@@ -205,8 +205,7 @@ def _chunk_forward(a: Tensor, start: int, w1: Tensor, w2: Tensor, b1: Optional[T
     The autograd Functions keep fc1's output chunk by chunk, one tensor per chunk: chunk-sized
     blocks are reused from the C allocator's heap step after step, where one (rows, 4C) tensor
     is past glibc's mmap threshold at long windows and faults in fresh pages on every step
-    (measured: 37k page faults a step at T=243, B=2, and 50-150 MiB more resident-set growth
-    at T=243, B=4)."""
+    (bench/RESULTS.md, "Fused MLP chunks")."""
     ops = torch.ops.stcformer
     hid, c_out = w1.shape[0], w2.shape[0]
     h = _mm_nt(a, w1, b1, onednn)

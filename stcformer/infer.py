@@ -29,8 +29,9 @@ Window: --frames frames (default: the checkpoint's training window, else 27) sam
 apart, where tds = max(1, round(3 * fps / 50)) (3 = the checkpoint's training tds, if it says
 otherwise), so a window spans the same time as the 50 fps training data; --tds overrides it.
 --mode center (default) lifts every frame as the centre of its own window; --mode seq2seq keeps
-every frame of non-overlapping windows (the last one aligned to the end): about --frames times
-fewer forward passes. Both are flip-averaged.
+every output frame of blocks of windows (--frames x tds frames each), each block overlapping the
+next by half and cross-faded over the overlap, so there is no seam where they meet: about
+--frames / 2 times fewer forward passes. Both are flip-averaged.
 
 Writes DIR/poses_3d.npz ('reconstruction': (T, 17, 3) root-relative camera coordinates in metres,
 x right, y down, z forward; 'reconstruction_z_up': the same turned for display, z up;
@@ -57,8 +58,8 @@ from .data.skeleton import H36M_JOINTS, H36M_LEFT, H36M_PARENTS, H36M_RIGHT
 from .detect import DETECTORS
 from .errors import DataError
 from .io import save_figure, write_json, write_npz
-from .keypoints import (FORMATS, JOINT_SETS, coco_to_h36m, convert_keypoints, fill_gaps, jitter,  # noqa: F401
-                        read_keypoints, read_tracks, savgol, window_stride)
+from .keypoints import (FORMATS, JOINT_SETS, convert_keypoints, fill_gaps, jitter, read_keypoints, read_tracks,
+                        savgol, window_stride)
 from .predict import MODES, predict_sequence, trained_window
 
 # camera axes (x right, y down, z forward) -> z up for display: (x, z, -y), a rotation about x
@@ -109,9 +110,8 @@ def parse_args(argv=None):
     p.add_argument("--detector", choices=tuple(DETECTORS), default="blazepose",
                    help="2D detector for --video without --keypoints (default blazepose: MediaPipe BlazePose, "
                         "full model, which follows the one most prominent person)")
-    p.add_argument("--format", default="auto", choices=("auto",) + FORMATS + JOINT_SETS,
-                   help="file format (default auto: by extension and .npz keys); a joint set name here "
-                        "means --joints (the older use of this flag)")
+    p.add_argument("--format", default="auto", choices=("auto",) + FORMATS,
+                   help="file format (default auto: by extension and .npz keys); the joint set is --joints")
     p.add_argument("--joints", choices=JOINT_SETS, default=None,
                    help="joint set of the file (default: 26 joints Halpe-26, 33 BlazePose; 17 joints COCO in "
                         "JSON and VideoPose3D files, Human3.6M in arrays)")
@@ -128,8 +128,8 @@ def parse_args(argv=None):
     p.add_argument("-f", "--frames", type=int, default=None,
                    help="window length (default: the checkpoint's training window, else 27)")
     p.add_argument("--mode", choices=MODES, default="center",
-                   help="center: every frame the centre of its own window (default); seq2seq: every frame "
-                        "of non-overlapping windows")
+                   help="center: every frame the centre of its own window (default); seq2seq: every output "
+                        "frame of blocks of windows, each block overlapping the next by half and cross-faded")
     p.add_argument("--min-score", type=float, default=0.3,
                    help="joints scoring less are filled from neighbouring frames (default 0.3; 0 keeps every joint "
                         "that has a position)")
@@ -245,8 +245,6 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     fmt, joints = args.format, args.joints
-    if fmt in JOINT_SETS:  # --format coco / h36m: the joint set, as before
-        fmt, joints = "auto", joints or fmt
     for name in ("frames", "tds", "batch_size"):
         v = getattr(args, name)
         if v is not None and v < 1:

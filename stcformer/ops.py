@@ -14,10 +14,6 @@ from torch import Tensor
 from . import dispatch
 from .reference import LAYOUTS, head_major_index, stc_attention_reference
 
-# backends whose kernels read the head-major layout directly (all of them: the cpp and cuda
-# kernels take it through the ops' head_major flag); any other gets an interleaved copy
-NATIVE_HEAD_MAJOR = ("reference", "triton", "cpp", "cuda")
-
 
 def preferred_layout(backend: Optional[str], device_type: str, dtype: torch.dtype) -> str:
     """The qkv layout the backend that would run reads fastest (the model asks before its qkv
@@ -99,14 +95,8 @@ def stc_attention(
     """
     _check(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads, layout)
     name = dispatch.choose(dispatch.requested_backend(backend), qkv.device.type, qkv.dtype)
-    if layout == "head_major":
-        if name in NATIVE_HEAD_MAJOR:
-            return _impl(name)(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads, scale,
-                               layout=layout)
-        # position p of head-major holds official channel idx[p]: scatter back to interleaved
-        idx = head_major_index(qkv.shape[-1] // 3, num_heads, qkv.device)
-        qkv = qkv[..., torch.argsort(idx)]
-    return _impl(name)(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads, scale)
+    # every backend reads both layouts (the compiled ops through their head_major flag)
+    return _impl(name)(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads, scale, layout=layout)
 
 
 __all__ = ["stc_attention", "stc_attention_reference", "preferred_layout", "head_major_index"]

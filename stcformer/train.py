@@ -159,7 +159,7 @@ def resolve_device_defaults(args: argparse.Namespace, device: torch.device) -> a
         args.compile = cuda
     if args.check_every is None:
         args.check_every = CHECK_EVERY_CUDA if cuda else 1
-    if getattr(args, "cuda_graphs", False) and not (cuda and args.compile):
+    if args.cuda_graphs and not (cuda and args.compile):
         raise UsageError("--cuda-graphs needs a CUDA device and --compile "
                          f"(device {device}, compile {'on' if args.compile else 'off'})")
     return args
@@ -168,8 +168,6 @@ def resolve_device_defaults(args: argparse.Namespace, device: torch.device) -> a
 def resumed_args(args: argparse.Namespace, saved: dict) -> argparse.Namespace:
     """The saved run's arguments, with this command's --epochs (if given) and its folder."""
     merged = argparse.Namespace(**{**vars(args), **saved})
-    if saved.get("amp", "none") is None:  # saved before --amp had a device default: float32
-        merged.amp = "none"
     merged.epochs = args.epochs or saved["epochs"]
     merged.out, merged.init = os.path.abspath(args.resume), None
     merged.resume = os.path.join(args.resume, "last.pth")

@@ -165,7 +165,7 @@ def build_model(args, device):
         if {k: v.shape for k, v in src.state_dict().items()} != {k: v.shape for k, v in model.state_dict().items()}:
             raise CheckpointError(f"{args.init}: parameters do not match this model")
         model.load_state_dict(src.state_dict())
-    model.set_recompute(getattr(args, "recompute", None))  # True in runs saved before "mlp" existed
+    model.set_recompute(args.recompute)
     return model.to(device)
 
 
@@ -339,10 +339,7 @@ class TrainState:
     def restore(cls, extra: dict, optimizer, scheduler, scaler, d: "Dist") -> "TrainState":
         """Load ``to_extra``'s dict back into the optimizer, scheduler, scaler and RNGs."""
         optimizer.load_state_dict(extra["optimizer"])
-        if extra.get("scheduler"):
-            scheduler.load_state_dict(extra["scheduler"])
-        else:  # saved before the scheduler was kept: the lr it reached, epochs done
-            scheduler.last_epoch = extra["epoch"] - 1
+        scheduler.load_state_dict(extra["scheduler"])
         for group in optimizer.param_groups:
             group["lr"] = extra["lr"]
         scheduler._last_lr = [extra["lr"]] * len(optimizer.param_groups)
@@ -394,7 +391,7 @@ class Trainer:
             net = torch.nn.parallel.DistributedDataParallel(
                 net, device_ids=[d.device.index] if d.device.type == "cuda" else None)
         if args.compile:
-            net = compile_model(net, cuda_graphs=bool(getattr(args, "cuda_graphs", False)))
+            net = compile_model(net, cuda_graphs=args.cuda_graphs)
         self.net = net
         self.step_fn = make_train_step(net, self.optimizer, amp=args.amp, device=d.device, scaler=self.scaler)
         # on CUDA the windows are gathered on the GPU from arrays uploaded once (the same values)
@@ -423,7 +420,7 @@ class Trainer:
         print(f"model: {args.layers} layers, width {args.d_hid}, {n_params / 1e6:.2f}M parameters; "
               f"T={args.frames} tds={args.tds}; {d.world} process(es) on {d.device}; output {self.out}")
         print(f"step: amp {args.amp}, torch.compile {'on' if args.compile else 'off'}"
-              f"{' with CUDA graphs' if getattr(args, 'cuda_graphs', False) else ''}, recompute "
+              f"{' with CUDA graphs' if args.cuda_graphs else ''}, recompute "
               f"{'off' if not args.recompute else 'blocks' if args.recompute is True else args.recompute}, Adam{' (fused)' if d.device.type == 'cuda' else ''}, "
               f"loss checked every {args.check_every} step(s)"
               + (f", TF32 {'on' if args.tf32 else 'off'}" if d.device.type == "cuda" else ""))

@@ -1,6 +1,6 @@
 """The ``cpp`` backend (csrc/cpu, in stcformer._C) against the reference op.
 
-Forward and every gradient at shapes that break kernels (tests/backend_harness.py: float64
+Forward and every gradient at shapes that break kernels (stcformer/testing.py: float64
 reference, tolerances by dtype), both qkv layouts, float64 gradcheck, opcheck of the registered op
 and torch.compile(fullgraph=True) through it.
 """
@@ -9,8 +9,8 @@ import os
 import pytest
 import torch
 
-from backend_harness import (_junk_fill_flag, check_backend, check_compile_fullgraph, check_inputs,
-                             gradcheck_backend, make_inputs, poisoned_allocations)
+from stcformer.testing import (_junk_fill_flag, check_backend, check_compile_fullgraph, check_inputs,
+                               gradcheck_backend, make_inputs, poisoned_allocations)
 from stcformer import dispatch
 from stcformer.ops import stc_attention
 

@@ -6,7 +6,7 @@ raises ValueError / TypeError / RuntimeError with a message. Nothing may crash t
   child first runs multi-threaded kernels and changes the thread count (the state after which
   a bad dtype was seen to segfault in tests/test_cpp.py on another machine).
 - ``triton`` runs under TRITON_INTERPRET=1 (tests/conftest.py) in this process, on tiny shapes.
-- A property-based test (hypothesis) checks cpp against the reference (tests/backend_harness.py,
+- A property-based test (hypothesis) checks cpp against the reference (stcformer/testing.py,
   forward and every gradient), and the reference against the literal formulation, over small
   shapes, dtypes and layouts.
 """
@@ -21,7 +21,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend_harness import NAMES, check_inputs, make_inputs, rel_err, tolerance
+from stcformer.testing import NAMES, check_inputs, make_inputs, rel_err, tolerance
 from stcformer import dispatch
 from stcformer.ops import stc_attention
 from stcformer.reference import stc_attention_reference
@@ -30,7 +30,7 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("reference", "cpp", "triton")
 ERRORS = (ValueError, TypeError, RuntimeError)  # NotImplementedError is a RuntimeError
 # max error relative to the largest finite reference magnitude, by dtype (tiny reductions here)
-# max error relative to the largest finite reference magnitude: tests/backend_harness.tolerance
+# max error relative to the largest finite reference magnitude: stcformer.testing.tolerance
 
 CPP_REASON = dispatch.unavailable_reason("cpp", "cpu", torch.float32)
 B, T, J, C, H = 2, 3, 5, 16, 2  # dh = 4

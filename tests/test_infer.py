@@ -273,15 +273,23 @@ def test_amp_is_opt_in(tmp_path, ckpt):
     np.testing.assert_allclose(poses["bf16"], poses[None], rtol=0.05, atol=0.02)
 
 
-def test_old_format_flag_names_the_joint_set(tmp_path, ckpt):
+def test_old_format_flag_names_the_joint_set(tmp_path, ckpt, capsys):
+    """--format takes file formats only: a joint set there is argparse's usage error (--joints names it)."""
     from stcformer.keypoints import coco_to_h36m
 
     kpts = np.random.default_rng(11).uniform(100, 900, size=(8, 17, 2)).astype(np.float32)
     np.save(tmp_path / "k.npy", kpts)
     np.save(tmp_path / "h.npy", coco_to_h36m(kpts))
-    for name, extra in (("k.npy", ["--format", "coco"]), ("h.npy", [])):
-        assert infer("--checkpoint", ckpt, "--keypoints", tmp_path / name, "--width", 1000, "--height", 1000,
-                     "--fps", 50, "--out", tmp_path / name[0], "-f", 5, "--device", "cpu", *extra) == 0
+    common = ["--width", 1000, "--height", 1000, "--fps", 50, "-f", 5, "--device", "cpu"]
+    with pytest.raises(SystemExit) as exc:
+        infer("--checkpoint", ckpt, "--keypoints", tmp_path / "k.npy", "--out", tmp_path / "x", "--format", "coco",
+              *common)
+    assert exc.value.code == 2
+    assert "--format: invalid choice: 'coco'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    for name, extra in (("k.npy", ["--joints", "coco"]), ("h.npy", [])):
+        assert infer("--checkpoint", ckpt, "--keypoints", tmp_path / name, "--out", tmp_path / name[0], *common,
+                     *extra) == 0
     np.testing.assert_allclose(np.load(tmp_path / "k" / "poses_3d.npz")["reconstruction"],
                                np.load(tmp_path / "h" / "poses_3d.npz")["reconstruction"], atol=1e-5)
 

@@ -10,7 +10,7 @@ from stcformer import dispatch
 from stcformer.ops import stc_attention
 from stcformer.reference import stc_attention_reference
 
-from backend_harness import make_inputs
+from stcformer.testing import make_inputs
 
 
 def test_auto_on_cpu_matches_reference():
@@ -118,7 +118,7 @@ def test_aten_capability_cap_refuses_cpp_without_loading_it():
     code = (
         "import sys, torch, stcformer\n"
         "from stcformer import dispatch, fused_mlp, stc_attention\n"
-        "sys.path.insert(0, 'tests'); from backend_harness import make_inputs\n"
+        "from stcformer.testing import make_inputs\n"
         "args = make_inputs(1, 2, 17, 16, 2)\n"
         "out = stc_attention(*args)\n"
         "try:\n"

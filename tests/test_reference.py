@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from backend_harness import check_backend, gradcheck_backend, make_inputs
+from stcformer.testing import check_backend, gradcheck_backend, make_inputs
 from stcformer.ops import stc_attention
 from stcformer.reference import stc_attention_reference
 

@@ -330,7 +330,6 @@ def test_compiled_step_equals_the_eager_step():
     torch._dynamo.reset()
 
 
-@pytest.mark.skipif(not hasattr(STCFormer, "set_recompute"), reason="STCFormer.set_recompute does not exist yet")
 def test_recompute_gives_the_same_loss_and_gradients():
     torch.manual_seed(0)
     base = STCFormer(layers=2, d_hid=16)
