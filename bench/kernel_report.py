@@ -262,10 +262,12 @@ def mma_flops(op: str) -> tuple:
     return kind, (2 * math.prod(shape) if shape else 0)
 
 
-def analyse_sass(text: str, trips) -> dict:
+def analyse_sass(text: str, trips, unrollable=()) -> dict:
     """Loops, static and executed instruction counts (per warp) of one kernel.
 
-    trips: the trip count of each runtime loop of the source, in source order."""
+    trips: the trip count of each runtime loop of the source, in source order; unrollable: the
+    indices of those the compiler may have unrolled completely (dropped when the SASS has
+    exactly that many loops fewer)."""
     insns, labels = parse_sass(text)
     # drop the padding after the last EXIT (a self-branch and NOPs)
     last_exit = max((i for i, x in enumerate(insns) if x[2].startswith("EXIT")), default=len(insns) - 1)
@@ -281,6 +283,8 @@ def analyse_sass(text: str, trips) -> dict:
             skipped.append((addr, target))  # [addr + 16, target) runs only on another path
     spans = sorted(loops.items())
     note = None
+    if unrollable and len(spans) == len(trips) - len(unrollable):
+        trips = [t for i, t in enumerate(trips) if i not in unrollable]
     if len(spans) != len(trips):
         note = f"{len(spans)} SASS loops for {len(trips)} source loops: unmatched loops counted once"
     trip_of = {s: (trips[i] if i < len(trips) else 1) for i, (s, _) in enumerate(spans)}
@@ -339,7 +343,7 @@ def row_for(launch, facts: dict, a: dict, hbm_bps: float) -> dict:
     with open(os.path.join(facts["dir"], "ptxas.log")) as f:
         ptxas = parse_ptxas(f.read())
     with open(os.path.join(facts["dir"], "sass.txt")) as f:
-        sass = analyse_sass(f.read(), launch.loops_mean)
+        sass = analyse_sass(f.read(), launch.loops_mean, launch.unrollable)
     with open(ptx_path) as f:
         ptx = f.read()
     usage = parse_usage(facts["usage"])
@@ -377,6 +381,7 @@ def row_for(launch, facts: dict, a: dict, hbm_bps: float) -> dict:
         warps_per_sm=occ["warps_per_sm"],
         waves=programs / (occ["programs_per_sm"] * sms) if occ["programs_per_sm"] else None,
         loop_trips=list(launch.loops), loop_trips_mean=list(launch.loops_mean),
+        unrollable=list(launch.unrollable),
         sass=dict(static=sass["static"], hot_loop=sass["loop"], executed_per_warp=sass["executed"],
                   loops=sass["loops"], note=sass["note"]),
         warp_instructions_per_program=warp_insns,

@@ -22,7 +22,7 @@ LN2 = tl.constexpr(0.6931471805599453)
 
 @triton.jit
 def conv3x3(x_ptr, t, j, d, w_ptr, T, J, s_t, s_j, s_d, DH: tl.constexpr, WS: tl.constexpr,
-            TRANSPOSED: tl.constexpr):
+            TRANSPOSED: tl.constexpr, IN_ORDER: tl.constexpr = True):
     """sum_{u,v in -1..1} w[d, u+1, v+1] * x[t + u, j + v, d], for any broadcastable t, j, d.
 
     x_ptr: scalar pointer to element (t=0, j=0, d=0) of one head's channels of x; element
@@ -33,20 +33,34 @@ def conv3x3(x_ptr, t, j, d, w_ptr, T, J, s_t, s_j, s_d, DH: tl.constexpr, WS: tl
         ``conv.conv_weight_kernel`` prepares: tap k of channel d at w_ptr + k * WS + d, so a
         tap's weights are one contiguous vector. TRANSPOSED: read x[t - u, j - v] instead (the
         adjoint: grad of v from grad_out).
+    IN_ORDER: the taps as a loop that is not software-pipelined; unrolled up front, the nine
+        neighbour loads are all issued first and held at once (the spatial kernels then need
+        80-100 more registers). The compiler still unrolls the loop where that pays.
     Returns float32 of the broadcast shape of (t, j, d).
     """
     dm = d < DH
     acc = tl.zeros((t + j + d).shape, dtype=tl.float32)
-    for u in tl.static_range(3):
-        for v in tl.static_range(3):
-            if TRANSPOSED:
-                tt = t - (u - 1)
-                jj = j - (v - 1)
-            else:
-                tt = t + (u - 1)
-                jj = j + (v - 1)
-            ok = (tt >= 0) & (tt < T) & (jj >= 0) & (jj < J) & dm
-            x = tl.load(x_ptr + tt * s_t + jj * s_j + d * s_d, mask=ok, other=0.0).to(tl.float32)
-            w = tl.load(w_ptr + (u * 3 + v) * WS + d, mask=dm, other=0.0)
-            acc += w * x
+    if IN_ORDER:
+        for tap in tl.range(0, 9, num_stages=1):
+            acc += _conv_tap(x_ptr, t, j, d, dm, w_ptr, tap // 3 - 1, tap % 3 - 1, tap, T, J,
+                             s_t, s_j, s_d, WS, TRANSPOSED)
+    else:
+        for tap in tl.static_range(9):
+            acc += _conv_tap(x_ptr, t, j, d, dm, w_ptr, tap // 3 - 1, tap % 3 - 1, tap, T, J,
+                             s_t, s_j, s_d, WS, TRANSPOSED)
     return acc
+
+
+@triton.jit
+def _conv_tap(x_ptr, t, j, d, dm, w_ptr, u, v, tap, T, J, s_t, s_j, s_d, WS: tl.constexpr,
+              TRANSPOSED: tl.constexpr):
+    """w[d, tap] * x[t + u, j + v, d] (x[t - u, j - v] when TRANSPOSED), 0 outside the grid."""
+    if TRANSPOSED:
+        tt = t - u
+        jj = j - v
+    else:
+        tt = t + u
+        jj = j + v
+    ok = (tt >= 0) & (tt < T) & (jj >= 0) & (jj < J) & dm
+    x = tl.load(x_ptr + tt * s_t + jj * s_j + d * s_d, mask=ok, other=0.0).to(tl.float32)
+    return tl.load(w_ptr + tap * WS + d, mask=dm, other=0.0) * x

@@ -206,8 +206,9 @@ def temporal_bwd_row_kernel(
     d_off = tk[:, None] * s_dt + jk[:, None] * s_dj + d[None, :] * SD
     tl.store(dbase + SW + d_off, (dk * scale).to(ety), mask=k_mask)
     # adjoint conv: grad_out of the 3x3 neighbours (other joints too) flows into dV
+    # unrolled: here the taps stay a runtime loop otherwise, 9 trips of loop overhead
     dv += conv3x3(g_ptr, tk[:, None], jk[:, None], d[None, :], w_ptr + 9 * HALF + h * DH, T, J,
-                  s_gt, s_gj, 1, DH, HALF, True)
+                  s_gt, s_gj, 1, DH, HALF, True, False)
     tl.store(dbase + 2 * SW + d_off, dv.to(ety), mask=k_mask)
 
 

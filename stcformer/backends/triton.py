@@ -122,12 +122,12 @@ class Config:
             # Register budget (sm_90, checked with bench/kernel_report.py): each kernel under
             # ~168 registers so that at least 12 warps are resident per SM, no spills.
             self.NB = 1
-            # spatial tiles small enough for 12+ resident warps per SM: 4 frames x 32 joint
-            # slots forward (2 for float32's 3xTF32 operands and for the interleaved layout's
-            # stride-3 loads), one frame per backward tile (2 frames: 8 warps per SM)
-            wide = head_major and dtype != torch.float32
-            self.FRAMES = max(1, min((128 if wide else 64) // self.JP, n_t))
-            self.FRAMES_BWD = 1
+            # spatial tiles: 4 frames x 32 joint slots forward, 2 frames per backward tile (1
+            # in float32: 3xTF32 triples the dot operands); with 8 forward frames the conv's
+            # tap loop stays rolled, which costs more than the per-program overhead it saves
+            fp32 = dtype == torch.float32
+            self.FRAMES = max(1, min(128 // self.JP, n_t))
+            self.FRAMES_BWD = max(1, min((32 if fp32 else 64) // self.JP, n_t))
             # forward: 64 query frames per program against 128-frame key blocks (online
             # softmax); backward: the whole key row, key-stationary, 32 query frames a step
             self.BLOCK_M = min(64, self.BLOCK_N)

@@ -63,6 +63,7 @@ class Launch:
     num_stages: Optional[int]       # None: Triton's default
     loops: Tuple[int, ...] = ()
     loops_mean: Tuple[float, ...] = ()
+    unrollable: Tuple[int, ...] = ()   # indices of loops the compiler may unroll completely
     scores: int = 0
     real_scores: int = 0
 
@@ -132,22 +133,31 @@ def _cdiv(a: int, b: int) -> int:
 # real scores, and the fraction of each tensor argument it must move (default: one half of the
 # channels of a (B, T, J, ...) activation, all of anything else). ``k``: constexprs and scalar
 # arguments by name, ``n``: programs, ``p``: (B, T, J, H).
+# The 3x3 conv's tap loop (``common.conv3x3`` with IN_ORDER, 9 trips) is unrolled by the
+# compiler in most kernels and kept in some: it is listed as ``unrollable``.
+TAPS = 9
+
+
 def _spatial_fwd(k, n, p):
     B, T, J, H = p
-    return dict(scores=n * k["FRAMES"] * k["JP"] ** 2, real_scores=B * H * T * J * J)
+    return dict(loops=(TAPS,), unrollable=(0,), scores=n * k["FRAMES"] * k["JP"] ** 2,
+                real_scores=B * H * T * J * J)
 
 
 def _temporal_fwd(k, n, p):
     B, T, J, H = p
     trips = _cdiv(T, k["BLOCK_N"])
-    return dict(loops=(trips,), scores=n * k["NB"] ** 2 * k["BLOCK_M"] * k["BLOCK_N"] * trips,
+    return dict(loops=(trips, TAPS), unrollable=(1,),
+                scores=n * k["NB"] ** 2 * k["BLOCK_M"] * k["BLOCK_N"] * trips,
                 real_scores=B * H * J * T * T)
 
 
 def _spatial_bwd(k, n, p):
     B, T, J, H = p
     groups = _cdiv(T, k["FRAMES"])
-    return dict(loops=(_cdiv(groups, k["NSPLIT"]),), loops_mean=(groups / k["NSPLIT"],),
+    # the adjoint conv's tap loop sits inside the frame-group loop
+    return dict(loops=(_cdiv(groups, k["NSPLIT"]), TAPS), loops_mean=(groups / k["NSPLIT"], TAPS),
+                unrollable=(1,),
                 scores=(n // k["NSPLIT"]) * groups * k["FRAMES"] * k["JP"] ** 2,
                 real_scores=B * H * T * J * J)
 
@@ -160,14 +170,14 @@ def _temporal_bwd_row(k, n, p):
 
 
 def _temporal_bwd_delta(k, n, p):
-    return dict(touched={"qkv_ptr": 1 / 6})  # v of one half
+    return dict(loops=(TAPS,), unrollable=(0,), touched={"qkv_ptr": 1 / 6})  # v of one half
 
 
 def _temporal_bwd(k, n, p):
     B, T, J, H = p
     trips = _cdiv(T, k["BLOCK"])
     # each score is computed twice: with the program's frames as keys, then as queries
-    return dict(loops=(trips, trips), scores=2 * n * (k["NB"] * k["BLOCK"]) ** 2 * trips,
+    return dict(loops=(trips, TAPS, trips), unrollable=(1,), scores=2 * n * (k["NB"] * k["BLOCK"]) ** 2 * trips,
                 real_scores=B * H * J * T * T)
 
 
@@ -293,5 +303,6 @@ def launches(B: int, T: int, J: int, num_heads: int, dh: int, dtype: torch.dtype
         result.append(Launch(
             kernel, phase, grid, tuple(conv), constexprs, kwargs.get("num_warps", 4),
             kwargs.get("num_stages"), loops=loops, loops_mean=tuple(note.get("loops_mean", loops)),
+            unrollable=tuple(note.get("unrollable", ())),
             scores=note.get("scores", 0), real_scores=note.get("real_scores", 0)))
     return result
