@@ -153,8 +153,8 @@ def lifting_model(args) -> tuple:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    frames, tds = trained_window(args.checkpoint)
     model = load_checkpoint(args.checkpoint).eval()
+    frames, tds = trained_window(model)
     return model, args.frames or frames, args.tds or tds
 
 

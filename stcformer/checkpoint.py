@@ -73,7 +73,10 @@ def load_checkpoint(path: str, map_location: Any = "cpu", **overrides) -> STCFor
     """An STCFormer in eval mode from an official or own checkpoint.
 
     ``overrides`` replace constructor arguments (e.g. ``spe_coef=1e-4``, ``backend="cpp"``).
-    Raises CheckpointError with the file name and the problem for anything else.
+    The model's ``train_config`` is the plain dict of settings ``stcformer.train`` saved with
+    it (window ``frames`` and ``tds``, ``dataset``, ...), empty for official files, so readers
+    need not open the file again. Raises CheckpointError with the file name and the problem for
+    anything else.
     """
     path = os.fspath(path)
     raw = read_checkpoint(path)
@@ -105,4 +108,5 @@ def load_checkpoint(path: str, map_location: Any = "cpu", **overrides) -> STCFor
             raise CheckpointError(f"{path}: {key} has shape {tuple(state[key].shape)}, "
                                   f"expected {tuple(value.shape)}")
     model.load_state_dict(state, strict=True)
+    model.train_config = dict((raw.get("extra") or {}).get("args") or {})
     return model.to(map_location).eval()

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from .checkpoint import load_checkpoint, read_checkpoint
+from .checkpoint import load_checkpoint
 from .cli import AMP_CHOICES, UsageError, check_backend, pick_device, run, warn_slow_cpu_amp
 from .io import write_json
 from .protocol import PROTOCOLS, evaluate, get_protocol
@@ -68,16 +68,14 @@ def main(argv=None) -> int:
         raise UsageError("--frames, --tds and --batch-size must be positive")
     device = pick_device(args.device)
     check_backend(args.backend, device)
-    # our own checkpoints remember the window they were trained with
-    trained = ((read_checkpoint(args.checkpoint).get("extra") or {}).get("args") or {})
-    if trained.get("dataset", args.dataset) != args.dataset:
-        trained = {}
-    frames = args.frames or trained.get("frames") or protocol.eval_frames
-    tds = args.tds or trained.get("tds") or protocol.eval_tds
     overrides = {} if args.spe_coef is None else {"spe_coef": args.spe_coef}
     if args.backend:
         overrides["backend"] = args.backend
     model = load_checkpoint(args.checkpoint, **overrides)
+    # our own checkpoints remember the window they were trained with
+    trained = model.train_config if model.train_config.get("dataset", args.dataset) == args.dataset else {}
+    frames = args.frames or trained.get("frames") or protocol.eval_frames
+    tds = args.tds or trained.get("tds") or protocol.eval_tds
     if model.config["num_joints"] != 17:
         raise UsageError(f"{args.checkpoint}: model has {model.config['num_joints']} joints, the data 17")
     if model.family != protocol.family:

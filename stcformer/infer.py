@@ -58,9 +58,8 @@ from .data.skeleton import H36M_JOINTS, H36M_LEFT, H36M_PARENTS, H36M_RIGHT
 from .detect import DETECTORS
 from .errors import DataError
 from .io import save_figure, write_json, write_npz
-from .keypoints import (FORMATS, JOINT_SETS, convert_keypoints, fill_gaps, jitter, read_keypoints, read_tracks,
-                        savgol, window_stride)
-from .predict import MODES, predict_sequence, trained_window
+from .keypoints import FORMATS, JOINT_SETS, convert_keypoints, fill_gaps, jitter, read_keypoints, read_tracks, savgol
+from .predict import MODES, lift_xy, lifting_model, lifting_window
 
 # camera axes (x right, y down, z forward) -> z up for display: (x, z, -y), a rotation about x
 Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]], dtype=np.float32)
@@ -70,19 +69,17 @@ def plot_preview(kpts: np.ndarray, poses: np.ndarray, path: str, count: int = 4)
     """A row per sampled frame: the 2D input and the lifted 3D skeleton (left joints blue)."""
     from matplotlib.figure import Figure
 
+    from .render import bone_lines, set_bones, z_up
+
     frames = np.unique(np.linspace(0, len(kpts) - 1, min(count, len(kpts))).round().astype(int))
     fig = Figure(figsize=(8, 3.6 * len(frames)))
-    left = set(H36M_LEFT)
     for row, f in enumerate(frames):
         ax2 = fig.add_subplot(len(frames), 2, 2 * row + 1)
         ax3 = fig.add_subplot(len(frames), 2, 2 * row + 2, projection="3d")
-        for j, p in enumerate(H36M_PARENTS):
-            if p < 0:
-                continue
-            color = "tab:blue" if j in left else "tab:red"
-            ax2.plot(*kpts[f, [p, j]].T, color=color, lw=2)
-            seg = poses[f, [p, j]] @ Z_UP.T
-            ax3.plot(seg[:, 0], seg[:, 1], seg[:, 2], color=color, lw=2)
+        set_bones(bone_lines(ax2), kpts[f])
+        set_bones(bone_lines(ax3), z_up(poses[f]))
+        ax2.relim()
+        ax2.autoscale_view()
         ax2.invert_yaxis()
         ax2.set_aspect("equal")
         ax2.set_title(f"frame {f}: 2D input (pixels)")
@@ -240,9 +237,6 @@ def main(argv=None) -> int:
 
     import torch
 
-    from .checkpoint import load_checkpoint
-    from .data.cameras import normalize_screen_coordinates
-
     args = parse_args(argv)
     fmt, joints = args.format, args.joints
     for name in ("frames", "tds", "batch_size"):
@@ -322,12 +316,10 @@ def main(argv=None) -> int:
     if args.render and args.video and not detecting:
         from .render import open_video
         background = open_video(args.video)  # unreadable video: stops here (probe checked a detected one)
-    model = load_checkpoint(args.checkpoint, **({"backend": args.backend} if args.backend else {}))
+    model = lifting_model(args.checkpoint, backend=args.backend)
     if model.config.get("num_joints", 17) != 17:
         raise UsageError(f"{args.checkpoint}: model has {model.config['num_joints']} joints, need 17")
-    train_frames, train_tds = trained_window(args.checkpoint)
-    frames = args.frames or train_frames
-    tds = args.tds or window_stride(fps, train_tds)
+    frames, tds = lifting_window(model, fps, args.frames, args.tds)
 
     stages = {}  # stage -> (frames, seconds) for the frames/s summary
     raw = None
@@ -386,10 +378,9 @@ def main(argv=None) -> int:
     results = []
     lift = Stage("lift", sum(len(p.xy) for p in people))  # frames/s; predict_sequence's own bar counts batches
     for p in people:
-        x = normalize_screen_coordinates(p.xy, w=size[0], h=size[1]).astype(np.float32)
         t0 = time.perf_counter()
-        poses = predict_sequence(model, x, frames, tds, args.mode, args.batch_size, device=device, amp=args.amp,
-                                 progress=True)
+        poses = lift_xy(model, p.xy, size, frames, tds, args.mode, args.batch_size, device=device, amp=args.amp,
+                        progress=True)
         lift.add(time.perf_counter() - t0, len(poses))
         if args.smooth is not None:
             window = args.smooth or smoothing_window(fps)

@@ -275,6 +275,7 @@ class STCFormer(nn.Module):
         self.config = dict(layers=layers, d_hid=d_hid, num_joints=num_joints, num_heads=num_heads,
                            family=family, spe_coef=spe_coef, spe_t_coef=spe_t_coef, scale=scale,
                            dropout=dropout, drop_path=drop_path, parts=list(parts))
+        self.train_config: dict = {}  # the settings it was trained with, where a checkpoint says (load_checkpoint)
         attn = dict(num_heads=num_heads, scale=scale, parts=parts, emb_rows=fam["emb_rows"],
                     padding_idx=fam["padding_idx"], spe_coef=spe_coef, spe_t_coef=spe_t_coef,
                     drop_path=drop_path, backend=backend)

@@ -6,8 +6,10 @@ builds the windows of one keypoint sequence that has no 3D. :func:`predict_seq2s
 output frame of overlapping blocks of windows instead, blended with weights that fade out at each
 block edge (:func:`seq2seq_windows`), and :func:`lift` runs the whole path from pixel keypoints to 3D
 for one person. :class:`stcformer.stream.StreamLifter` lifts the same way one frame at a time, from
-the pieces here (:func:`lifting_window`, :func:`lifting_model`, :func:`normalised_frames`,
-:func:`flip_average`).
+the pieces here (:func:`lifting_model`, :func:`lifting_size`, :func:`lifting_window`,
+:func:`normalised_frames`, :func:`flip_average`); ``python -m stcformer.infer`` runs :func:`lift`'s
+steps for each person it lifts. A checkpoint is read once: the model carries the window it was
+trained with (:func:`trained_window`).
 """
 from __future__ import annotations
 
@@ -248,25 +250,18 @@ def predict_sequence(model, keypoints: np.ndarray, frames: int, tds: int, mode: 
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
 
-def trained_window(checkpoint) -> tuple:
-    """(frames, tds) a checkpoint written by ``stcformer.train`` was trained with, else (27, 3)
-    (the official Human3.6M checkpoints'); a model object gives the defaults."""
-    frames, tds = 27, 3
-    if isinstance(checkpoint, (str, bytes)) or hasattr(checkpoint, "__fspath__"):
-        from .checkpoint import read_checkpoint
-
-        args = ((read_checkpoint(checkpoint).get("extra") or {}).get("args") or {})
-        frames, tds = args.get("frames") or frames, args.get("tds") or tds
-    return int(frames), int(tds)
+def trained_window(model) -> tuple:
+    """(frames, tds) ``model`` was trained with, as its checkpoint says (``train_config``, set by
+    :func:`~stcformer.checkpoint.load_checkpoint` for checkpoints of ``stcformer.train``), else
+    (27, 3), the official Human3.6M checkpoints' window."""
+    config = getattr(model, "train_config", None) or {}
+    return int(config.get("frames") or 27), int(config.get("tds") or 3)
 
 
-def lifting_window(checkpoint, fps: Optional[float], size, frames: Optional[int] = None,
-                   tds: Optional[int] = None, source: str = "<array>") -> tuple:
-    """``(frames, tds, (w, h))`` for lifting pixel keypoints, checked. ``frames``/``tds`` default
-    to the checkpoint's training window, tds scaled by fps/50 (``tds`` replaces ``fps``). Raises
-    UsageError (naming ``source``) for a missing or non-positive image size or a missing frame rate."""
+def lifting_size(fps: Optional[float], size, tds: Optional[int] = None, source: str = "<array>") -> tuple:
+    """The checked image size ``(w, h)`` for lifting pixel keypoints: UsageError (naming
+    ``source``) for a missing or non-positive size, or a missing frame rate without ``tds``."""
     from .errors import UsageError
-    from .keypoints import window_stride
 
     if size is None:
         raise UsageError(f"{source}: no image size; pass size=(width, height)")
@@ -275,15 +270,27 @@ def lifting_window(checkpoint, fps: Optional[float], size, frames: Optional[int]
     w, h = size
     if w <= 0 or h <= 0:
         raise UsageError(f"image size must be positive, got {w}x{h}")
-    train_frames, train_tds = trained_window(checkpoint)
-    return int(frames or train_frames), int(tds or window_stride(fps, train_tds)), (w, h)
+    return w, h
 
 
-def lifting_model(checkpoint, device=None) -> torch.nn.Module:
-    """``checkpoint`` (a path, or a loaded model) as a model, moved to ``device`` if given."""
+def lifting_window(model, fps: Optional[float], frames: Optional[int] = None, tds: Optional[int] = None) -> tuple:
+    """``(frames, tds)`` for lifting keypoints at ``fps`` with ``model``: ``frames``/``tds`` default
+    to its training window (:func:`trained_window`), tds scaled by fps/50."""
+    from .keypoints import window_stride
+
+    train_frames, train_tds = trained_window(model)
+    return int(frames or train_frames), int(tds or window_stride(fps, train_tds))
+
+
+def lifting_model(checkpoint, device=None, backend: Optional[str] = None) -> torch.nn.Module:
+    """``checkpoint`` (a path, read once; or a loaded model) as a model, moved to ``device`` if
+    given; ``backend`` is the stc_attention backend of a model loaded here."""
     from .checkpoint import load_checkpoint
 
-    model = checkpoint if isinstance(checkpoint, torch.nn.Module) else load_checkpoint(checkpoint)
+    if isinstance(checkpoint, torch.nn.Module):
+        model = checkpoint
+    else:
+        model = load_checkpoint(checkpoint, **({"backend": backend} if backend else {}))
     return model if device is None else model.to(device)
 
 
@@ -315,8 +322,18 @@ def lift(keypoints, checkpoint, fps: Optional[float] = None, size=None, mode: st
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     kp = as_keypoints(keypoints, joints=joints, fps=fps, size=size)
-    frames, tds, size = lifting_window(checkpoint, kp.fps, kp.size, frames, tds, kp.path)
-    xy, _ = fill_gaps(kp, min_score)
+    size = lifting_size(kp.fps, kp.size, tds, kp.path)
     model = lifting_model(checkpoint, device)
+    frames, tds = lifting_window(model, kp.fps, frames, tds)
+    xy, _ = fill_gaps(kp, min_score)
+    return lift_xy(model, xy, size, frames, tds, mode, batch_size, device=device, amp=amp, progress=progress,
+                   overlap=overlap)
+
+
+def lift_xy(model, xy: np.ndarray, size, frames: int, tds: int, mode: str = "center", batch_size: int = 256,
+            device=None, amp: Optional[str] = None, progress: bool = False,
+            overlap: float = SEQ2SEQ_OVERLAP) -> np.ndarray:
+    """Gap-free pixel keypoints (T, 17, 2) of an image of ``size`` -> root-relative 3D (T, 17, 3):
+    the last step of :func:`lift` (and of ``python -m stcformer.infer`` for each person)."""
     return predict_sequence(model, normalised_frames(xy, size), frames, tds, mode, batch_size, device=device,
                             amp=amp, progress=progress, overlap=overlap)

@@ -27,6 +27,34 @@ from .io import atomic_write
 
 KINDS = (".mp4", ".gif")
 
+# (parent, joint) of every bone of the Human3.6M skeleton
+BONES = tuple((p, j) for j, p in enumerate(H36M_PARENTS) if p >= 0)
+
+
+def z_up(p: np.ndarray) -> np.ndarray:
+    """Camera axes (x right, y down, z forward) -> a plot with z up: (x, z, -y)."""
+    return np.stack([p[..., 0], p[..., 2], -p[..., 1]], axis=-1)
+
+
+def bone_lines(ax, left: Sequence[int] = H36M_LEFT) -> list:
+    """One line per bone in the matplotlib axes ``ax`` (2D, or 3D), the subject's left limbs blue
+    and the right ones red; :func:`set_bones` puts a pose on them. The one skeleton drawer of the
+    animation (:class:`Renderer`) and the preview of ``python -m stcformer.infer``."""
+    lset = set(left)
+    colors = ["tab:blue" if j in lset else "tab:red" for _, j in BONES]
+    if getattr(ax, "name", "") == "3d":
+        return [ax.plot([0, 0], [0, 0], [0, 0], color=c, lw=2)[0] for c in colors]
+    return [ax.plot([], [], color=c, lw=2, zorder=2)[0] for c in colors]
+
+
+def set_bones(lines: list, points: np.ndarray) -> None:
+    """Draw the joints ``points`` (J, 2) or (J, 3) (3D: already :func:`z_up`) on :func:`bone_lines`."""
+    for line, (p, j) in zip(lines, BONES):
+        if points.shape[-1] == 3:
+            line.set_data_3d(points[[p, j], 0], points[[p, j], 1], points[[p, j], 2])
+        else:
+            line.set_data(points[[p, j], 0], points[[p, j], 1])
+
 
 def ffmpeg_exe() -> Optional[str]:
     """Path of an ffmpeg binary: imageio-ffmpeg's if installed, else ``ffmpeg`` on PATH, else None."""
@@ -117,13 +145,10 @@ class Renderer:
         self.canvas = FigureCanvasAgg(self.fig)
         self.ax2 = self.fig.add_subplot(1, n + 1, 1)
         self.ax3s = [self.fig.add_subplot(1, n + 1, i + 2, projection="3d") for i in range(n)]
-        self.bones = [(p, j) for j, p in enumerate(H36M_PARENTS) if p >= 0]
-        lset = set(left)
-        colors = ["tab:blue" if j in lset else "tab:red" for _, j in self.bones]
         ax2 = self.ax2
         self.image = ax2.imshow(np.full((2, 2, 3), 255, np.uint8), extent=(0, self.w, self.h, 0),
                                 interpolation="bilinear", zorder=0)
-        self.lines2 = [[ax2.plot([], [], color=c, lw=2, zorder=2)[0] for c in colors] for _ in range(n)]
+        self.lines2 = [bone_lines(ax2, left) for _ in range(n)]
         self.seen2 = [ax2.plot([], [], "o", color="black", ms=3, zorder=3)[0] for _ in range(n)]
         self.miss2 = [ax2.plot([], [], "x", color="grey", ms=6, mew=2, zorder=3)[0] for _ in range(n)]
         self.names2 = [ax2.text(0, 0, "", fontsize=8, color="black", zorder=4,
@@ -134,11 +159,11 @@ class Renderer:
         ax2.set_aspect("equal")
         ax2.set_xticks([])
         ax2.set_yticks([])
-        z_up = np.concatenate([self._z_up(p).reshape(-1, 3) for p in self.poses])
-        reach = max(0.9, float(np.nanmax(np.abs(z_up))) if np.isfinite(z_up).any() else 0.9)
+        up = np.concatenate([z_up(p).reshape(-1, 3) for p in self.poses])
+        reach = max(0.9, float(np.nanmax(np.abs(up))) if np.isfinite(up).any() else 0.9)
         self.lines3 = []
         for ax3, label in zip(self.ax3s, self.labels):
-            self.lines3.append([ax3.plot([0, 0], [0, 0], [0, 0], color=c, lw=2)[0] for c in colors])
+            self.lines3.append(bone_lines(ax3, left))
             for set_lim in (ax3.set_xlim, ax3.set_ylim, ax3.set_zlim):
                 set_lim(-reach, reach)
             ax3.view_init(elev=15, azim=-70)
@@ -153,11 +178,6 @@ class Renderer:
         self.canvas.draw()
         self.shape = np.asarray(self.canvas.buffer_rgba()).shape[:2] + (3,)
 
-    @staticmethod
-    def _z_up(p: np.ndarray) -> np.ndarray:
-        # camera axes (x right, y down, z forward) -> a plot with z up: (x, z, -y)
-        return np.stack([p[..., 0], p[..., 2], -p[..., 1]], axis=-1)
-
     def set_background(self, frame: Optional[np.ndarray]) -> None:
         if frame is not None:
             self.image.set_data(np.asarray(frame)[..., :3])
@@ -165,13 +185,11 @@ class Renderer:
     def frame(self, i: int) -> np.ndarray:
         filled_total = 0
         for n in range(len(self.kpts)):
-            k, P, f = self.kpts[n][i], self._z_up(self.poses[n][i]), self.filled[n][i]
-            for line, (p, j) in zip(self.lines2[n], self.bones):
-                line.set_data(k[[p, j], 0], k[[p, j], 1])
+            k, f = self.kpts[n][i], self.filled[n][i]
+            set_bones(self.lines2[n], k)
             self.seen2[n].set_data(k[~f, 0], k[~f, 1])
             self.miss2[n].set_data(k[f, 0], k[f, 1])
-            for line, (p, j) in zip(self.lines3[n], self.bones):
-                line.set_data_3d(P[[p, j], 0], P[[p, j], 1], P[[p, j], 2])
+            set_bones(self.lines3[n], z_up(self.poses[n][i]))
             present = np.isfinite(k).all(-1)
             filled_total += int((f & present).sum())
             if self.names2[n] is not None:
@@ -262,4 +280,5 @@ def _write_mp4(tmp: str, frames, fps: float, shape) -> None:
         raise STCFormerError(f"ffmpeg failed (exit {rc}): {' '.join(err.split())[:300]}")
 
 
-__all__ = ["render", "Renderer", "check_output", "ffmpeg_exe", "open_video", "KINDS"]
+__all__ = ["render", "Renderer", "bone_lines", "set_bones", "z_up", "check_output", "ffmpeg_exe", "open_video",
+           "KINDS"]

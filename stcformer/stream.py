@@ -38,7 +38,7 @@ from .data.skeleton import H36M_LEFT, H36M_RIGHT, H36M_ROOT
 from .data.windows import flip_pose
 from .errors import STCFormerError, UsageError
 from .keypoints import JOINT_SETS, MIN_JOINT_SHARE, NUM_JOINTS, as_keypoints
-from .predict import flip_average, lifting_model, lifting_window, normalised_frames
+from .predict import flip_average, lifting_model, lifting_size, lifting_window, normalised_frames
 
 
 class StreamLifter:
@@ -72,7 +72,9 @@ class StreamLifter:
             raise UsageError(f"fps must be positive, got {fps}")
         if joints is not None and joints not in JOINT_SETS:
             raise UsageError(f"joints must be one of {', '.join(JOINT_SETS)}, got {joints!r}")
-        self.frames, self.tds, self.size = lifting_window(checkpoint, fps, size, frames, tds, "StreamLifter")
+        self.size = lifting_size(fps, size, tds, "StreamLifter")
+        self.model = lifting_model(checkpoint, device).eval()
+        self.frames, self.tds = lifting_window(self.model, fps, frames, tds)
         self.pad = (self.frames - 1) // 2
         full = self.pad * self.tds
         if latency is None:
@@ -82,7 +84,6 @@ class StreamLifter:
                              f"(window {self.frames}, tds {self.tds}), got {latency!r}")
         self.latency = int(latency)
         self.latency_s = self.latency / fps if fps else None
-        self.model = lifting_model(checkpoint, device).eval()
         self.device = torch.device(device or next(self.model.parameters()).device)
         self.joints, self.min_score, self.amp, self.flip = joints, min_score, amp, flip
         self.left, self.right, self.root = list(H36M_LEFT), list(H36M_RIGHT), H36M_ROOT

@@ -410,3 +410,29 @@ def test_without_keypoints_or_video(ckpt, capsys, tmp_path):
     assert "--keypoints FILE, or --video FILE" in capsys.readouterr().err
     assert infer("--checkpoint", ckpt, "--keypoints", "k.npy") == 2
     assert "--out is required" in capsys.readouterr().err
+
+
+def test_checkpoint_read_once_with_its_training_window(tmp_path, monkeypatch):
+    """The window a checkpoint of stcformer.train was trained with comes with the loaded model:
+    the CLI and stcformer.lift read the file once."""
+    from stcformer import checkpoint as ckpt_mod
+    from stcformer.predict import trained_window
+
+    torch.manual_seed(0)
+    path = tmp_path / "trained.pt"
+    save_checkpoint(STCFormer(layers=1, d_hid=32, num_heads=2), path, extra={"args": {"frames": 5, "tds": 2}})
+    assert trained_window(load_checkpoint(path)) == (5, 2)
+    assert trained_window(STCFormer(layers=1, d_hid=32, num_heads=2)) == (27, 3)  # official default
+    reads = []
+    real = ckpt_mod.read_checkpoint
+    monkeypatch.setattr(ckpt_mod, "read_checkpoint", lambda p: reads.append(p) or real(p))
+    kpts = np.random.default_rng(5).uniform(100, 900, size=(12, 17, 2)).astype(np.float32)
+    np.save(tmp_path / "k.npy", kpts)
+    assert infer("--checkpoint", path, "--keypoints", tmp_path / "k.npy", "--width", 1000, "--height", 1000,
+                 "--fps", 50, "--out", tmp_path / "o", "--device", "cpu") == 0
+    saved = np.load(tmp_path / "o" / "poses_3d.npz")
+    assert (int(saved["frames"]), int(saved["tds"])) == (5, 2)
+    assert len(reads) == 1
+    api = stcformer.lift(kpts, checkpoint=str(path), fps=50, size=(1000, 1000))
+    assert len(reads) == 2
+    np.testing.assert_allclose(api, saved["reconstruction"], atol=1e-6)
