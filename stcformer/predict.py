@@ -59,25 +59,18 @@ def predict_centres(model, windows: WindowSet, batch_size: int = 256, flip: bool
         gather_on_device = device.type == "cuda"
     was_training = model.training
     model.eval()
-    source = windows.to_device(device) if gather_on_device else None
-    out = torch.empty((len(windows),) + windows.poses.shape[1:], dtype=torch.float32,
-                      device=device if gather_on_device else "cpu")
+    source = windows.to_device(device if gather_on_device else "cpu")
+    out = torch.empty((len(windows),) + windows.poses.shape[1:], dtype=torch.float32, device=source.device)
     starts = range(0, len(windows), batch_size)
     for start in tqdm(starts, desc="test", unit="batch", disable=None if progress else True,
                       leave=False, mininterval=1.0):
-        stop = min(start + batch_size, len(windows))
-        if gather_on_device:
-            idx = torch.arange(start, stop, device=device)
-            x = source.inputs(idx, flip=False)
-            x_f = source.inputs(idx, flip=True) if flip else None
-        else:
-            idx = np.arange(start, stop)
-            x = windows.inputs(idx, flip=False).to(device)
-            x_f = windows.inputs(idx, flip=True).to(device) if flip else None
+        idx = torch.arange(start, min(start + batch_size, len(windows)), device=source.device)
+        x = source.inputs(idx, flip=False).to(device)
+        x_f = source.inputs(idx, flip=True).to(device) if flip else None
         pred = flip_average(model, x, x_f, windows.left, windows.right, amp)
         centre = pred[:, windows.pad]
         centre[:, windows.root] = 0
-        out[start:stop] = centre
+        out[start:start + len(idx)] = centre
     model.train(was_training)
     return out.cpu().numpy()
 

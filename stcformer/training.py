@@ -394,8 +394,9 @@ class Trainer:
             net = compile_model(net, cuda_graphs=args.cuda_graphs)
         self.net = net
         self.step_fn = make_train_step(net, self.optimizer, amp=args.amp, device=d.device, scaler=self.scaler)
-        # on CUDA the windows are gathered on the GPU from arrays uploaded once (the same values)
-        self.device_windows = self.windows.to_device(d.device) if d.device.type == "cuda" else None
+        # windows gathered where the model runs: on CUDA from arrays uploaded once, on the CPU from
+        # views of them (the same values)
+        self.source = self.windows.to_device(d.device)
         self.out = args.out = d.broadcast(os.path.abspath(args.out))
         self.last_path = os.path.join(self.out, "last.pth")
         if resume is not None:
@@ -436,16 +437,12 @@ class Trainer:
     def batch(self, order, step: int):
         """Inputs and targets of step ``step`` of an epoch whose window order is ``order``."""
         idx = order[step * self.per_step:(step + 1) * self.per_step]
-        if self.device_windows is not None:
-            return self.device_windows.inputs(idx), self.device_windows.targets(idx), len(idx)
-        x = self.windows.inputs(idx).to(self.d.device, non_blocking=True)
-        y = self.windows.targets(idx).to(self.d.device, non_blocking=True)
-        return x, y, len(idx)
+        return self.source.inputs(idx), self.source.targets(idx), len(idx)
 
     def train_one_epoch(self, epoch: int, order: np.ndarray) -> float:
         """One pass over the windows in ``order`` from ``state.step``; returns the mean loss in mm."""
         args, d, state = self.args, self.d, self.state
-        order_t = torch.from_numpy(order).to(d.device) if self.device_windows is not None else order
+        order_t = torch.from_numpy(order).to(d.device)
         steps = (len(order) + self.per_step - 1) // self.per_step
         pending = LossLog(d)
         unit = self.data.unit_to_mm

@@ -423,6 +423,24 @@ def test_deferred_check_names_the_first_bad_step(data, tmp_path, monkeypatch, ba
     assert code == train_mod.EXIT_NAN and f"loss is {word} at epoch 1, step 6 (" in err and len(calls) == 6
 
 
+def _numpy_windows(ws, idx, flip=None, targets=False):
+    """Windows ``idx`` of ``ws`` cut literally with numpy: frames clamped to each sequence, the
+    mirrored ones through flip_pose, the root of targets zeroed."""
+    from stcformer.data.windows import flip_pose
+
+    seq = ws.seq[idx]
+    steps = (np.arange(2 * ws.pad + 1) - ws.pad) * ws.tds
+    frames = np.clip(ws.centre[idx, None] + steps[None], 0, ws.lengths[seq, None] - 1) + ws.offsets[seq, None]
+    if targets and not ws.seq2seq:
+        frames = (ws.centre[idx] + ws.offsets[seq])[:, None]
+    x = (ws.poses if targets else ws.keypoints)[frames]
+    mirror = ws.flip[idx] if flip is None else np.full(len(idx), flip)
+    x[mirror] = flip_pose(x[mirror], ws.left, ws.right)
+    if targets:
+        x[..., ws.root, :] = 0
+    return frames, torch.from_numpy(x)
+
+
 def test_device_windows_equal_the_numpy_windows(data):
     d = get_protocol("h36m").load(str(data), "synth_det", train=True)
     for frames, tds in ((3, 2), (9, 3)):
@@ -430,15 +448,21 @@ def test_device_windows_equal_the_numpy_windows(data):
         dev = ws.to_device("cpu")
         idx = np.random.default_rng(0).permutation(len(ws))[:300]
         assert ws.flip[idx].any() and not ws.flip[idx].all()
-        assert torch.equal(dev.frame_indices(torch.from_numpy(idx)), torch.from_numpy(ws.frame_indices(idx)))
-        assert torch.equal(dev.inputs(torch.from_numpy(idx)), ws.inputs(idx))
-        assert torch.equal(dev.targets(torch.from_numpy(idx)), ws.targets(idx))
+        want_frames, want_x = _numpy_windows(ws, idx)
+        assert torch.equal(dev.frame_indices(torch.from_numpy(idx)), torch.from_numpy(want_frames))
+        assert np.array_equal(ws.frame_indices(idx), want_frames)
+        assert torch.equal(dev.inputs(torch.from_numpy(idx)), want_x)
+        assert torch.equal(ws.inputs(idx), want_x)
+        want_y = _numpy_windows(ws, idx, targets=True)[1]
+        assert torch.equal(dev.targets(torch.from_numpy(idx)), want_y) and torch.equal(ws.targets(idx), want_y)
         for flip in (False, True):
-            assert torch.equal(dev.inputs(idx, flip=flip), ws.inputs(idx, flip=flip))
+            want = _numpy_windows(ws, idx, flip=flip)[1]
+            assert torch.equal(dev.inputs(idx, flip=flip), want) and torch.equal(ws.inputs(idx, flip=flip), want)
     from stcformer.data.dataset import test_windows
     ws = test_windows(d, 5, 3)
     idx = np.arange(0, len(ws), 7)
-    assert torch.equal(ws.to_device("cpu").targets(idx), ws.targets(idx))
+    want_y = _numpy_windows(ws, idx, targets=True)[1]
+    assert torch.equal(ws.to_device("cpu").targets(idx), want_y) and torch.equal(ws.targets(idx), want_y)
 
 
 # ---------------------------------------------------------------- device choice and torchrun on GPU machines

@@ -1,4 +1,4 @@
-"""Sequences of a dataset and the windows cut from them, batched with numpy fancy indexing."""
+"""Sequences of a dataset and the windows cut from them, gathered in batches by one gather (CPU or device)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .skeleton import action_group
-from .windows import flip_pose, test_centres, train_centres, window_indices
+from .windows import test_centres, train_centres, window_indices
 
 
 @dataclass
@@ -86,53 +86,43 @@ class WindowSet:
     def __len__(self) -> int:
         return len(self.seq)
 
+    # one gather for every device (DeviceWindows); on the CPU its tensors are views of these arrays
+
     def frame_indices(self, idx) -> np.ndarray:
         """Global frame indices (B, T) of windows ``idx`` into the concatenated arrays."""
-        idx = np.asarray(idx, dtype=np.int64)
-        seq = self.seq[idx]
-        offsets = (np.arange(2 * self.pad + 1, dtype=np.int64) - self.pad) * self.tds
-        local = np.clip(self.centre[idx, None] + offsets[None], 0, self.lengths[seq, None] - 1)
-        return local + self.offsets[seq, None]
+        return self.to_device("cpu").frame_indices(idx).numpy()
 
     def inputs(self, idx, flip: Optional[bool] = None) -> torch.Tensor:
         """2D windows (B, T, J, 2); mirrored where the window is a flipped copy, or as ``flip`` says."""
-        idx = np.asarray(idx, dtype=np.int64)
-        x = self.keypoints[self.frame_indices(idx)]
-        mask = self.flip[idx] if flip is None else np.full(len(idx), flip)
-        if mask.any():
-            x[mask] = flip_pose(x[mask], self.left, self.right)
-        return torch.from_numpy(x)
+        return self.to_device("cpu").inputs(idx, flip)
 
     def targets(self, idx) -> torch.Tensor:
         """3D targets, root zeroed: (B, T, J, 3) for seq2seq, else the centre frame (B, 1, J, 3)."""
-        idx = np.asarray(idx, dtype=np.int64)
-        if self.seq2seq:
-            frames = self.frame_indices(idx)
-        else:
-            frames = (self.centre[idx] + self.offsets[self.seq[idx]])[:, None]
-        y = self.poses[frames]
-        mask = self.flip[idx]
-        if mask.any():
-            y[mask] = flip_pose(y[mask], self.left, self.right)
-        y[..., self.root, :] = 0
-        return torch.from_numpy(y)
+        return self.to_device("cpu").targets(idx)
 
     def groups(self, idx) -> List[str]:
         return [self.sequences[s].group for s in self.seq[np.asarray(idx, dtype=np.int64)]]
 
     def to_device(self, device) -> "DeviceWindows":
-        """The same windows gathered on ``device`` from arrays uploaded once (see :class:`DeviceWindows`)."""
-        return DeviceWindows(self, device)
+        """The same windows gathered on ``device`` from arrays uploaded once (see :class:`DeviceWindows`;
+        on the CPU, views of this set's arrays, made once)."""
+        device = torch.device(device)
+        if device.type != "cpu":
+            return DeviceWindows(self, device)
+        if getattr(self, "_cpu", None) is None:
+            self._cpu = DeviceWindows(self, device)
+        return self._cpu
 
 
 class DeviceWindows:
-    """A :class:`WindowSet` whose frames live on a device: batches are gathered there.
+    """The gather of a :class:`WindowSet`'s windows, on the device its tables live on.
 
-    The concatenated keypoints and poses and the per-window tables are copied to ``device`` once;
-    ``inputs(idx)`` and ``targets(idx)`` take a tensor of window indices (best on the same device)
-    and return exactly what ``WindowSet.inputs``/``targets`` return for those windows (the same
-    frames, the same mirroring: a negation and a joint permutation, so the values are bit-for-bit
-    equal), without numpy indexing or a host-to-device copy per batch.
+    The concatenated keypoints and poses and the per-window tables are copied to ``device`` once
+    (on the CPU they are views of the set's arrays); ``inputs(idx)`` and ``targets(idx)`` take
+    window indices (a tensor, best on the same device, or an array) and cut the windows there,
+    mirroring the flipped ones (a negation and a joint permutation, so the values are the same
+    bits on every device), without a host-to-device copy per batch. ``WindowSet.inputs`` and
+    ``targets`` are this gather on the CPU.
     """
 
     def __init__(self, windows: WindowSet, device):
