@@ -129,6 +129,25 @@ def test_gpu_profile_whole_row(dev, dtype, block_n_fwd):
               layout="head_major" if dtype == torch.float16 else "interleaved")
 
 
+@pytest.mark.parametrize("profile", ["gpu", "interpreter"], ids=["device-blocks", "interpreter-blocks"])
+def test_config_every_shape(profile):
+    """Config builds for every shape the launcher accepts (J up to MAX_J, any T, both layouts,
+    every dtype) with tiles that hold what the kernels assume."""
+    for T in (1, 2, 27, 81, 243, 256, 257, 1000):
+        for J in (1, 16, 17, 32, 33, 64):
+            for dh in (4, 16, 64):
+                for dtype in tb.SUPPORTED_DTYPES:
+                    for head_major in (True, False):
+                        with tb.override_config(profile=profile):
+                            c = tb.Config(42, T, J, 8, dh, dtype, head_major=head_major)
+                        assert c.JP >= J and c.ROWS_CONV >= J and c.DHP >= dh
+                        assert min(c.FRAMES, c.FRAMES_BWD, c.NSPLIT, c.NCHUNK, c.NB) >= 1
+                        assert c.BLOCK_N_FWD <= c.BLOCK_N and c.row_bwd == (T <= c.BLOCK_N)
+    with pytest.raises(ValueError, match="rows_conv"):
+        with tb.override_config(rows_conv=16):
+            tb.Config(1, 5, 17, 2, 16, torch.float32)
+
+
 def test_whole_row_several_query_blocks(dev):
     """The whole-row temporal backward with several query blocks and a ragged last one."""
     with tb.override_config(block_m=16, block_m_bwd=16, frames=2, frames_bwd=2, nsplit=2):

@@ -55,8 +55,8 @@ def override_config(**knobs):
     Knobs (``Config`` attributes): profile ("gpu" or "interpreter"), frames, frames_bwd,
     block_m, block_m_bwd, block_n, block_n_fwd, nsplit, nb, stream_block (forces the streaming
     temporal backward with this block), warps_s, warps_fwd_t, warps_bwd_t, stages_fwd_t,
-    stages_bwd_t (num_stages of the temporal forward / whole-row backward), warps_stream, rows_conv (tile rows of the parameter gradients, a power of 2 >= J),
-    nchunk.
+    stages_bwd_t (num_stages of the temporal forward / whole-row backward), warps_stream,
+    rows_conv (tile rows of the parameter gradients, a power of 2 >= J), nchunk.
     Not thread-safe; nests.
     """
     unknown = set(knobs) - set(CONFIG_KNOBS)
@@ -152,7 +152,7 @@ class Config:
             self.warps_stream = 4
             self.warps_s = 4
             # parameter gradients: 64-row tiles of whole frames, about 8 programs per SM
-            self.ROWS_CONV = 64 if head_major else 32
+            self.ROWS_CONV = max(64 if head_major else 32, self.JP)   # whole frames: >= J rows
             steps = -(-T // (self.ROWS_CONV // J))
             self.NCHUNK = max(1, min(steps, -(-8 * sm_count // max(1, 2 * B * num_heads))))
             self.warps_conv = 4
@@ -185,6 +185,8 @@ class Config:
         self.stages_fwd_t = o.get("stages_fwd_t", self.stages_fwd_t)
         self.warps_stream = o.get("warps_stream", self.warps_stream)
         self.ROWS_CONV = o.get("rows_conv", self.ROWS_CONV)
+        if self.ROWS_CONV < J:
+            raise ValueError(f"triton Config: rows_conv = {self.ROWS_CONV} holds no whole frame of {J} joints")
         self.NCHUNK = o.get("nchunk", self.NCHUNK)
         # float32 dots: 3xTF32 (about float32 accuracy on the tensor cores; "ieee" is ~10x
         # slower on an H100, plain "tf32" ~1e-3 relative error)
