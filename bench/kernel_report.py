@@ -216,39 +216,21 @@ def parse_sass(text: str):
     return insns, labels
 
 
+# (opcode prefix, bucket), first match wins; LDG is split by width below; None: total only
+_BUCKETS = (("MUFU.EX2", "MUFU.EX2"), ("MUFU", "MUFU.other"), ("HGMMA", "HGMMA"), ("HMMA", "HMMA"),
+            ("LDGSTS", "LDGSTS"), ("LDGDEPBAR", None), ("LDG", "LDG"), ("STG", "STG"),
+            ("LDSM", "LDS"), ("LDS", "LDS"), ("STSM", "STS"), ("STS", "STS"), ("LDL", "LDL"),
+            ("STL", "STL"), ("SHFL", "SHFL"), ("BAR", "BAR"))
+
+
 def sass_category(op: str, operands: str):
     """The report's counting bucket of one instruction (None: only in the total)."""
-    if op.startswith("MUFU.EX2"):
-        return "MUFU.EX2"
-    if op.startswith("MUFU"):
-        return "MUFU.other"
-    if op.startswith("HGMMA"):
-        return "HGMMA"
-    if op.startswith("HMMA"):
-        return "HMMA"
-    if op.startswith("LDGSTS"):
-        return "LDGSTS"
-    if op.startswith("LDGDEPBAR"):
-        return None
-    if op.startswith("LDG"):
+    bucket = next((b for prefix, b in _BUCKETS if op.startswith(prefix)), None)
+    if bucket == "LDG":
         mods = op.split(".")[1:]
         width = next((w for w in ("128", "64", "U16", "S16", "U8", "S8") if w in mods), "32")
         return "LDG." + {"U16": "16", "S16": "16", "U8": "8", "S8": "8"}.get(width, width)
-    if op.startswith("STG"):
-        return "STG"
-    if op.startswith(("LDSM", "LDS")):
-        return "LDS"
-    if op.startswith(("STSM", "STS")):
-        return "STS"
-    if op.startswith("LDL"):
-        return "LDL"
-    if op.startswith("STL"):
-        return "STL"
-    if op.startswith("SHFL"):
-        return "SHFL"
-    if op.startswith("BAR"):
-        return "BAR"
-    return None
+    return bucket
 
 
 def mma_flops(op: str) -> tuple:
