@@ -265,17 +265,21 @@ class _Mlp(torch.autograd.Function):
         dnn, p = ctx.onednn, ctx.p
         g2 = grad.reshape(-1, grad.shape[-1])
         n = x2.shape[0]
-        w1t, w2t = w1.t().contiguous(), w2.t().contiguous()
-        gx = torch.empty_like(x2)
-        g_w1, g_w2 = torch.zeros_like(w1), torch.zeros_like(w2)
-        g_b1 = torch.zeros_like(b1) if ctx.has_bias[0] else None
-        g_b2 = torch.zeros_like(w2[:, 0]) if ctx.has_bias[1] else None
-        grads = (g_w1, g_w2, g_b1, g_b2)
+        w1t, w2t, gx, grads = _backward_buffers(x2, w1, w2, b1, ctx.has_bias)
         for i, s in enumerate(range(0, n, ROWS)):
             xc = x2[s:s + ROWS]
             h = hs[i] if hs else _mm_nt(xc, w1, b1, dnn)
             _chunk_backward(g2[s:s + ROWS], xc, h, s, w1t, w2t, seed1, seed2, p, dnn, grads, out=gx[s:s + ROWS])
-        return (gx.view(ctx.x_shape), g_w1, g_w2, g_b1, g_b2, None, None, None, None, None)
+        return (gx.view(ctx.x_shape), *grads, None, None, None, None, None)
+
+
+def _backward_buffers(x2: Tensor, w1: Tensor, w2: Tensor, b1: Optional[Tensor], has_bias) -> tuple:
+    """What a chunked MLP backward works in: ``(w1.T, w2.T)`` contiguous, the input gradient (to
+    fill) and the zeroed ``(g_w1, g_w2, g_b1, g_b2)`` that :func:`_chunk_backward` accumulates
+    into (a bias gradient None where the layer has no bias)."""
+    grads = (torch.zeros_like(w1), torch.zeros_like(w2), torch.zeros_like(b1) if has_bias[0] else None,
+             torch.zeros_like(w2[:, 0]) if has_bias[1] else None)
+    return w1.t().contiguous(), w2.t().contiguous(), torch.empty_like(x2), grads
 
 
 class _ResidualMlp(torch.autograd.Function):
@@ -309,13 +313,8 @@ class _ResidualMlp(torch.autograd.Function):
         dnn, p, eps = ctx.onednn, ctx.p, ctx.eps
         g2 = grad.reshape(-1, grad.shape[-1])
         n, c = x2.shape
-        w1t, w2t = w1.t().contiguous(), w2.t().contiguous()
-        gx = torch.empty_like(x2)
-        g_w1, g_w2 = torch.zeros_like(w1), torch.zeros_like(w2)
+        w1t, w2t, gx, grads = _backward_buffers(x2, w1, w2, b1, ctx.has_bias)
         g_lnw, g_lnb = torch.zeros_like(ln_w), torch.zeros_like(ln_b)
-        g_b1 = torch.zeros_like(b1) if ctx.has_bias[0] else None
-        g_b2 = torch.zeros_like(w2[:, 0]) if ctx.has_bias[1] else None
-        grads = (g_w1, g_w2, g_b1, g_b2)
         for i, s in enumerate(range(0, n, ROWS)):
             xc, gc = x2[s:s + ROWS], g2[s:s + ROWS]
             ln, mean, rstd = torch.native_layer_norm(xc, (c,), ln_w, ln_b, eps)
@@ -326,8 +325,7 @@ class _ResidualMlp(torch.autograd.Function):
             g_lnw += dw
             g_lnb += db
             torch.add(gc, dx, out=gx[s:s + ROWS])  # the residual's gradient plus the branch's
-        return (gx.view(ctx.x_shape), g_lnw, g_lnb, None, g_w1, g_w2, g_b1, g_b2,
-                None, None, None, None, None)
+        return (gx.view(ctx.x_shape), g_lnw, g_lnb, None, *grads, None, None, None, None, None)
 
 
 def _layer_norm_linear_rows(x: Tensor, ln_w, ln_b, eps: float, w: Tensor, b: Optional[Tensor]) -> Tensor:
