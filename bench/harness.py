@@ -6,7 +6,8 @@ Entries (each thin): ``bench_op.py`` / ``bench_model.py`` (pytest-benchmark), ``
 - inputs: ``op_inputs`` (``stcformer.testing.make_inputs``, the tests' one factory),
   ``make_model``, ``train_step`` (the training step of ``python -m stcformer.train``:
   ``make_train_step`` with the official optimizer), ``infer_fn``; for the lifting entries
-  (``infer_modes.py``, ``seq2seq_seams.py``) ``lifting_flags``, ``lifting_model`` and ``p1_mm``.
+  (``infer_modes.py``, ``seq2seq_seams.py``) ``lifting_flags``, ``lifting_model``, ``throughput_sequence`` and
+  ``p1_mm``.
 - variants: ``op_variants`` gives ``reference``, ``compiled`` (torch.compile of the reference),
   ``sdpa`` (the same math with F.scaled_dot_product_attention plus F.conv2d, compiled) and every
   backend of ``stcformer.dispatch.BACKENDS``; one that cannot run here is a row with the
@@ -156,6 +157,16 @@ def lifting_model(args) -> tuple:
     model = load_checkpoint(args.checkpoint).eval()
     frames, tds = trained_window(model)
     return model, args.frames or frames, args.tds or tds
+
+
+def throughput_sequence(sequences, frames: int):
+    """One sequence (frames, J, 2) of the ``sequences``' keypoints, concatenated (repeated if short)."""
+    import numpy as np
+
+    kp = np.concatenate([s.keypoints for s in sequences])
+    while len(kp) < frames:
+        kp = np.concatenate([kp, kp])
+    return np.ascontiguousarray(kp[:frames])
 
 
 def p1_mm(pred, target, groups) -> tuple:

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from harness import cpu_flags_text, lifting_flags, lifting_model, machine, p1_mm
+from harness import cpu_flags_text, lifting_flags, lifting_model, machine, p1_mm, throughput_sequence
 from stcformer.data.dataset import test_windows
 from stcformer.data.h36m import load_h36m
 from stcformer.predict import SEQ2SEQ_OVERLAP, predict_centres, predict_seq2seq, predict_sequence, seq2seq_windows
@@ -54,10 +54,7 @@ def main(argv=None) -> int:
     print(f"  seq2seq: {s_all:.2f} mm over frames, {s_act:.2f} mm action-averaged ({t_s2s:.1f} s)")
     print(f"  seq2seq - center: {s_all - c_all:+.2f} mm over frames, {s_act - c_act:+.2f} mm action-averaged")
 
-    kp = np.concatenate([s.keypoints for s in data.test])
-    while len(kp) < args.throughput_frames:
-        kp = np.concatenate([kp, kp])
-    kp = np.ascontiguousarray(kp[:args.throughput_frames])
+    kp = throughput_sequence(data.test, args.throughput_frames)
     print(f"throughput, one sequence of {len(kp)} frames (median of {args.repeats} after a warm-up):")
     for mode in ("center", "seq2seq"):
         predict_sequence(model, kp[:200], frames, tds, mode, args.batch_size, overlap=args.overlap)

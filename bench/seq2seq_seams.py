@@ -39,7 +39,7 @@ import time
 import numpy as np
 import torch
 
-from harness import cpu_flags_text, lifting_flags, lifting_model, machine, p1_mm
+from harness import cpu_flags_text, lifting_flags, lifting_model, machine, p1_mm, throughput_sequence
 from stcformer.data.dataset import test_windows
 from stcformer.data.h36m import load_h36m
 from stcformer.predict import (predict_centres, predict_seq2seq, predict_sequence, seq2seq_passes_per_frame,
@@ -202,10 +202,7 @@ def offline_rows(args, model, data, frames, tds, overlaps, lengths, target, grou
         poses = predict_seq2seq(model, windows, args.batch_size, progress=False)
         record("seq2seq", ov, poses, 2 * len(windows) / total)
 
-    kp = np.concatenate([s.keypoints for s in data.test])
-    while len(kp) < args.throughput_frames:
-        kp = np.concatenate([kp, kp])
-    kp = np.ascontiguousarray(kp[:args.throughput_frames])
+    kp = throughput_sequence(data.test, args.throughput_frames)
     runs = [("center", None)] + [("seq2seq", ov) for ov in overlaps]
 
     def lift(mode, ov, x):
