@@ -188,8 +188,8 @@ class Config:
         if self.ROWS_CONV < J:
             raise ValueError(f"triton Config: rows_conv = {self.ROWS_CONV} holds no whole frame of {J} joints")
         self.NCHUNK = o.get("nchunk", self.NCHUNK)
-        # float32 dots: 3xTF32 (about float32 accuracy on the tensor cores; "ieee" is ~10x
-        # slower on an H100, plain "tf32" ~1e-3 relative error)
+        # float32 dots: 3xTF32 (about float32 accuracy on the tensor cores; "ieee" leaves the
+        # tensor cores, plain "tf32" has ~1e-3 relative error)
         self.DOT_PREC = FP32_DOT_PRECISION if dtype == torch.float32 else "tf32"
 
 
