@@ -32,8 +32,9 @@ def spatial_fwd_kernel(
     """Spatial attention + depthwise conv of v + spe, forward.
 
     Pointers: qkv (B, T, J, 3C) strides (s_qb, s_qt, s_qj, 1); w the prepared conv weights
-    (``conv.conv_weight_kernel``: float32 (2, 9, C/2), both halves), b (C/2,) contiguous; spe (J, DH) contiguous (read only if HAS_SPE); out
-    (B, T, J, C) strides (s_ob, s_ot, s_oj, 1); lse (B, H, T, J) float32 contiguous.
+    (``conv.conv_weight_kernel``: float32 (2, 9, C/2), both halves); b (C/2,) contiguous; spe
+    (J, DH) contiguous (read only if HAS_SPE); out (B, T, J, C) strides (s_ob, s_ot, s_oj, 1);
+    lse (B, H, T, J) float32 contiguous.
     Constexprs: H heads, DH, DHP, JP (see module doc), FRAMES frames per program (power of 2),
     SD/SW the qkv layout, HAS_SPE, DOT_PREC the tl.dot input_precision for float32 inputs.
     Grid: (B * H * cdiv(T, FRAMES),), program = (b * H + h) * cdiv(T, FRAMES) + frame group.

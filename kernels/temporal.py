@@ -74,8 +74,8 @@ def temporal_fwd_kernel(
     """Temporal attention + depthwise conv of v + spe, forward.
 
     Pointers: qkv (B, T, J, 3C) strides (s_q*, 1); w the prepared conv weights
-    (``conv.conv_weight_kernel``: float32 (2, 9, C/2), both halves), b (C/2,) contiguous (the temporal
-    conv's bias); spe (J, DH) contiguous (read only if HAS_SPE); out (B, T, J, C)
+    (``conv.conv_weight_kernel``: float32 (2, 9, C/2), both halves); b (C/2,) contiguous (the
+    temporal conv's bias); spe (J, DH) contiguous (read only if HAS_SPE); out (B, T, J, C)
     strides (s_o*, 1); lse (B, H, J, T) float32 contiguous.
     Constexprs: H, DH, DHP = max(16, next_pow2(DH)), NB joints per program, BLOCK_M query
     frames per program, BLOCK_N key frames per step, SD/SW the qkv layout, HAS_SPE, DOT_PREC.
