@@ -6,9 +6,10 @@ defined with ``torch.library.triton_op`` (kernels launched through ``wrap_triton
 ``register_autograd`` makes the forward differentiable, and torch.compile(fullgraph=True) takes
 them without graph breaks (as opaque ops by default, see ``INLINE_IN_GRAPHS``).
 
-Launches per call: forward 3 (conv weights tap-major, spatial, temporal); backward 5 for T <= 256 (spatial persistent,
-temporal whole-row, the conv / bias / spe gradients of both halves and their deterministic
-reduction, the weights again), 6 above (temporal delta + streaming); no torch kernels besides the allocations.
+Launches per call: forward 3 (conv weights tap-major, spatial, temporal); backward 5 for
+T <= 256 (the weights again, spatial persistent, temporal whole-row, the conv / bias / spe
+gradients of both halves and their deterministic reduction), 6 above (temporal delta +
+streaming); no torch kernels besides the allocations.
 Precision: softmax and accumulation in float32; float32 inputs use 3xTF32 dots (float32-level
 accuracy on the tensor cores; $STCFORMER_TRITON_FP32_DOT=ieee|tf32 to change), 16-bit inputs feed
 the tensor cores with 16-bit P / dS (flash-attention style).
@@ -118,9 +119,11 @@ class Config:
         n_t = _np2(T)
         self.BLOCK_N = min(MAX_ROW_T, n_t)
         self.STREAM = o.get("stream_block", 64 if profile == "gpu" else min(128, n_t))
+        self.warps_fwd_t = self.warps_bwd_t = self.warps_s = self.warps_stream = self.warps_conv = 4
+        self.stages_fwd_t = self.stages_bwd_t = None  # Triton's default
         if profile == "gpu":
-            # Register budget (sm_90, checked with bench/kernel_report.py): each kernel under
-            # ~168 registers so that at least 12 warps are resident per SM, no spills.
+            # Register budget (sm_90, checked with bench/kernel_report.py): no spills, and
+            # under ~168 registers (12 resident warps per SM) where the tiles allow it.
             self.NB = 1
             # spatial tiles: 4 frames x 32 joint slots forward, 2 frames per backward tile (1
             # in float32: 3xTF32 triples the dot operands); with 8 forward frames the conv's
@@ -133,7 +136,7 @@ class Config:
             self.BLOCK_M = min(64, self.BLOCK_N)
             self.BLOCK_N_FWD = min(128, self.BLOCK_N)
             self.BLOCK_M_BWD = min(32, self.BLOCK_N)
-            if dtype == torch.float32:
+            if fp32:
                 # 3xTF32 dots triple the operand tiles: float32 streams 64-frame key blocks
                 self.BLOCK_N = min(64, self.BLOCK_N)
                 self.BLOCK_N_FWD = self.BLOCK_M = min(64, self.BLOCK_N)
@@ -142,20 +145,16 @@ class Config:
             # that the last wave's tail is short
             groups = -(-T // self.FRAMES_BWD)
             self.NSPLIT = max(1, min(groups, -(-8 * 3 * sm_count // max(1, B * num_heads))))
-            self.warps_fwd_t = 4
             self.stages_fwd_t = 1
             # whole-row backward: 4 warps without software pipelining fit 256 head-major keys
             # in 255 registers without spills, two programs per SM (8 warps: one program and
             # more issue); the interleaved layout's stride-3 loads need 8 warps not to spill
             self.warps_bwd_t = 4 if head_major else 8
             self.stages_bwd_t = 1
-            self.warps_stream = 4
-            self.warps_s = 4
             # parameter gradients: 64-row tiles of whole frames, about 8 programs per SM
             self.ROWS_CONV = max(64 if head_major else 32, self.JP)   # whole frames: >= J rows
             steps = -(-T // (self.ROWS_CONV // J))
             self.NCHUNK = max(1, min(steps, -(-8 * sm_count // max(1, 2 * B * num_heads))))
-            self.warps_conv = 4
         else:  # tiles of up to 1024 rows: numpy does not mind, the op count is what costs
             self.FRAMES = self.FRAMES_BWD = max(1, min(n_t, 1024 // self.JP))
             self.BLOCK_M = self.BLOCK_M_BWD = min(128, self.BLOCK_N)
@@ -163,12 +162,8 @@ class Config:
             # joints per temporal program: a power of 2 (tile rows), up to ~1024 rows
             self.NB = min(_np2(J, 1), 1 << (1024 // max(self.BLOCK_N, self.STREAM)).bit_length() - 1)
             self.NSPLIT = 1
-            self.warps_fwd_t = self.warps_bwd_t = self.warps_s = 4
-            self.stages_bwd_t = self.stages_fwd_t = None
-            self.warps_stream = 4
             self.ROWS_CONV = max(self.JP, min(1024, _np2(T * J)))
             self.NCHUNK = 1
-            self.warps_conv = 4
         self.FRAMES = o.get("frames", self.FRAMES)
         self.FRAMES_BWD = o.get("frames_bwd", self.FRAMES_BWD)
         self.BLOCK_M = o.get("block_m", self.BLOCK_M)
