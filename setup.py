@@ -24,9 +24,9 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 def _build_march():
-    # the x86-64 level lives in stcformer/cpu_features.py, which refuses the extension at run time
+    # the x86-64 level lives in stcformer/ops/cpu_features.py, which refuses the extension at run time
     # on CPUs below it (code built for it may use its instructions anywhere, even while loading)
-    with open(os.path.join(ROOT, "stcformer", "cpu_features.py")) as f:
+    with open(os.path.join(ROOT, "stcformer", "ops", "cpu_features.py")) as f:
         return re.search(r'^BUILD_MARCH = "([^"]+)"', f.read(), re.M).group(1)
 
 
@@ -130,7 +130,8 @@ setup(
     description="STCFormer (CVPR 2023) 2D-to-3D pose lifting with fused Triton, C++ and CUDA kernels",
     long_description=open(os.path.join(ROOT, "README.md")).read() if os.path.exists(os.path.join(ROOT, "README.md")) else "",
     long_description_content_type="text/markdown",
-    packages=["stcformer", "stcformer.backends", "stcformer.data", "stcformer.kernels"],
+    packages=["stcformer", "stcformer.cli", "stcformer.data", "stcformer.eval", "stcformer.export", "stcformer.infer",
+              "stcformer.model", "stcformer.ops", "stcformer.ops.backends", "stcformer.train", "stcformer.kernels"],
     package_dir={"stcformer.kernels": "kernels"},
     python_requires=">=3.9",
     # no torch pin here: install the torch you want first (CPU or CUDA build), then this package;

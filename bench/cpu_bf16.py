@@ -11,7 +11,7 @@ import sys
 import torch
 
 import harness as h
-from stcformer import cpu_features
+from stcformer.ops import cpu_features
 
 
 def main(argv=None) -> int:

@@ -32,7 +32,8 @@ import sys
 import torch
 
 import harness as h
-from stcformer import cpu_features, dispatch
+from stcformer.ops import cpu_features
+from stcformer.ops import dispatch
 
 LAYERS = 6
 OPTS = dict(repeats=5, max_busy=0.1, retries=2)
@@ -79,14 +80,14 @@ def op_table(bench, compile_ref: bool, sizes):
 
 # ---------------------------------------------------------------------------------------------
 class _MklGemms(torch.nn.Module):
-    """Runs the wrapped model with stcformer.fused_mlp's GEMMs on F.linear (MKL)."""
+    """Runs the wrapped model with stcformer.ops.fused_mlp's GEMMs on F.linear (MKL)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, x):
-        from stcformer import fused_mlp as fm
+        from stcformer.ops import fused_mlp as fm
 
         fm.ONEDNN_GEMM = False
         try:
@@ -113,12 +114,12 @@ def variants(compile_ref: bool, fused: bool) -> dict:
 
 
 def build(spec: dict, dtype=torch.float32):
-    from stcformer import fused_mlp as fm
+    from stcformer.ops import fused_mlp as fm
 
     spec = dict(spec)
     model = h.make_model(spec["backend"], "cpu", layers=LAYERS, dtype=dtype)
     if spec.get("plain_mlp"):  # nn.GELU and nn.Dropout as the official code runs them
-        from stcformer.model import Mlp, STCAttention
+        from stcformer.model.modules import Mlp, STCAttention
 
         for m in model.modules():
             if isinstance(m, (Mlp, STCAttention)):  # and the LayerNorm + qkv Linear unchunked
@@ -137,7 +138,7 @@ def gemm_floor(tokens: int, training: bool, dtype=torch.float32) -> float:
     """Milliseconds the model's GEMMs alone take, each at the faster of torch.mm and oneDNN:
     qkv (C->3C), proj (C->C), fc1 (C->4C), fc2 (4C->C) per layer, forward, and for training
     the grad-input and grad-weight GEMMs too."""
-    from stcformer import fused_mlp as fm
+    from stcformer.ops import fused_mlp as fm
 
     C, total = h.C, 0.0
     dnn_ok = fm._ONEDNN is not None and (dtype != torch.bfloat16 or cpu_features.onednn_bf16_reason() is None)
@@ -157,7 +158,7 @@ def gemm_floor(tokens: int, training: bool, dtype=torch.float32) -> float:
 
 def gemm_rates(dtype=torch.float32) -> dict:
     """FLOP/s of an fc1-sized GEMM through torch.mm (MKL for fp32) and through oneDNN."""
-    from stcformer import fused_mlp as fm
+    from stcformer.ops import fused_mlp as fm
 
     C = h.C
     a, w = torch.randn(8192, C, dtype=dtype), torch.randn(4 * C, C, dtype=dtype)
@@ -255,7 +256,7 @@ def main(argv=None):
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference) (and sdpa)")
     ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 inference rows")
     ap.add_argument("--fused", action="store_true",
-                    help="add cpp variants with stcformer.fused_mlp: the fused GELU+dropout MLP "
+                    help="add cpp variants with stcformer.ops.fused_mlp: the fused GELU+dropout MLP "
                          "(its GEMMs on oneDNN), and also every other Linear on oneDNN")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--max-busy", type=float, default=OPTS["max_busy"],

@@ -12,7 +12,7 @@ SKIPPED):
   op       stc_attention forward+backward, B=42, C=256, H=8, J=17, T = 27, 81, 243, bf16 and
            float32: reference, torch.compile(reference), ``sdpa`` (the same math written with
            F.scaled_dot_product_attention for both halves plus F.conv2d, under torch.compile),
-           and every backend of stcformer.dispatch (harness.op_variants): triton and cuda in
+           and every backend of stcformer.ops.dispatch (harness.op_variants): triton and cuda in
            their preferred layout (head-major) and ``<name>_interleaved`` (official layout);
            a backend that cannot run is a SKIPPED row with the dispatch's reason
   profile  per-kernel GPU time of the triton op (torch.profiler; bf16 and float32 at the first
@@ -81,14 +81,14 @@ def section_op(bench, frames, dtypes, B, fp32_baselines=True):
                     bench.row("op", case, v.name, lambda v=v: op_case(bench, v, B, T, dtype))
 
 
-# one knob at a time away from the launcher's choice (stcformer.backends.triton.override_config)
+# one knob at a time away from the launcher's choice (stcformer.ops.backends.triton.override_config)
 SWEEP = [{}, {"block_m": 64}, {"warps_fwd_t": 4}, {"block_m_bwd": 64}, {"warps_bwd_t": 4},
          {"frames_bwd": 2}, {"frames_bwd": 8}, {"warps_s": 8}, {"frames": 4}, {"frames": 16},
          {"nsplit": 1}, {"nsplit": 8}]
 
 
 def section_sweep(bench, frames, B):
-    from stcformer.backends import triton as tb
+    from stcformer.ops.backends import triton as tb
     v = next(v for v in h.op_variants("cuda", torch.bfloat16, compiled=False, sdpa=False) if v.name == "triton")
     for T in frames:
         for cfg in SWEEP:
@@ -279,7 +279,7 @@ def static_rows(report, cases, B, sms, hbm_tbs, compile_missing, log=print, work
     Rows come from the report JSON (``report``) where it holds the launcher's current launches
     for that case (same kernels, grids, constexprs on this card's SM count); the other cases are
     compiled here by the report itself when ``compile_missing`` (into ``workdir``)."""
-    from stcformer.backends.triton_variants import launches
+    from stcformer.ops.backends.triton_variants import launches
     rows, notes, got = [], {}, {}
     if report and Path(report).is_file():
         try:
@@ -322,7 +322,7 @@ def profile_kernels(B, T, dtype):
     """[(kernel name, GPU us per call, launches per call)] of the triton op's forward + backward
     (torch.profiler over 10 calls after 3 warm-ups), and all GPU us per call."""
     from torch.profiler import ProfilerActivity, profile
-    from stcformer import ops
+    from stcformer.ops import attention as ops
     args = h.op_inputs(B, T, dtype, "cuda", LAYOUT)
     leaves = args[:7]
     grad = torch.randn(B, T, J, C, device="cuda", dtype=dtype)

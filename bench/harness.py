@@ -3,14 +3,14 @@
 Entries (each thin): ``bench_op.py`` / ``bench_model.py`` (pytest-benchmark), ``cpu_table.py``,
 ``cpu_bf16.py``, ``gpu_bench.py`` (tables); ``render.py`` turns their JSON into RESULTS.md.
 
-- inputs: ``op_inputs`` (``stcformer.testing.make_inputs``, the tests' one factory),
+- inputs: ``op_inputs`` (``stcformer.ops.testing.make_inputs``, the tests' one factory),
   ``make_model``, ``train_step`` (the training step of ``python -m stcformer.train``:
   ``make_train_step`` with the official optimizer), ``infer_fn``; for the lifting entries
   (``infer_modes.py``, ``seq2seq_seams.py``) ``lifting_flags``, ``lifting_model``, ``throughput_sequence`` and
   ``p1_mm``.
 - variants: ``op_variants`` gives ``reference``, ``compiled`` (torch.compile of the reference),
   ``sdpa`` (the same math with F.scaled_dot_product_attention plus F.conv2d, compiled) and every
-  backend of ``stcformer.dispatch.BACKENDS``; one that cannot run here is a row with the
+  backend of ``stcformer.ops.dispatch.BACKENDS``; one that cannot run here is a row with the
   dispatch's reason, so a new backend (``cuda``) gets rows as soon as it can run.
 - timing: ``measure`` (CPU: ``torch.utils.benchmark.Timer``, variants interleaved round-robin,
   re-measured while other processes load the CPUs; CUDA: ``triton.testing.do_bench`` medians).
@@ -33,9 +33,11 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-from stcformer import dispatch, ops, training
-from stcformer.reference import stc_attention_reference
-from stcformer.testing import make_inputs
+from stcformer.ops import dispatch
+from stcformer.ops import attention as ops
+from stcformer.train import loop as training
+from stcformer.ops.reference import stc_attention_reference
+from stcformer.ops.testing import make_inputs
 
 J, C, H = 17, 256, 8  # one STCFormer block of the released H36M model
 
@@ -149,8 +151,8 @@ def lifting_flags(p, throughput_frames: int) -> None:
 def lifting_model(args) -> tuple:
     """(model in eval mode, frames, tds) of ``lifting_flags``' arguments: the checkpoint read once,
     its training window unless -f/--tds say otherwise."""
-    from stcformer.checkpoint import load_checkpoint
-    from stcformer.predict import trained_window
+    from stcformer.model.checkpoint import load_checkpoint
+    from stcformer.infer.pipeline import trained_window
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -192,7 +194,7 @@ class Variant:
 
 
 def op_variants(device: str, dtype=torch.float32, *, compiled: bool = True, sdpa: bool = True) -> List[Variant]:
-    """reference, compiled, sdpa, then every backend of stcformer.dispatch in its preferred qkv
+    """reference, compiled, sdpa, then every backend of stcformer.ops.dispatch in its preferred qkv
     layout (on CUDA also in the other layout where its kernels read both, ``<name>_<layout>``)."""
     out = [Variant("reference", stc_attention_reference)]
     if compiled:
@@ -342,7 +344,7 @@ def machine() -> str:
 
 def cpu_flags_text() -> str:
     """The CPU flags that CPU figures depend on (AVX2 vs AVX-512, native bf16), space-separated."""
-    from stcformer import cpu_features
+    from stcformer.ops import cpu_features
 
     return " ".join(cpu_features.summary()["flags"]) or "none of avx*/amx*/fma/f16c"
 
@@ -366,7 +368,7 @@ class Bench:
             sys.argv[1:] if argv is None else argv)), date=time.strftime("%Y-%m-%d %H:%M"),
             machine=machine(), device=device, torch=torch.__version__, triton=triton_version)
         if device == "cpu":  # CPU figures depend on these (AVX2 vs AVX-512, native bf16)
-            from stcformer import cpu_features
+            from stcformer.ops import cpu_features
 
             self.meta["cpu_flags"] = cpu_flags_text()
             self.meta["aten_capability"] = cpu_features.summary()["aten_capability"]

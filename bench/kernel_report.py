@@ -4,7 +4,7 @@
         [--dtypes bf16,fp32] [--layouts head_major,interleaved] [--batch 42] [--keep DIR] [-j N]
 
 Compiles every kernel launch of one forward + backward of ``stc_attention`` (B=42, J=17, C=256,
-8 heads, dh=16 by default) exactly as the backend launches it (``stcformer.backends.
+8 heads, dh=16 by default) exactly as the backend launches it (``stcformer.ops.backends.
 triton_variants.launches``: the launcher's Config, grid, arguments, num_warps / num_stages) for
 sm_90 (or sm_80), and prints one row per launch: registers, spills, shared memory, the MMA kind,
 ptxas's wgmma serialisation warnings (C7510, C7511, C7515, ...), the SASS instruction mix of the
@@ -461,7 +461,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     import torch
 
-    from stcformer.backends.triton_variants import launches
+    from stcformer.ops.backends.triton_variants import launches
 
     a = dict(ARCH[args.arch])
     hbm = (args.hbm_tbs or a["hbm_bps"] / 1e12) * 1e12

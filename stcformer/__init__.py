@@ -1,14 +1,14 @@
 """STCFormer: 2D-to-3D human pose lifting with spatio-temporal criss-cross attention."""
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .model import STCFormer
-from .ops import stc_attention
+from stcformer.model import CheckpointError, STCFormer, load_checkpoint, save_checkpoint
+from stcformer.ops import stc_attention
 
 __version__ = "0.1.0"
 __all__ = ["STCFormer", "stc_attention", "load_checkpoint", "save_checkpoint", "CheckpointError",
            "lift", "read_keypoints", "Keypoints", "StreamLifter"]
 
-# imported on first use: stcformer.lift (stcformer.predict), the keypoint readers, online lifting
-_LAZY = {"lift": "predict", "read_keypoints": "keypoints", "Keypoints": "keypoints", "StreamLifter": "stream"}
+# imported on first use: the inference pipeline, the keypoint readers, online lifting
+_LAZY = {"lift": "infer.pipeline", "read_keypoints": "infer.keypoints", "Keypoints": "infer.keypoints",
+         "StreamLifter": "infer.stream"}
 
 
 def __getattr__(name):

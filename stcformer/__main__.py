@@ -1,6 +1,6 @@
 """``python -m stcformer``: versions, backends and CPU features of this installation."""
 import sys
 
-from .info import main
+from stcformer.cli.info import main
 
 sys.exit(main())

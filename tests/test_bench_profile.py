@@ -9,7 +9,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import profile_step  # noqa: E402
 
-from stcformer import dispatch  # noqa: E402
+from stcformer.ops import dispatch  # noqa: E402
 
 
 @pytest.mark.parametrize("name, kind", [

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from stcformer.bvh import bvh_text, euler_zxy, root_trajectory, rotation_zxy, to_bvh_axes, write_bvh
+from stcformer.export.bvh import bvh_text, euler_zxy, root_trajectory, rotation_zxy, to_bvh_axes, write_bvh
 from stcformer.data.skeleton import H36M_PARENTS
 
 # a standing Human3.6M-17 pose in camera axes (x right, y down, z forward), metres, facing the camera

@@ -9,10 +9,10 @@ import os
 import pytest
 import torch
 
-from stcformer.testing import (_junk_fill_flag, check_backend, check_compile_fullgraph, check_inputs,
+from stcformer.ops.testing import (_junk_fill_flag, check_backend, check_compile_fullgraph, check_inputs,
                                gradcheck_backend, make_inputs, poisoned_allocations)
-from stcformer import dispatch
-from stcformer.ops import stc_attention
+from stcformer.ops import dispatch
+from stcformer.ops.attention import stc_attention
 
 _reason = dispatch.unavailable_reason("cpp", "cpu", torch.float32)
 pytestmark = pytest.mark.skipif(_reason is not None, reason=str(_reason))
@@ -140,7 +140,8 @@ def test_one_openmp_runtime():
 def test_build_isa_is_checked_before_loading():
     """Every x86 extension _C was compiled for is one that cpu_features checks before loading
     it (a -march change in setup.py must come with the run-time check), and this CPU has them."""
-    from stcformer import _C, cpu_features
+    from stcformer import _C
+    from stcformer.ops import cpu_features
 
     if not cpu_features.is_x86_64():
         pytest.skip("x86-64 only")
@@ -163,7 +164,7 @@ def test_opcheck(spe):
 
 
 def test_torch_compile_fullgraph_op():
-    from stcformer.backends import compiled
+    from stcformer.ops.backends import compiled
 
     check_compile_fullgraph(compiled.stc_attention, shape=(2, 9, 17, 64, 8))
 

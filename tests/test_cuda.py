@@ -15,9 +15,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stcformer import dispatch
-from stcformer.ops import stc_attention
-from stcformer.reference import head_major_index, split_qkv, stc_attention_reference
+from stcformer.ops import dispatch
+from stcformer.ops.attention import stc_attention
+from stcformer.ops.reference import head_major_index, split_qkv, stc_attention_reference
 
 NAMES = ("qkv", "w_s", "b_s", "w_t", "b_t", "spe_s", "spe_t")
 
@@ -257,7 +257,7 @@ def test_auto_prefers_triton_then_cuda():
 
 
 def test_whole_model_against_reference():
-    from stcformer.model import STCFormer
+    from stcformer.model.modules import STCFormer
 
     torch.manual_seed(0)
     model = STCFormer(layers=2, d_hid=64, spe_coef=1e-3).to(DEV).eval()

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from stcformer import STCFormer, save_checkpoint
-from stcformer.cli import run
-from stcformer.infer import main
-from stcformer.keypoints import BLAZEPOSE_JOINTS, BLAZEPOSE_TO_COCO, COCO_JOINTS, convert_keypoints, to_h36m
+from stcformer.cli.common import run
+from stcformer.cli.infer import main
+from stcformer.infer.keypoints import BLAZEPOSE_JOINTS, BLAZEPOSE_TO_COCO, COCO_JOINTS, convert_keypoints, to_h36m
 
 
 def infer(*args):
@@ -194,7 +194,7 @@ def test_video_writes_keypoints_render_and_bvh(detected):
     # drawn on the video's own frames (grey background, the photo), not on a blank white canvas
     left = frames[0][:, : frames.shape[2] // 2]
     assert left.mean() < 180, left.mean()
-    from stcformer.bvh import bvh_text
+    from stcformer.export.bvh import bvh_text
 
     z = np.load(out / "poses_3d.npz")
     assert (out / "p.bvh").read_text() == bvh_text(z["reconstruction"], 25.0, root=z["root_translation"])

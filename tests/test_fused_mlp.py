@@ -1,4 +1,4 @@
-"""Fused GELU + dropout (stcformer.fused_mlp, csrc/cpu/fused_mlp.cpp): values, mask statistics,
+"""Fused GELU + dropout (stcformer.ops.fused_mlp, csrc/cpu/fused_mlp.cpp): values, mask statistics,
 the same mask in the backward, the MLP autograd, opcheck and torch.compile."""
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stcformer import fused_mlp
+from stcformer.ops import fused_mlp
 
 _reason = fused_mlp.unavailable_reason("cpu")
 pytestmark = pytest.mark.skipif(_reason is not None, reason=str(_reason))
@@ -226,7 +226,7 @@ def test_torch_compile_fullgraph(monkeypatch):
 
 
 def test_use_fused_mlp_on_the_model():
-    model_mod = pytest.importorskip("stcformer.model")
+    model_mod = pytest.importorskip("stcformer.model.modules")
     torch.manual_seed(0)
     model = model_mod.STCFormer(layers=2, d_hid=64, num_heads=4)
     x = torch.randn(2, 9, 17, 2)
@@ -269,7 +269,7 @@ def test_onednn_linear_matches_f_linear(bias):
 
 
 def test_use_onednn_linear_on_the_model():
-    model_mod = pytest.importorskip("stcformer.model")
+    model_mod = pytest.importorskip("stcformer.model.modules")
     torch.manual_seed(0)
     model = model_mod.STCFormer(layers=2, d_hid=64, num_heads=4).eval()
     x = torch.randn(2, 9, 17, 2)
@@ -324,7 +324,7 @@ def test_onednn_bf16_decision_matches_onednn():
 def test_model_trains_through_the_fused_mlp_by_default(monkeypatch):
     """CPU float32 blocks take fused_mlp.residual_mlp in training and in evaluation (the same
     numbers as the plain modules there); fused=False and autocast do not."""
-    model_mod = pytest.importorskip("stcformer.model")
+    model_mod = pytest.importorskip("stcformer.model.modules")
     if fused_mlp.unavailable_reason("cpu") is not None:
         pytest.skip(fused_mlp.unavailable_reason("cpu"))
     calls = []

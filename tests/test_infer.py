@@ -8,13 +8,13 @@ import torch
 
 import stcformer
 from stcformer import STCFormer, save_checkpoint
-from stcformer.checkpoint import load_checkpoint
-from stcformer.cli import run
+from stcformer.model.checkpoint import load_checkpoint
+from stcformer.cli.common import run
 from stcformer.data.cameras import normalize_screen_coordinates
 from stcformer.data.skeleton import H36M_LEFT, H36M_RIGHT
 from stcformer.data.windows import flip_pose
-from stcformer.infer import Z_UP, main
-from stcformer.predict import predict_sequence, seq2seq_centres
+from stcformer.cli.infer import Z_UP, main
+from stcformer.eval.predict import predict_sequence, seq2seq_centres
 
 
 @pytest.fixture
@@ -232,7 +232,7 @@ def test_missing_fps_or_size_exit_2(tmp_path, ckpt, capsys, drop, match):
 
 
 def test_mp4_without_ffmpeg_is_refused_first(tmp_path, ckpt, capsys, monkeypatch):
-    import stcformer.render as render
+    import stcformer.export.render as render
     monkeypatch.setattr(render, "ffmpeg_exe", lambda: None)
     np.save(tmp_path / "k.npy", np.random.default_rng(9).uniform(1, 90, size=(6, 17, 2)))
     rc = infer("--checkpoint", ckpt, "--keypoints", tmp_path / "k.npy", "--width", 100, "--height", 100,
@@ -264,7 +264,7 @@ def test_amp_is_opt_in(tmp_path, ckpt):
                    "--fps", 50, "--out", out, "-f", 5, "--device", "cpu", *extra)
         assert rc == 0
         poses[amp] = np.load(out / "poses_3d.npz")["reconstruction"]
-    from stcformer.infer import parse_args
+    from stcformer.cli.infer import parse_args
     assert parse_args(["--checkpoint", ckpt, "--keypoints", "k", "--out", "o"]).amp == "none"  # float32 by default
     model = load_checkpoint(ckpt)
     x = normalize_screen_coordinates(kpts, w=1000, h=1000).astype(np.float32)
@@ -275,7 +275,7 @@ def test_amp_is_opt_in(tmp_path, ckpt):
 
 def test_old_format_flag_names_the_joint_set(tmp_path, ckpt, capsys):
     """--format takes file formats only: a joint set there is argparse's usage error (--joints names it)."""
-    from stcformer.keypoints import coco_to_h36m
+    from stcformer.infer.keypoints import coco_to_h36m
 
     kpts = np.random.default_rng(11).uniform(100, 900, size=(8, 17, 2)).astype(np.float32)
     np.save(tmp_path / "k.npy", kpts)
@@ -315,7 +315,7 @@ def _two_people(T=30, short=range(10, 15), tracked=True):
 
 
 def test_person_all_one_folder_per_track(tmp_path, ckpt):
-    from stcformer.keypoints import read_tracks, window_stride
+    from stcformer.infer.keypoints import read_tracks, window_stride
 
     (tmp_path / "people.json").write_text(json.dumps(_two_people()))
     out = tmp_path / "out"
@@ -359,8 +359,8 @@ def test_person_all_links_untracked_boxes(tmp_path, ckpt):
 
 
 def test_root_translation_in_the_npz_and_the_bvh(tmp_path, ckpt):
-    from stcformer.bvh import bvh_text, root_trajectory
-    from stcformer.infer import trajectory_window
+    from stcformer.export.bvh import bvh_text, root_trajectory
+    from stcformer.cli.infer import trajectory_window
 
     kpts = np.random.default_rng(13).uniform(300, 700, size=(20, 17, 3)).astype(np.float32)
     kpts[..., 2] = 0.9
@@ -384,9 +384,9 @@ def test_stream_calls_serve_with_the_flags(tmp_path, ckpt, monkeypatch):
     import types
 
     calls = []
-    fake = types.ModuleType("stcformer.stream")
+    fake = types.ModuleType("stcformer.infer.stream")
     fake.serve = lambda *a, **k: calls.append((a, k)) or 0
-    monkeypatch.setitem(sys.modules, "stcformer.stream", fake)
+    monkeypatch.setitem(sys.modules, "stcformer.infer.stream", fake)
     assert infer("--stream", "--checkpoint", ckpt, "--fps", 30, "--width", 640, "--height", 480,
                  "--latency", 4, "--joints", "coco", "--device", "cpu") == 0
     assert calls == [((ckpt, 30.0, (640, 480)), {"latency": 4, "joints": "coco", "device": "cpu", "amp": None})]
@@ -415,8 +415,8 @@ def test_without_keypoints_or_video(ckpt, capsys, tmp_path):
 def test_checkpoint_read_once_with_its_training_window(tmp_path, monkeypatch):
     """The window a checkpoint of stcformer.train was trained with comes with the loaded model:
     the CLI and stcformer.lift read the file once."""
-    from stcformer import checkpoint as ckpt_mod
-    from stcformer.predict import trained_window
+    from stcformer.model import checkpoint as ckpt_mod
+    from stcformer.infer.pipeline import trained_window
 
     torch.manual_seed(0)
     path = tmp_path / "trained.pt"

@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from stcformer import dispatch
+from stcformer.ops import dispatch
 
 
 def test_report_names_versions_backends_and_cpu():

@@ -1,5 +1,5 @@
 """bench/kernel_report.py (static report of the compiled Triton kernels) and the launch list it
-is built on (stcformer.backends.triton_variants)."""
+is built on (stcformer.ops.backends.triton_variants)."""
 import json
 import os
 import subprocess
@@ -142,7 +142,7 @@ def test_occupancy_model():
 
 def _record_launcher(B, T, J, H, dh, dtype, head_major, has_spe):
     """The launcher's launches, recorded independently of triton_variants."""
-    import stcformer.backends.triton as tb
+    import stcformer.ops.backends.triton as tb
     calls = []
 
     class Rec:
@@ -175,7 +175,7 @@ def _record_launcher(B, T, J, H, dh, dtype, head_major, has_spe):
                                                          (300, torch.bfloat16, True, False)])
 def test_launches_match_the_launcher(T, dtype, head_major, has_spe, monkeypatch):
     """triton_variants.launches lists the launcher's kernels, grids, arguments and options."""
-    from stcformer.backends.triton_variants import TensorArg, launches
+    from stcformer.ops.backends.triton_variants import TensorArg, launches
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # the GPU profile of Config
 
     def norm(a):

@@ -1,11 +1,11 @@
-"""stcformer.keypoints: readers, joint-set conversions, gap filling, smoothing."""
+"""stcformer.infer.keypoints: readers, joint-set conversions, gap filling, smoothing."""
 import json
 
 import numpy as np
 import pytest
 
 from stcformer.errors import DataError, UsageError
-from stcformer.keypoints import (coco_to_h36m, fill_gaps, halpe26_to_h36m, jitter, read_keypoints, savgol,
+from stcformer.infer.keypoints import (coco_to_h36m, fill_gaps, halpe26_to_h36m, jitter, read_keypoints, savgol,
                                  to_h36m, window_stride)
 
 
@@ -259,7 +259,7 @@ def test_npz_layouts_that_are_refused(tmp_path):
 
 
 def test_coco_keypoint_file_round_trip(tmp_path):
-    from stcformer.keypoints import write_coco_keypoints
+    from stcformer.infer.keypoints import write_coco_keypoints
 
     rng = np.random.default_rng(20)
     xy = rng.uniform(-20, 700, size=(9, 33, 2)).astype(np.float32)
@@ -269,7 +269,7 @@ def test_coco_keypoint_file_round_trip(tmp_path):
     write_coco_keypoints(tmp_path / "k.json", xy, sc, size=(640, 360), fps=29.97)
     kp = read_keypoints(tmp_path / "k.json")
     assert kp.joints == "blazepose" and kp.size == (640, 360) and kp.fps == pytest.approx(29.97) and len(kp) == 9
-    from stcformer.keypoints import convert_keypoints
+    from stcformer.infer.keypoints import convert_keypoints
     direct = convert_keypoints(xy, sc, "blazepose")
     np.testing.assert_array_equal(kp.xy, direct.xy)
     np.testing.assert_array_equal(kp.scores, direct.scores)
@@ -279,7 +279,7 @@ def test_coco_keypoint_file_round_trip(tmp_path):
 
 
 def test_link_tracks_follows_boxes_through_a_gap():
-    from stcformer.keypoints import _Detection, _area, link_tracks
+    from stcformer.infer.keypoints import _Detection, _area, link_tracks
 
     def det(frame, x):
         box = np.array([x, 100.0, x + 80, 300.0])

@@ -6,11 +6,11 @@ import sys
 import pytest
 import torch
 
-from stcformer import dispatch
-from stcformer.ops import stc_attention
-from stcformer.reference import stc_attention_reference
+from stcformer.ops import dispatch
+from stcformer.ops.attention import stc_attention
+from stcformer.ops.reference import stc_attention_reference
 
-from stcformer.testing import make_inputs
+from stcformer.ops.testing import make_inputs
 
 
 def test_auto_on_cpu_matches_reference():
@@ -66,7 +66,7 @@ def test_argument_checks(change, match):
 
 # --- what the CPU can run (stcformer/cpu_features.py, asked by dispatch before loading _C) ---
 
-from stcformer import cpu_features  # noqa: E402
+from stcformer.ops import cpu_features  # noqa: E402
 
 V3 = frozenset(cpu_features.X86_64_V3_FLAGS)
 
@@ -117,8 +117,8 @@ def test_aten_capability_cap_refuses_cpp_without_loading_it():
         pytest.skip("the extension is built for x86-64-v3 only on x86-64")
     code = (
         "import sys, torch, stcformer\n"
-        "from stcformer import dispatch, fused_mlp, stc_attention\n"
-        "from stcformer.testing import make_inputs\n"
+        "from stcformer import stc_attention\nfrom stcformer.ops import dispatch, fused_mlp\n"
+        "from stcformer.ops.testing import make_inputs\n"
         "args = make_inputs(1, 2, 17, 16, 2)\n"
         "out = stc_attention(*args)\n"
         "try:\n"

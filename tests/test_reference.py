@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from stcformer.testing import check_backend, gradcheck_backend, make_inputs
-from stcformer.ops import stc_attention
-from stcformer.reference import stc_attention_reference
+from stcformer.ops.testing import check_backend, gradcheck_backend, make_inputs
+from stcformer.ops.attention import stc_attention
+from stcformer.ops.reference import stc_attention_reference
 
 
 def literal_stc_attention(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, H, scale):
@@ -69,7 +69,7 @@ def test_reference_lower_precision_vs_float64(dtype, layout):
 
 def test_head_major_layout_is_a_channel_permutation():
     """The reference reads the head-major layout: per half and head, q(dh), k(dh), v(dh)."""
-    from stcformer.reference import head_major_index
+    from stcformer.ops.reference import head_major_index
 
     args = make_inputs(2, 5, 17, 64, 4, seed=3)
     qkv, rest = args[0], args[1:]
@@ -89,8 +89,8 @@ def test_head_major_layout_is_a_channel_permutation():
 def test_public_op_head_major_on_every_backend(backend):
     """Backends without native head-major kernels get an interleaved copy: same result, and
     the gradient reaches the head-major tensor in its own layout."""
-    from stcformer import dispatch
-    from stcformer.reference import head_major_index
+    from stcformer.ops import dispatch
+    from stcformer.ops.reference import head_major_index
 
     if dispatch.unavailable_reason(backend, "cpu", torch.float32):
         pytest.skip(dispatch.unavailable_reason(backend, "cpu", torch.float32))

@@ -11,11 +11,11 @@ import json
 import pytest
 import torch
 
-from stcformer.checkpoint import save_checkpoint
-from stcformer.cli import run
+from stcformer.model.checkpoint import save_checkpoint
+from stcformer.cli.common import run
 from stcformer.data.synthetic import write_3dhp, write_h36m
-from stcformer.evaluate import main as evaluate_main
-from stcformer.model import STCFormer
+from stcformer.cli.evaluate import main as evaluate_main
+from stcformer.model.modules import STCFormer
 
 H36M_PER_ACTION = {
     "Directions": [

@@ -1,4 +1,4 @@
-"""stcformer.render: one animation frame per input frame; .mp4 through ffmpeg, .gif through Pillow."""
+"""stcformer.export.render: one animation frame per input frame; .mp4 through ffmpeg, .gif through Pillow."""
 import os
 import stat
 import sys
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from stcformer.errors import UsageError
-import stcformer.render as render_mod
-from stcformer.render import Renderer, check_output, render
+import stcformer.export.render as render_mod
+from stcformer.export.render import Renderer, check_output, render
 
 
 # a standing Human3.6M-17 pose, camera axes (x right, y down, z forward), metres, facing the camera

@@ -1,4 +1,4 @@
-"""stcformer.StreamLifter and stcformer.stream.serve: online lifting, one frame at a time."""
+"""stcformer.StreamLifter and stcformer.infer.stream.serve: online lifting, one frame at a time."""
 import io
 import json
 
@@ -9,8 +9,8 @@ import torch
 import stcformer
 from stcformer import STCFormer, StreamLifter, save_checkpoint
 from stcformer.errors import UsageError
-from stcformer.keypoints import coco_to_h36m
-from stcformer.stream import serve
+from stcformer.infer.keypoints import coco_to_h36m
+from stcformer.infer.stream import serve
 
 SIZE = (1000, 800)
 

@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from stcformer import cli as cli_mod
-from stcformer import train as train_mod
-from stcformer import training as training_mod
-from stcformer.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from stcformer.cli import run
+from stcformer.cli import common as cli_mod
+from stcformer.cli import train as train_mod
+from stcformer.train import loop as training_mod
+from stcformer.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from stcformer.cli.common import run
 from stcformer.errors import UsageError
 from stcformer.data.dataset import training_windows
 from stcformer.data.synthetic import write_h36m
-from stcformer.protocol import get_protocol
-from stcformer.model import STCFormer
+from stcformer.eval.benchmarks import get_protocol
+from stcformer.model.modules import STCFormer
 
 TINY = ["-f", "3", "--tds", "2", "-b", "64", "-s", "2", "--layers", "1", "--d-hid", "16",
         "--eval-batch-size", "512", "--threads", "1"]
@@ -477,7 +477,7 @@ def fake_gpus(monkeypatch):
 
 
 def test_pick_device(fake_gpus):
-    pick = cli_mod.pick_device
+    from stcformer.devices import pick_device as pick
     fake_gpus(0)
     assert pick(None) == torch.device("cpu") and pick("cpu", 2, 1, 2) == torch.device("cpu")
     with pytest.raises(cli_mod.UsageError, match="--device cuda: CUDA is not available"):

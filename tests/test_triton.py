@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from stcformer import dispatch
+from stcformer.ops import dispatch
 from backend_harness import NAMES, check_backend, check_compile_fullgraph, make_inputs, rel_err
 
-tb = pytest.importorskip("stcformer.backends.triton")
+tb = pytest.importorskip("stcformer.ops.backends.triton")
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 HAS_CUDA = torch.cuda.is_available()
@@ -277,7 +277,7 @@ def test_gpu_autocast_bf16():
 # the whole model (stcformer/model.py) with the triton backend vs the reference backend
 
 def test_model_triton_vs_reference(dev):
-    model_mod = pytest.importorskip("stcformer.model")
+    model_mod = pytest.importorskip("stcformer.model.modules")
     torch.manual_seed(0)
     m_tri = model_mod.STCFormer(layers=2, d_hid=64, num_heads=8, backend="triton").to(dev)
     m_ref = model_mod.STCFormer(layers=2, d_hid=64, num_heads=8, backend="reference").to(dev)

@@ -7,11 +7,11 @@
 
 Every loader raises :class:`DataError` (``"<file>: <problem>"``) on bad input.
 """
-from .dataset import PoseData, PoseSequence, WindowSet, test_windows, training_windows
-from .errors import DataError
-from .h36m import load_h36m
-from .mpi3dhp import load_3dhp
-from .windows import flip_pose, test_centres, train_centres, window_indices
+from stcformer.data.dataset import PoseData, PoseSequence, WindowSet, test_windows, training_windows
+from stcformer.data.errors import DataError
+from stcformer.data.h36m import load_h36m
+from stcformer.data.mpi3dhp import load_3dhp
+from stcformer.data.windows import flip_pose, test_centres, train_centres, window_indices
 
 __all__ = ["DataError", "PoseData", "PoseSequence", "WindowSet", "load_h36m", "load_3dhp", "training_windows",
            "test_windows", "window_indices", "train_centres", "test_centres", "flip_pose"]

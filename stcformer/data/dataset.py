@@ -7,8 +7,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from .skeleton import action_group
-from .windows import test_centres, train_centres, window_indices
+from stcformer.data.skeleton import action_group
+from stcformer.data.windows import test_centres, train_centres, window_indices
 
 
 @dataclass
@@ -41,7 +41,7 @@ class PoseSequence:
 class PoseData:
     """A dataset ready for windowing: train and test sequences plus its conventions."""
 
-    name: str                      # the dataset (a key of stcformer.protocol.PROTOCOLS)
+    name: str                      # the dataset (a key of stcformer.eval.benchmarks.PROTOCOLS)
     train: List[PoseSequence]
     test: List[PoseSequence]
     root: int

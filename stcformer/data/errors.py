@@ -1,4 +1,4 @@
 """The data loaders' exception (defined with the package's others in ``stcformer.errors``)."""
-from ..errors import DataError
+from stcformer.errors import DataError
 
 __all__ = ["DataError"]

@@ -13,7 +13,7 @@ from typing import Dict
 
 import numpy as np
 
-from .skeleton import H36M_ACTIONS
+from stcformer.data.skeleton import H36M_ACTIONS
 
 DEG = np.pi / 180
 

@@ -16,11 +16,11 @@ from typing import List
 
 import numpy as np
 
-from .cameras import normalize_screen_coordinates
-from .dataset import PoseData, PoseSequence
-from .errors import DataError
-from .npz import check_array, load_npz_dict
-from .skeleton import MPI3DHP_LEFT, MPI3DHP_RES, MPI3DHP_RES_OUTDOOR, MPI3DHP_RIGHT, MPI3DHP_ROOT
+from stcformer.data.cameras import normalize_screen_coordinates
+from stcformer.data.dataset import PoseData, PoseSequence
+from stcformer.data.errors import DataError
+from stcformer.data.npz import check_array, load_npz_dict
+from stcformer.data.skeleton import MPI3DHP_LEFT, MPI3DHP_RES, MPI3DHP_RES_OUTDOOR, MPI3DHP_RIGHT, MPI3DHP_ROOT
 
 TRAIN_FILE = "data_train_3dhp.npz"
 TEST_FILE = "data_test_3dhp.npz"

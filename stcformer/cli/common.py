@@ -1,0 +1,44 @@
+"""Helpers shared by the command-line programs: one-line errors with exit status 2, the ``--amp``
+choices and their autocast contexts."""
+from __future__ import annotations
+
+import sys
+from typing import Callable, Optional
+
+import torch
+
+from stcformer.errors import STCFormerError, UsageError  # noqa: F401  (UsageError: raised by the programs)
+from stcformer.ops.precision import (AMP_CHOICES, AMP_DTYPES, amp_autocast, amp_dtype,  # noqa: F401
+                        slow_cpu_amp_reason, warn_slow_cpu_amp)
+
+EXIT_BAD_INPUT = 2
+
+
+def run(main: Callable[[], int]) -> int:
+    """Call ``main``; on bad input (any :class:`STCFormerError`) print ``error: <message>`` as one
+    line on stderr and return 2."""
+    try:
+        return main()
+    except STCFormerError as e:
+        print(f"error: {one_line(e)}", file=sys.stderr, flush=True)
+        return EXIT_BAD_INPUT
+
+
+def one_line(e: BaseException) -> str:
+    """The exception's message on one line, whatever it carried."""
+    return " ".join(str(e).split())
+
+
+def check_backend(backend: Optional[str], device: torch.device, dtype: torch.dtype = torch.float32) -> str:
+    """Check ``--backend`` (or $STCFORMER_BACKEND) before anything runs or is written: a name that is
+    unknown, or a backend that cannot run on ``device``, is a :class:`UsageError` saying why.
+    Returns the requested name (``auto`` or a backend)."""
+    from stcformer.ops import dispatch
+
+    name = dispatch.requested_backend(backend)
+    if name == "auto":
+        return name
+    reason = dispatch.unavailable_reason(name, torch.device(device).type, dtype)
+    if reason is not None:
+        raise UsageError(f"--backend {reason}")
+    return name

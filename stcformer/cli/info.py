@@ -1,0 +1,98 @@
+"""What this installation can do: ``python -m stcformer`` (paste its output into bug reports).
+
+Versions (stcformer, Python, torch and its CUDA, triton, numpy), the GPUs torch sees, which
+``stc_attention`` backends can run on each device and dtype (and one sentence why not where
+one cannot), the CPU features the fast CPU paths depend on, and the synthetic-data cache folder.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+
+import torch
+
+from stcformer import __version__
+from stcformer.ops import cpu_features
+from stcformer.ops import dispatch
+
+
+def _version(package: str):
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def collect() -> dict:
+    """The report as a dict (``--json`` prints it as is)."""
+    from stcformer.ops import extension as _extension
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    dtypes = (torch.float32, torch.bfloat16)
+    backends = {}
+    for dev in devices:
+        for dt in dtypes:
+            backends[f"{dev} {str(dt).replace('torch.', '')}"] = {
+                "auto": dispatch.choose("auto", dev, dt), **dispatch.available_backends(dev, dt)}
+    gpus = [{"name": torch.cuda.get_device_name(i), "capability": "%d.%d" % torch.cuda.get_device_capability(i)}
+            for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return {
+        "stcformer": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "triton": _version("triton"),
+        "numpy": _version("numpy"),
+        "gpus": gpus,
+        "cpu_threads": torch.get_num_threads(),
+        "extension": _extension.load_error or "loaded",
+        "backend_env": os.environ.get(dispatch.ENV_VAR),
+        "backends": backends,
+        "cpu": cpu_features.summary(),
+        "cache": os.environ.get("STCFORMER_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "stcformer"),
+    }
+
+
+def format_report(r: dict) -> str:
+    lines = [f"stcformer {r['stcformer']}  (Python {r['python']}, {r['platform']})",
+             f"torch {r['torch']} (CUDA {r['torch_cuda'] or 'none'}), triton {r['triton'] or 'not installed'}, "
+             f"numpy {r['numpy']}"]
+    lines.append("GPUs: " + (", ".join(f"{g['name']} (sm {g['capability']})" for g in r["gpus"]) or "none"))
+    lines.append(f"stcformer._C: {r['extension']}")
+    if r["backend_env"]:
+        lines.append(f"${dispatch.ENV_VAR} = {r['backend_env']}")
+    lines.append("stc_attention backends:")
+    for where, table in r["backends"].items():
+        lines.append(f"  {where}: auto -> {table['auto']}")
+        for name in dispatch.BACKENDS:
+            reason = table[name]
+            if reason is not None and reason.startswith(name + ": "):
+                reason = reason[len(name) + 2:]
+            lines.append(f"    {name:<9} " + ("yes" if reason is None else f"no: {reason}"))
+    c = r["cpu"]
+    lines.append(f"CPU: {c['machine']}, {r['cpu_threads']} torch threads, ATen capability {c['aten_capability']}"
+                 + (f", oneDNN ISA capped at {c['onednn_max_cpu_isa']}" if c["onednn_max_cpu_isa"] else ""))
+    lines.append("  flags: " + (" ".join(c["flags"]) or "none of avx*/amx*/fma/f16c"))
+    for key, what in (("extension_isa", "C++ kernels"), ("bf16_native", "native bf16"),
+                      ("onednn_bf16", "oneDNN bf16 GEMMs")):
+        lines.append(f"  {what}: " + ("yes" if c[key] is None else f"no: {c[key]}"))
+    lines.append(f"cache folder: {r['cache']}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m stcformer", description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = p.parse_args(argv)
+    report = collect()
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

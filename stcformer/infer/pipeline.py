@@ -1,0 +1,106 @@
+"""From pixel keypoints to 3D for one person: the pipeline ``stcformer.lift`` and
+``python -m stcformer.infer`` run.
+
+The steps are: read the keypoints (:mod:`stcformer.infer.keypoints`), check the image size and
+frame rate (:func:`lifting_size`), load the checkpoint once (:func:`lifting_model`), take its
+training window (:func:`trained_window`, :func:`lifting_window`), fill gaps, then
+:func:`lift_xy`: normalise and predict with :func:`stcformer.eval.predict.predict_sequence`.
+:class:`stcformer.infer.stream.StreamLifter` lifts the same way one frame at a time.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from stcformer.eval.predict import MODES, SEQ2SEQ_OVERLAP, predict_sequence
+
+
+def trained_window(model) -> tuple:
+    """(frames, tds) ``model`` was trained with, as its checkpoint says (``train_config``, set by
+    :func:`~stcformer.model.checkpoint.load_checkpoint` for checkpoints of ``stcformer.train``), else
+    (27, 3), the official Human3.6M checkpoints' window."""
+    config = getattr(model, "train_config", None) or {}
+    return int(config.get("frames") or 27), int(config.get("tds") or 3)
+
+
+def lifting_size(fps: Optional[float], size, tds: Optional[int] = None, source: str = "<array>") -> tuple:
+    """The checked image size ``(w, h)`` for lifting pixel keypoints: UsageError (naming
+    ``source``) for a missing or non-positive size, or a missing frame rate without ``tds``."""
+    from stcformer.errors import UsageError
+
+    if size is None:
+        raise UsageError(f"{source}: no image size; pass size=(width, height)")
+    if tds is None and fps is None:
+        raise UsageError(f"{source}: no frame rate; pass fps= (or tds=)")
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise UsageError(f"image size must be positive, got {w}x{h}")
+    return w, h
+
+
+def lifting_window(model, fps: Optional[float], frames: Optional[int] = None, tds: Optional[int] = None) -> tuple:
+    """``(frames, tds)`` for lifting keypoints at ``fps`` with ``model``: ``frames``/``tds`` default
+    to its training window (:func:`trained_window`), tds scaled by fps/50."""
+    from stcformer.infer.keypoints import window_stride
+
+    train_frames, train_tds = trained_window(model)
+    return int(frames or train_frames), int(tds or window_stride(fps, train_tds))
+
+
+def lifting_model(checkpoint, device=None, backend: Optional[str] = None) -> torch.nn.Module:
+    """``checkpoint`` (a path, read once; or a loaded model) as a model, moved to ``device`` if
+    given; ``backend`` is the stc_attention backend of a model loaded here."""
+    from stcformer.model.checkpoint import load_checkpoint
+
+    if isinstance(checkpoint, torch.nn.Module):
+        model = checkpoint
+    else:
+        model = load_checkpoint(checkpoint, **({"backend": backend} if backend else {}))
+    return model if device is None else model.to(device)
+
+
+def normalised_frames(xy: np.ndarray, size) -> np.ndarray:
+    """Pixel keypoints (..., J, 2) -> the model's screen-normalised float32 input."""
+    from stcformer.data.cameras import normalize_screen_coordinates
+
+    return normalize_screen_coordinates(xy, w=size[0], h=size[1]).astype(np.float32)
+
+
+def lift(keypoints, checkpoint, fps: Optional[float] = None, size=None, mode: str = "center",
+         frames: Optional[int] = None, tds: Optional[int] = None, joints: Optional[str] = None,
+         min_score: float = 0.3, batch_size: int = 256, device=None, amp: Optional[str] = None,
+         progress: bool = False, overlap: float = SEQ2SEQ_OVERLAP) -> np.ndarray:
+    """Lift one person's pixel keypoints to root-relative 3D: (T, 17, 3) numpy, metres, camera axes.
+
+    ``keypoints``: an array (T, J, 2) or (T, J, 3) with scores (Human3.6M order for 17 joints
+    unless ``joints`` says ``coco``; 26 joints are Halpe-26), a file path, or what
+    :func:`stcformer.read_keypoints` returned. ``checkpoint``: a path or a loaded model.
+    ``fps`` and ``size=(width, height)`` are needed unless the file gives them (``tds`` replaces
+    ``fps``). Joints under ``min_score`` and missing frames are filled from their neighbours in
+    time; ``mode`` is ``center`` or ``seq2seq`` (``overlap``: the share of a seq2seq block that
+    the next one shares, see :func:`predict_sequence`). ``frames``/``tds`` default to the
+    checkpoint's training window, tds scaled by fps/50.
+    """
+    from stcformer.errors import UsageError
+    from stcformer.infer.keypoints import as_keypoints, fill_gaps
+
+    if mode not in MODES:
+        raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    kp = as_keypoints(keypoints, joints=joints, fps=fps, size=size)
+    size = lifting_size(kp.fps, kp.size, tds, kp.path)
+    model = lifting_model(checkpoint, device)
+    frames, tds = lifting_window(model, kp.fps, frames, tds)
+    xy, _ = fill_gaps(kp, min_score)
+    return lift_xy(model, xy, size, frames, tds, mode, batch_size, device=device, amp=amp, progress=progress,
+                   overlap=overlap)
+
+
+def lift_xy(model, xy: np.ndarray, size, frames: int, tds: int, mode: str = "center", batch_size: int = 256,
+            device=None, amp: Optional[str] = None, progress: bool = False,
+            overlap: float = SEQ2SEQ_OVERLAP) -> np.ndarray:
+    """Gap-free pixel keypoints (T, 17, 2) of an image of ``size`` -> root-relative 3D (T, 17, 3):
+    the last step of :func:`lift` (and of ``python -m stcformer.infer`` for each person)."""
+    return predict_sequence(model, normalised_frames(xy, size), frames, tds, mode, batch_size, device=device,
+                            amp=amp, progress=progress, overlap=overlap)

@@ -1,0 +1,287 @@
+"""STCFormer modules with the official parameter names.
+
+``STCFormer(family="h36m")`` has exactly the module tree of the official Human3.6M model, so an
+official state_dict loads strictly. The MPI-INF-3DHP model is a configuration of the same
+classes (4 heads, scale C^-1/2, a 20-row embedding with padding_idx 0, the unused
+``layer_norm2``); its official key names are mapped in :mod:`stcformer.model.official`.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from stcformer.ops import fused_mlp
+from stcformer.errors import UsageError
+from stcformer.model.official import to_official_key
+from stcformer.ops.attention import head_major_index, preferred_layout, stc_attention
+
+# body part of each joint, indexing the SPE embedding (official-reference A.1 step 7 and A.2)
+H36M_PARTS = (0, 1, 1, 1, 2, 2, 2, 0, 0, 0, 0, 3, 3, 3, 4, 4, 4)
+MPI3DHP_PARTS = (0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 0, 0, 0)
+
+FAMILIES = {
+    # heads, embedding rows, padding_idx, spatial SPE coef of the released weights, temporal coef
+    # the attention scale's width: (C / scale_div)^-1/2; mixer_names: the released weights use the
+    # 3DHP names (mlpmixer.mixerblocks..., cross_att, layer_norm1) and keep an unused layer_norm2 per block
+    "h36m": dict(num_heads=8, emb_rows=5, padding_idx=None, spe_coef=1e-3, spe_t_coef=1e-9, parts=H36M_PARTS,
+                 scale_div=2, mixer_names=False),
+    "3dhp": dict(num_heads=4, emb_rows=20, padding_idx=0, spe_coef=1e-4, spe_t_coef=None, parts=MPI3DHP_PARTS,
+                 scale_div=1, mixer_names=True),
+}
+
+class DropPath(nn.Module):
+    """Stochastic depth on a whole tensor: one draw per call (the SPE terms have batch dim 1)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = (torch.rand((), device=x.device) < keep).to(x.dtype)
+        return x * (mask / keep)
+
+
+@torch.compiler.assume_constant_result
+def _fused_mlp_reason() -> Optional[str]:
+    return fused_mlp.unavailable_reason("cpu")
+
+
+def _cpu_fused_ok(x: Tensor) -> bool:
+    """float32 on a CPU that runs stcformer._C, outside autocast: the chunked CPU paths apply."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+            and _fused_mlp_reason() is None)
+
+
+class Mlp(nn.Module):
+    """fc1 -> GELU -> dropout -> fc2 -> dropout (the official MLP).
+
+    Training in float32 on a CPU that runs stcformer._C goes through ``fused_mlp.mlp``: GELU
+    and dropout fused, masks drawn from a counter-based hash instead of stored (the same keep
+    probability, other random draws than nn.Dropout). Inside an STCBlock the block runs
+    ``fused_mlp.residual_mlp`` instead (LayerNorm, MLP and residual in row chunks; see
+    ``STCBlock``). ``fused=False`` keeps the plain modules everywhere. ``recompute``: the fused
+    path keeps only its input and recomputes fc1 in the backward (less memory, one GEMM more).
+    """
+
+    def __init__(self, dim: int, hidden: int, drop: float):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden, bias=False)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim, bias=False)
+        self.drop = nn.Dropout(drop)
+        self.fused = True
+        self.recompute = False
+
+    def runs_fused(self, x: Tensor) -> bool:
+        """Whether the fused CPU path takes ``x`` (float32 on a CPU that runs stcformer._C)."""
+        return self.fused and _cpu_fused_ok(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and self.drop.p > 0 and self.runs_fused(x):
+            # GEMMs through F.linear (MKL): the same bits eager and under torch.compile
+            return fused_mlp.mlp(x, self.fc1.weight, self.fc2.weight, self.drop.p, True,
+                                 recompute=self.recompute, onednn=False)
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class STCAttention(nn.Module):
+    """Pre-norm criss-cross attention with residual: ``x + proj(stc_attention(qkv(LN(x))))``."""
+
+    def __init__(self, dim: int, num_heads: int, scale: float, parts: Sequence[int], emb_rows: int,
+                 padding_idx: Optional[int], spe_coef: float, spe_t_coef: Optional[float],
+                 drop_path: float, backend: Optional[str]):
+        super().__init__()
+        half = dim // 2
+        if half % num_heads:
+            raise ValueError(f"width {dim}: C/2 = {half} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.scale = scale
+        self.spe_coef = spe_coef
+        self.spe_t_coef = spe_t_coef
+        self.backend = backend
+        # creation order gives the official state_dict order
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.layer_norm = nn.LayerNorm(dim)
+        self.proj = nn.Linear(dim, dim)
+        self.emb = nn.Embedding(emb_rows, half // num_heads, padding_idx=padding_idx)
+        self.sep2_t = nn.Conv2d(half, half, kernel_size=3, padding=1, groups=half)
+        self.sep2_s = nn.Conv2d(half, half, kernel_size=3, padding=1, groups=half)
+        self.drop_path = DropPath(drop_path)
+        self.fused = True  # float32 on CPU: LayerNorm + qkv in row chunks (False: the plain modules)
+        # a constant, kept out of the state_dict (official keys have none)
+        self.register_buffer("part", torch.tensor(parts, dtype=torch.long), persistent=False)
+        # rows of the qkv Linear in head-major order (the weights themselves stay official)
+        self.register_buffer("head_major", head_major_index(dim, num_heads), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        layout = preferred_layout(self.backend, x.device.type, dtype)
+        w, b = self.qkv.weight, self.qkv.bias
+        if layout == "head_major":  # the same Linear with its output rows permuted
+            w, b = w[self.head_major], b[self.head_major]
+        if self.fused and _cpu_fused_ok(x):
+            # LayerNorm + qkv Linear in row chunks, the LayerNorm output recomputed in the backward
+            qkv = fused_mlp.layer_norm_linear(x, self.layer_norm, w, b)
+        elif layout == "head_major":
+            qkv = F.linear(self.layer_norm(x), w, b)
+        else:
+            qkv = self.qkv(self.layer_norm(x))
+        e = self.emb(self.part)  # (J, dh), shared by every head and frame
+        spe_s = self.spe_coef * self.drop_path(e)
+        spe_t = self.spe_t_coef * self.drop_path(e) if self.spe_t_coef else None
+        out = stc_attention(qkv, self.sep2_s.weight, self.sep2_s.bias, self.sep2_t.weight,
+                            self.sep2_t.bias, spe_s, spe_t, self.num_heads, self.scale,
+                            backend=self.backend, layout=layout)
+        return self.proj(out) + x
+
+
+class STCBlock(nn.Module):
+    def __init__(self, dim: int, attn_kwargs: dict, mlp_ratio: int, drop: float, unused_norm: bool):
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(dim)
+        if unused_norm:  # 3DHP: created and saved by the official code, never used
+            self.layer_norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, dim * mlp_ratio, drop)
+        self.stc_att = STCAttention(dim, **attn_kwargs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stc_att(x)
+        mlp = self.mlp
+        if mlp.runs_fused(x):
+            # float32 on CPU: LayerNorm, MLP and residual in row chunks (cache-resident hidden,
+            # the LayerNorm output recomputed in the backward instead of kept)
+            return fused_mlp.residual_mlp(x, self.layer_norm, mlp.fc1.weight, mlp.fc2.weight, mlp.drop.p,
+                                          self.training, mlp.fc1.bias, mlp.fc2.bias, recompute=mlp.recompute)
+        return x + mlp(self.layer_norm(x))
+
+
+class STCEncoder(nn.Module):
+    def __init__(self, layers: int, dim: int, **block_kwargs):
+        super().__init__()
+        self.stc_block = nn.ModuleList([STCBlock(dim, **block_kwargs) for _ in range(layers)])
+        self.recompute = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        recompute = self.recompute and self.training and torch.is_grad_enabled()
+        for block in self.stc_block:
+            # activation checkpointing: keep only each block's input, redo the block in the
+            # backward (the RNG state is replayed, so dropout and DropPath draw the same masks)
+            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)
+        return x
+
+
+RECOMPUTE_CHOICES = ("none", "blocks", "mlp")
+
+# default of arguments whose value comes from the model family
+FAMILY_DEFAULT = "family"
+
+
+def check_config(layers: int, d_hid: int, family: str = "h36m", num_heads: Optional[int] = None) -> int:
+    """Check an architecture before anything is built; returns the number of heads.
+
+    The one place the width/heads rule lives (the op checks its own inputs again at run time):
+    the width C is even and C/2 splits into ``num_heads`` (default: the family's) equal heads.
+    Raises :class:`~stcformer.errors.UsageError` with one line.
+    """
+    if family not in FAMILIES:
+        raise UsageError(f"family must be one of {', '.join(sorted(FAMILIES))}, got {family!r}")
+    heads = num_heads or FAMILIES[family]["num_heads"]
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+        raise UsageError(f"layers must be a positive int, got {layers!r}")
+    if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
+        raise UsageError(f"num_heads must be a positive int, got {heads!r}")
+    if isinstance(d_hid, bool) or not isinstance(d_hid, int) or d_hid < 2 or d_hid % 2 or (d_hid // 2) % heads:
+        raise UsageError(f"width {d_hid!r}: must be even, and half of it divisible by the {heads} heads")
+    return heads
+
+
+class STCFormer(nn.Module):
+    """2D keypoint sequence (B, T, J, 2) -> root-relative 3D poses (B, T, J, 3), any T.
+
+    Args:
+        layers, d_hid: depth and width (official: 6, 256).
+        num_joints: J (17; other J need ``parts``).
+        num_heads: default 8 for ``h36m``, 4 for ``3dhp``.
+        family: ``h36m`` or ``3dhp`` (official module naming and constants of each).
+        spe_coef: spatial SPE coefficient; default that of the released weights
+            (1e-3 for H36M, 1e-4 for 3DHP).
+        spe_t_coef: temporal SPE coefficient; default the family's (H36M 1e-9, 3DHP none);
+            ``None`` drops the term.
+        scale: attention scale; default (C/2)^-1/2 for H36M and C^-1/2 for 3DHP.
+        dropout, drop_path: MLP dropout (0.1) and DropPath on the SPE terms (0.5).
+        backend: backend of ``stc_attention`` (default: $STCFORMER_BACKEND or auto).
+        recompute: what to recompute in the backward instead of keeping: ``"blocks"`` (or
+            True): activation checkpointing of every block in training (least memory, about one
+            more forward per step); ``"mlp"``: the fused CPU MLP's hidden (fc1's output, 4C per
+            token: one more fc1 GEMM per step); False / None / ``"none"``: nothing.
+            ``set_recompute`` switches it later.
+    """
+
+    def __init__(self, layers: int = 6, d_hid: int = 256, num_joints: int = 17,
+                 num_heads: Optional[int] = None, family: str = "h36m",
+                 spe_coef: Optional[float] = None, spe_t_coef: Union[float, None, str] = FAMILY_DEFAULT,
+                 scale: Optional[float] = None, dropout: float = 0.1, drop_path: float = 0.5,
+                 parts: Optional[Sequence[int]] = None, backend: Optional[str] = None,
+                 recompute: Union[bool, str, None] = False):
+        super().__init__()
+        num_heads = check_config(layers, d_hid, family, num_heads)
+        fam = FAMILIES[family]
+        spe_coef = fam["spe_coef"] if spe_coef is None else spe_coef
+        spe_t_coef = fam["spe_t_coef"] if isinstance(spe_t_coef, str) and spe_t_coef == FAMILY_DEFAULT else spe_t_coef
+        scale = scale if scale is not None else (d_hid // fam["scale_div"]) ** -0.5
+        parts = tuple(parts) if parts is not None else fam["parts"]
+        if len(parts) != num_joints:
+            raise ValueError(f"{num_joints} joints need a part index per joint (got {len(parts)}): pass parts=")
+        self.config = dict(layers=layers, d_hid=d_hid, num_joints=num_joints, num_heads=num_heads,
+                           family=family, spe_coef=spe_coef, spe_t_coef=spe_t_coef, scale=scale,
+                           dropout=dropout, drop_path=drop_path, parts=list(parts))
+        self.train_config: dict = {}  # the settings it was trained with, where a checkpoint says (load_checkpoint)
+        attn = dict(num_heads=num_heads, scale=scale, parts=parts, emb_rows=fam["emb_rows"],
+                    padding_idx=fam["padding_idx"], spe_coef=spe_coef, spe_t_coef=spe_t_coef,
+                    drop_path=drop_path, backend=backend)
+        self.pose_emb = nn.Linear(2, d_hid, bias=False)
+        self.gelu = nn.GELU()
+        self.stcformer = STCEncoder(layers, d_hid, attn_kwargs=attn, mlp_ratio=4, drop=dropout,
+                                    unused_norm=fam["mixer_names"])
+        self.regress_head = nn.Linear(d_hid, 3, bias=False)
+        self.set_recompute(recompute)
+
+    @property
+    def family(self) -> str:
+        return self.config["family"]
+
+    def set_backend(self, backend: Optional[str]) -> "STCFormer":
+        """Use ``backend`` for every block's attention (None: $STCFORMER_BACKEND or auto)."""
+        for block in self.stcformer.stc_block:
+            block.stc_att.backend = backend
+        return self
+
+    def set_recompute(self, what: Union[bool, str, None] = True) -> "STCFormer":
+        """What the backward recomputes: "blocks" (True), "mlp" or "none" (False/None); see ``recompute``."""
+        if not isinstance(what, str):
+            what = "blocks" if what else "none"
+        if what not in RECOMPUTE_CHOICES:
+            raise ValueError(f"recompute={what!r}: choose one of {', '.join(RECOMPUTE_CHOICES)} (or True/False)")
+        self.stcformer.recompute = what == "blocks"
+        for block in self.stcformer.stc_block:
+            block.mlp.recompute = what == "mlp"
+        return self
+
+    def official_state_dict(self) -> dict:
+        """state_dict under the official key names of this model's family."""
+        return {to_official_key(k, FAMILIES[self.family]["mixer_names"]): v for k, v in self.state_dict().items()}
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[-1] != 2:
+            raise ValueError(f"STCFormer expects (B, T, J, 2) keypoints, got {tuple(x.shape)}")
+        x = self.gelu(self.pose_emb(x))
+        x = self.stcformer(x)
+        return self.regress_head(x)
