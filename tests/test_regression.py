@@ -4,7 +4,7 @@
 The weights are random (seeded) and untrained, so the errors are large; what matters is that
 windows, flip averaging, root handling, alignment and the per-action/sequence aggregation do
 not move. Tolerance 1e-3 mm: far above float32 summation-order differences between CPUs, far
-below any change of protocol.
+below any change of benchmark.
 """
 import json
 

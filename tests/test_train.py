@@ -21,7 +21,7 @@ from stcformer.cli.common import run
 from stcformer.errors import UsageError
 from stcformer.data.dataset import training_windows
 from stcformer.data.synthetic import write_h36m
-from stcformer.eval.benchmarks import get_protocol
+from stcformer.eval.benchmarks import get_benchmark
 from stcformer.model.modules import STCFormer
 
 TINY = ["-f", "3", "--tds", "2", "-b", "64", "-s", "2", "--layers", "1", "--d-hid", "16",
@@ -442,7 +442,7 @@ def _numpy_windows(ws, idx, flip=None, targets=False):
 
 
 def test_device_windows_equal_the_numpy_windows(data):
-    d = get_protocol("h36m").load(str(data), "synth_det", train=True)
+    d = get_benchmark("h36m").load(str(data), "synth_det", train=True)
     for frames, tds in ((3, 2), (9, 3)):
         ws = training_windows(d, frames, tds, stride=2, augment=True)
         dev = ws.to_device("cpu")
@@ -526,7 +526,7 @@ def test_more_processes_than_gpus_stops_in_one_line(data, tmp_path, monkeypatch,
 @pytest.mark.gpu
 def test_cuda_windows_and_step_never_wait_for_the_host(data):
     dev = torch.device("cuda", torch.cuda.current_device())
-    ws = training_windows(get_protocol("h36m").load(str(data), "synth_det", train=True), 9, 3, stride=2, augment=True)
+    ws = training_windows(get_benchmark("h36m").load(str(data), "synth_det", train=True), 9, 3, stride=2, augment=True)
     gpu = ws.to_device(dev)
     idx = np.random.default_rng(0).permutation(len(ws))[:256]
     order = torch.from_numpy(idx).to(dev)

@@ -21,7 +21,8 @@ from stcformer.model.checkpoint import load_checkpoint
 from stcformer.cli.common import AMP_CHOICES, UsageError, check_backend, run, warn_slow_cpu_amp
 from stcformer.devices import pick_device
 from stcformer.io import write_json
-from stcformer.eval.benchmarks import PROTOCOLS, evaluate, get_protocol
+from stcformer.eval.benchmarks import BENCHMARKS, get_benchmark
+from stcformer.eval.runner import run_test
 
 
 def parse_args(argv=None):
@@ -30,9 +31,9 @@ def parse_args(argv=None):
         description="Evaluate an STCFormer checkpoint (official or our own) with the official test "
                     "protocol: per-action P1/P2 on Human3.6M S9/S11, or MPJPE/PCK/AUC per sequence "
                     "on MPI-INF-3DHP. Flip test-time averaging is always on, as in the official code.")
-    p.add_argument("--dataset", choices=list(PROTOCOLS), default="h36m", help="dataset (default h36m)")
+    p.add_argument("--dataset", choices=list(BENCHMARKS), default="h36m", help="dataset (default h36m)")
     p.add_argument("--data-dir", required=True,
-                   help="folder with " + "; ".join(f"{q.data_files} ({q.name})" for q in PROTOCOLS.values()))
+                   help="folder with " + "; ".join(f"{q.data_files} ({q.name})" for q in BENCHMARKS.values()))
     p.add_argument("-k", "--keypoints", default=None,
                    help="2D keypoints file suffix for h36m (default cpn_ft_h36m_dbb; synthetic: synth_det or gt)")
     p.add_argument("--checkpoint", required=True, help="official .pth state_dict or a checkpoint of ours")
@@ -64,7 +65,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    protocol = get_protocol(args.dataset)
+    benchmark = get_benchmark(args.dataset)
     if args.batch_size < 1 or (args.frames is not None and args.frames < 1) or (args.tds is not None and args.tds < 1):
         raise UsageError("--frames, --tds and --batch-size must be positive")
     device = pick_device(args.device)
@@ -75,31 +76,31 @@ def main(argv=None) -> int:
     model = load_checkpoint(args.checkpoint, **overrides)
     # our own checkpoints remember the window they were trained with
     trained = model.train_config if model.train_config.get("dataset", args.dataset) == args.dataset else {}
-    frames = args.frames or trained.get("frames") or protocol.eval_frames
-    tds = args.tds or trained.get("tds") or protocol.eval_tds
+    frames = args.frames or trained.get("frames") or benchmark.eval_frames
+    tds = args.tds or trained.get("tds") or benchmark.eval_tds
     if model.config["num_joints"] != 17:
         raise UsageError(f"{args.checkpoint}: model has {model.config['num_joints']} joints, the data 17")
-    if model.family != protocol.family:
-        print(f"warning: {args.checkpoint} is a {model.family}-family model evaluated on {protocol.name}",
+    if model.family != benchmark.family:
+        print(f"warning: {args.checkpoint} is a {model.family}-family model evaluated on {benchmark.name}",
               file=sys.stderr)
-    data = protocol.load(args.data_dir, args.keypoints, train=False)
+    data = benchmark.load(args.data_dir, args.keypoints, train=False)
     model.to(device)
     warn_slow_cpu_amp(device.type, args.amp)
     t0 = time.time()
-    report, text = evaluate(model, data, frames, tds, args.batch_size, device=device, amp=args.amp,
+    report, text = run_test(model, data, frames, tds, args.batch_size, device=device, amp=args.amp,
                             p2_batch=args.official_p2_batch)
-    report.update(dataset=protocol.name, checkpoint=os.path.abspath(args.checkpoint), frames=frames, tds=tds,
-                  keypoints=(args.keypoints or protocol.keypoints),
+    report.update(dataset=benchmark.name, checkpoint=os.path.abspath(args.checkpoint), frames=frames, tds=tds,
+                  keypoints=(args.keypoints or benchmark.keypoints),
                   official_p2_batch=args.official_p2_batch or None,
                   amp=args.amp, model=dict(model.config), seconds=round(time.time() - t0, 2))
     print(text)
-    print(f"{protocol.headline(report)}  ({frames} frames, tds {tds})")
+    print(f"{benchmark.headline(report)}  ({frames} frames, tds {tds})")
     if args.json:
         write_json(args.json, report)
     plot = args.plot or (os.path.join(os.path.dirname(os.path.abspath(args.json)), "per_action.png")
                          if args.json else None)
     if plot:
-        protocol.plot(report, plot)
+        benchmark.plot(report, plot)
     return 0
 
 

@@ -28,7 +28,7 @@ from stcformer.cli.common import AMP_CHOICES, EXIT_BAD_INPUT, UsageError, check_
 from stcformer.devices import pick_device
 from stcformer.errors import STCFormerError
 from stcformer.model.modules import check_config
-from stcformer.eval.benchmarks import PROTOCOLS, get_protocol
+from stcformer.eval.benchmarks import BENCHMARKS, get_benchmark
 from stcformer.train.loop import (CHECK_EVERY_CUDA, Dist, Trainer, TrainingStopped, read_resume_state, step_batch_size,
                        world_info)
 
@@ -56,12 +56,12 @@ def parse_args(argv=None) -> argparse.Namespace:
             "overrides it.\n"
             "Official recipe (with --data-dir; the official script runs 79 epochs): "
             + "; ".join(f"{q.name}: " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in q.recipe.items())
-                        for q in PROTOCOLS.values()) + ".\n"
+                        for q in BENCHMARKS.values()) + ".\n"
             "Outputs in --out: metrics.json, curves.png, per_action.png, last.pth, best.pth."))
-    p.add_argument("--dataset", choices=list(PROTOCOLS), default="h36m", help="dataset (default h36m)")
+    p.add_argument("--dataset", choices=list(BENCHMARKS), default="h36m", help="dataset (default h36m)")
     p.add_argument("--data-dir", default=None,
                    help="folder with the npz files ("
-                        + "; ".join(f"{q.name}: {q.data_files}" for q in PROTOCOLS.values())
+                        + "; ".join(f"{q.name}: {q.data_files}" for q in BENCHMARKS.values())
                         + "); default: synthetic data")
     p.add_argument("-k", "--keypoints", default=None,
                    help="2D keypoints file suffix (default cpn_ft_h36m_dbb; synth_det for synthetic data)")
@@ -125,15 +125,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the unset flags from the quick configuration or the dataset's official recipe, and
     check them all (before anything is written)."""
-    protocol = get_protocol(args.dataset)
-    base = QUICK if args.data_dir is None else protocol.recipe
+    benchmark = get_benchmark(args.dataset)
+    base = QUICK if args.data_dir is None else benchmark.recipe
     for key, value in base.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     if args.keypoints is None:
-        args.keypoints = protocol.synthetic_keypoints if args.data_dir is None else protocol.keypoints
-    if protocol.fixed_tds is not None:
-        args.tds = protocol.fixed_tds
+        args.keypoints = benchmark.synthetic_keypoints if args.data_dir is None else benchmark.keypoints
+    if benchmark.fixed_tds is not None:
+        args.tds = benchmark.fixed_tds
     for key in ("frames", "batch_size", "stride", "tds", "layers", "d_hid", "epochs"):
         if getattr(args, key) < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be positive")
@@ -142,10 +142,10 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     if args.check_every is not None and args.check_every < 1:
         raise UsageError("--check-every must be positive")
     try:
-        check_config(args.layers, args.d_hid, protocol.family)
+        check_config(args.layers, args.d_hid, benchmark.family)
     except UsageError as e:
         raise UsageError(f"--layers/--d-hid: {e}") from None
-    step_batch_size(protocol, args.batch_size, args.stride, 1)
+    step_batch_size(benchmark, args.batch_size, args.stride, 1)
     if args.out is None:
         args.out = os.path.join("runs", f"{args.dataset}_{args.frames}_{time.strftime('%Y%m%d_%H%M%S')}")
     return args

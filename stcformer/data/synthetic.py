@@ -179,6 +179,12 @@ def write_3dhp(out_dir, frames: int = 100, cameras: Sequence[str] = ("0", "2", "
     return paths
 
 
+def synthetic_cache_dir(name: str, frames: int, takes: int) -> str:
+    """Where the synthetic stand-in of dataset ``name`` is cached ($STCFORMER_CACHE or ~/.cache/stcformer)."""
+    root = os.environ.get("STCFORMER_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "stcformer")
+    return os.path.join(root, f"synthetic_{name}_v1_f{frames}_t{takes}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m stcformer.data.synthetic",

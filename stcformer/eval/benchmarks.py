@@ -1,32 +1,31 @@
 """The datasets and their official protocols: one object per dataset.
 
-A :class:`Protocol` owns everything that differs between Human3.6M and MPI-INF-3DHP: how its
+A :class:`Benchmark` owns everything that differs between Human3.6M and MPI-INF-3DHP: how its
 files load, the official training recipe (window length, temporal step, stride, batch rule),
 the model family, how test predictions are scored and printed, what the plots show and how a
 synthetic stand-in is written. The programs (``train``, ``evaluate``) never branch on the
-dataset's name; adding a dataset means adding one object to :data:`PROTOCOLS`.
+dataset's name; adding a dataset means adding one object to :data:`BENCHMARKS`.
 
-:func:`evaluate` runs the official test (flip-averaged centre frames, see ``predict``) and
-scores it with the dataset's protocol.
+Scoring lives in :mod:`stcformer.eval.scoring`; :func:`stcformer.eval.runner.run_test` runs the
+official test (flip-averaged centre frames, see :mod:`stcformer.eval.predict`) and scores it here.
 """
 from __future__ import annotations
 
-import os
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import numpy as np
 
-from stcformer.eval import metrics
-from stcformer.data.dataset import PoseData, WindowSet, test_windows
+from stcformer.data.dataset import PoseData, WindowSet
 from stcformer.errors import UsageError
-from stcformer.eval.predict import predict_centres
+from stcformer.eval import metrics
+from stcformer.eval.scoring import h36m_report, score_3dhp, score_h36m
 
 # the official training recipe shared by both datasets (README commands of the official code)
 _RECIPE = dict(frames=27, batch_size=128, stride=3, tds=3, layers=6, d_hid=256, lr=1e-3,
                lr_decay=0.96, epochs=80)
 
 
-class Protocol:
+class Benchmark:
     """One dataset: its loader, defaults, scoring and report. Subclasses fill in the details."""
 
     name: str = ""
@@ -74,7 +73,7 @@ class Protocol:
         raise NotImplementedError
 
 
-class Human36M(Protocol):
+class Human36M(Benchmark):
     """Human3.6M: train S1,S5,S6,S7,S8, test S9,S11; P1/P2 per action, averaged over 15 actions."""
 
     name, title, family = "h36m", "Human3.6M", "h36m"
@@ -119,7 +118,7 @@ class Human36M(Protocol):
                         title=f"P1 {report['p1_mm']:.2f} mm, P2 {report['p2_mm']:.2f} mm")
 
 
-class MPIINF3DHP(Protocol):
+class MPIINF3DHP(Benchmark):
     """MPI-INF-3DHP: consecutive frames, valid test frames only, MPJPE and PCK/AUC per sequence."""
 
     name, title, family = "3dhp", "MPI-INF-3DHP", "3dhp"
@@ -153,90 +152,15 @@ class MPIINF3DHP(Protocol):
         plot_per_action(report["per_sequence"], path, keys=("mpjpe_mm",), labels=("MPJPE",))
 
 
-PROTOCOLS: Dict[str, Protocol] = {p.name: p for p in (Human36M(), MPIINF3DHP())}
+BENCHMARKS: Dict[str, Benchmark] = {p.name: p for p in (Human36M(), MPIINF3DHP())}
 
 
-def get_protocol(name: str) -> Protocol:
+def get_benchmark(name: str) -> Benchmark:
     """The protocol of dataset ``name`` (``h36m``, ``3dhp``); a UsageError names the choices."""
     try:
-        return PROTOCOLS[name]
+        return BENCHMARKS[name]
     except KeyError:
-        raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(PROTOCOLS)}") from None
+        raise UsageError(f"unknown dataset {name!r}; choose one of {', '.join(BENCHMARKS)}") from None
 
 
-# ---------------------------------------------------------------- scoring
-def score_h36m(pred: np.ndarray, windows: WindowSet, unit_to_mm: float = 1000.0,
-               p2_batch: int = 0) -> metrics.ActionTable:
-    """Per-action table of P1, P2, N-MPJPE and MPJVE (mm) of centre predictions (N, J, 3).
-
-    ``p2_batch``: credit P2 as the official script does with that test batch size
-    (see :func:`metrics.official_batch_credit`).
-    """
-    target = windows.targets(np.arange(len(windows)))[:, 0].numpy()
-    groups = windows.groups(np.arange(len(windows)))
-    table = metrics.ActionTable()
-    table.add("p1", groups, metrics.mpjpe_per_window(pred, target) * unit_to_mm)
-    p2 = metrics.p_mpjpe(pred, target) * unit_to_mm
-    if p2_batch:
-        p2 = metrics.official_batch_credit(p2, groups, p2_batch)
-    table.add("p2", groups, p2)
-    table.add("n_p1", groups, metrics.n_mpjpe(pred, target) * unit_to_mm)
-    # velocity error between consecutive centres of each sequence
-    for s in np.unique(windows.seq):
-        rows = np.flatnonzero(windows.seq == s)
-        rows = rows[np.argsort(windows.centre[rows])]
-        if len(rows) > 1 and np.all(np.diff(windows.centre[rows]) == 1):
-            table.add("mpjve", [windows.sequences[s].group] * (len(rows) - 1),
-                      metrics.mpjve_per_step(pred[rows], target[rows]) * unit_to_mm)
-    return table
-
-
-def h36m_report(table: metrics.ActionTable) -> dict:
-    p1, p2 = table.means("p1"), table.means("p2")
-    return {
-        "p1_mm": table.average("p1"), "p2_mm": table.average("p2"),
-        "n_p1_mm": table.average("n_p1"), "mpjve_mm": table.average("mpjve"),
-        "per_action": {a: {"p1_mm": p1[a], "p2_mm": p2[a], "windows": table.windows(a)} for a in p1},
-    }
-
-
-def score_3dhp(pred: np.ndarray, windows: WindowSet) -> dict:
-    """Official 3DHP numbers (mm) of centre predictions on the valid frames."""
-    target = windows.targets(np.arange(len(windows)))[:, 0].numpy()
-    errors = metrics.joint_errors(pred, target)
-    per_seq = {seq.subject: errors[windows.seq == s] for s, seq in enumerate(windows.sequences)}
-    scores = metrics.mpi3dhp_scores(per_seq)
-    return {"p1_mm": scores["overall"]["mpjpe_mm"], "mpjpe_mm": scores["overall"]["mpjpe_mm"],
-            "pck": scores["overall"]["pck"], "auc": scores["overall"]["auc"], **scores}
-
-
-# ---------------------------------------------------------------- the test
-def evaluate(model, data: PoseData, frames: int, tds: int, batch_size: int = 256, flip: bool = True,
-             device=None, amp: Optional[str] = None, progress: bool = True,
-             p2_batch: int = 0) -> Tuple[dict, str]:
-    """(report dict, printable table) of ``model`` on ``data``'s test set."""
-    protocol = get_protocol(data.name)
-    windows = test_windows(data, frames, tds)
-    pred = predict_centres(model, windows, batch_size, flip, device, amp, progress)
-    report = protocol.score(pred, windows, data.unit_to_mm, p2_batch)
-    return report, protocol.format(report)
-
-
-def mean_pose_report(data: PoseData) -> dict:
-    """Scores of always predicting the mean training pose (root zeroed) for every test window."""
-    poses = np.concatenate([s.poses for s in data.train]).astype(np.float64)
-    poses[:, data.root] = 0
-    mean = poses.mean(axis=0).astype(np.float32)
-    windows = test_windows(data, 1, 1)  # the centre frame is all that is scored
-    pred = np.broadcast_to(mean, (len(windows),) + mean.shape).copy()
-    return get_protocol(data.name).score(pred, windows, data.unit_to_mm)
-
-
-def synthetic_dir(protocol: Protocol, frames: int, takes: int) -> str:
-    """Where the synthetic stand-in of a dataset is cached ($STCFORMER_CACHE or ~/.cache/stcformer)."""
-    root = os.environ.get("STCFORMER_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "stcformer")
-    return os.path.join(root, f"synthetic_{protocol.name}_v1_f{frames}_t{takes}")
-
-
-__all__ = ["Protocol", "Human36M", "MPIINF3DHP", "PROTOCOLS", "get_protocol", "evaluate",
-           "mean_pose_report", "score_h36m", "score_3dhp", "h36m_report", "synthetic_dir"]
+__all__ = ["Benchmark", "Human36M", "MPIINF3DHP", "BENCHMARKS", "get_benchmark"]

@@ -4,7 +4,7 @@ command line on top).
 
 The pieces are usable on their own: :func:`make_train_step` is what benchmarks time,
 :class:`TrainState` is what ``last.pth`` carries, :func:`train_one_epoch` runs one pass over the
-windows. Nothing here branches on the dataset: a :class:`~stcformer.eval.benchmarks.Protocol` says what
+windows. Nothing here branches on the dataset: a :class:`~stcformer.eval.benchmarks.Benchmark` says what
 differs.
 """
 from __future__ import annotations
@@ -31,7 +31,9 @@ from stcformer.errors import CheckpointError, UsageError
 from stcformer.io import write_json
 from stcformer.eval.metrics import mpjpe
 from stcformer.ops.precision import amp_dtype, warn_slow_cpu_amp
-from stcformer.eval.benchmarks import Protocol, evaluate, get_protocol, mean_pose_report, synthetic_dir
+from stcformer.data.synthetic import synthetic_cache_dir
+from stcformer.eval.benchmarks import Benchmark, get_benchmark
+from stcformer.eval.runner import mean_pose_report, run_test
 from stcformer.export.plots import plot_curves
 
 # the loss is checked for NaN/inf every this many steps on CUDA (one host sync each); 1 on CPU
@@ -133,19 +135,19 @@ def seed_everything(seed: int) -> None:
 
 
 # ---------------------------------------------------------------- data and model
-def ensure_synthetic(protocol: Protocol, d: "Dist") -> str:
+def ensure_synthetic(benchmark: Benchmark, d: "Dist") -> str:
     """Generate the synthetic stand-in once (rank 0; files appear atomically); return its folder."""
-    folder = synthetic_dir(protocol, SYNTHETIC["frames"], SYNTHETIC["takes"])
-    if d.main and not os.path.exists(os.path.join(folder, protocol.synthetic_marker)):
-        print(f"generating synthetic {protocol.name} data in {folder} (once)", flush=True)
-        protocol.write_synthetic(folder, SYNTHETIC["frames"], SYNTHETIC["takes"])
+    folder = synthetic_cache_dir(benchmark.name, SYNTHETIC["frames"], SYNTHETIC["takes"])
+    if d.main and not os.path.exists(os.path.join(folder, benchmark.synthetic_marker)):
+        print(f"generating synthetic {benchmark.name} data in {folder} (once)", flush=True)
+        benchmark.write_synthetic(folder, SYNTHETIC["frames"], SYNTHETIC["takes"])
     d.barrier()
     return folder
 
 
-def step_batch_size(protocol: Protocol, batch_size: int, stride: int, world: int) -> int:
+def step_batch_size(benchmark: Benchmark, batch_size: int, stride: int, world: int) -> int:
     """Windows per optimizer step and process (the protocol's batch rule, split over processes)."""
-    total = protocol.windows_per_step(batch_size, stride)
+    total = benchmark.windows_per_step(batch_size, stride)
     if total < 1:
         raise UsageError(f"-b {batch_size} // -s {stride} leaves no window per step")
     return max(1, total // world)
@@ -154,7 +156,7 @@ def step_batch_size(protocol: Protocol, batch_size: int, stride: int, world: int
 def build_model(args, device):
     """The STCFormer of ``args`` (dataset, layers, d_hid, backend, init, recompute) on ``device``."""
     from stcformer.model.modules import STCFormer
-    family = get_protocol(args.dataset).family
+    family = get_benchmark(args.dataset).family
     model = STCFormer(layers=args.layers, d_hid=args.d_hid, family=family, backend=args.backend)
     if args.init:
         src = load_checkpoint(args.init)
@@ -372,16 +374,16 @@ class Trainer:
 
     def __init__(self, args: argparse.Namespace, d: Dist, resume: Optional[dict] = None):
         self.args, self.d = args, d
-        self.protocol = get_protocol(args.dataset)
+        self.benchmark = get_benchmark(args.dataset)
         set_tf32(d.device, args.tf32)
         if args.threads:
             torch.set_num_threads(args.threads)
         seed_everything(args.seed)
-        self.data_dir = args.data_dir or ensure_synthetic(self.protocol, d)
-        self.data = self.protocol.load(self.data_dir, args.keypoints, train=True)
+        self.data_dir = args.data_dir or ensure_synthetic(self.benchmark, d)
+        self.data = self.benchmark.load(self.data_dir, args.keypoints, train=True)
         self.windows: WindowSet = training_windows(self.data, args.frames, args.tds, args.stride,
                                                    augment=not args.no_flip_augment)
-        self.per_step = step_batch_size(self.protocol, args.batch_size, args.stride, d.world)
+        self.per_step = step_batch_size(self.benchmark, args.batch_size, args.stride, d.world)
         self.model = build_model(args, d.device)
         self.optimizer = make_optimizer(self.model.parameters(), args.lr, d.device)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=args.lr_decay)
@@ -474,7 +476,7 @@ class Trainer:
 
     def test(self):
         """(report, table text) of the model on the test set, as the official code after each epoch."""
-        return evaluate(self.model, self.data, self.args.frames, self.args.tds, self.args.eval_batch_size,
+        return run_test(self.model, self.data, self.args.frames, self.args.tds, self.args.eval_batch_size,
                         device=self.d.device, amp=self.args.eval_amp)
 
     def metrics(self, report) -> dict:
@@ -483,7 +485,7 @@ class Trainer:
                 "dataset": self.args.dataset, "config": vars(self.args), "final": report}
 
     def run(self) -> dict:
-        args, d, state, protocol = self.args, self.d, self.state, self.protocol
+        args, d, state, benchmark = self.args, self.d, self.state, self.benchmark
         if d.main:
             os.makedirs(self.out, exist_ok=True)
             self.describe()
@@ -509,7 +511,7 @@ class Trainer:
                                       "p2_mm": report.get("p2_mm", float("nan")), "lr": lr,
                                       "seconds": round(time.time() - t0, 2)})
                 print(f"epoch {epoch:3d}/{args.epochs}  lr {lr:.6f}  loss {train_loss:.2f} mm  "
-                      f"P1 {report['p1_mm']:.2f} mm  {protocol.summary(report)}  ({train_time:.0f}s train, "
+                      f"P1 {report['p1_mm']:.2f} mm  {benchmark.summary(report)}  ({train_time:.0f}s train, "
                       f"{time.time() - t0 - train_time:.0f}s test)", flush=True)
             state.history = d.broadcast(state.history)
             is_best = state.history[-1]["p1_mm"] < state.best
@@ -533,7 +535,7 @@ class Trainer:
         final = state.history[-1] if state.history else {}
         print(f"final P1 {final.get('p1_mm', float('nan')):.2f} mm (mean pose {state.mean_pose_p1_mm:.2f} mm, "
               f"best {state.best:.2f} mm); outputs in {self.out}", flush=True)
-        protocol.plot(report, os.path.join(self.out, "per_action.png"))
+        benchmark.plot(report, os.path.join(self.out, "per_action.png"))
         result = self.metrics(report)
         write_json(os.path.join(self.out, "metrics.json"), result)
         if args.json:
