@@ -127,33 +127,31 @@ def _hand_to_face(ch, t, rng, side, rate=None, hold=False):
     ch["elbow" + side] += b * rng.uniform(120, 140)
 
 
-def action_channels(action: str, t: np.ndarray, rng: np.random.Generator):
-    """Joint angle channels (degrees) and the path of one action.
+WALKS = {"Walking": (1.25, 1.0), "WalkDog": (1.0, 0.7), "WalkTogether": (0.95, 0.6)}  # speed m/s, arm swing
 
-    Returns (channels, path) where path = (x, y, heading) arrays in metres / radians.
-    """
-    ch = _channels(t)
-    walking = action in ("Walking", "WalkDog", "WalkTogether")
-    centre = rng.uniform(-0.6, 0.6, size=2)
-    if walking:
-        speed = {"Walking": 1.25, "WalkDog": 1.0, "WalkTogether": 0.95}[action] * rng.uniform(0.85, 1.15)
-        _gait(ch, t, rng, speed, stride=rng.uniform(1.25, 1.5),
-              arm_swing={"Walking": 1.0, "WalkDog": 0.7, "WalkTogether": 0.6}[action])
-        radius = rng.uniform(1.0, 1.6)
-        direction = rng.choice([-1.0, 1.0])
-        theta = rng.uniform(0, 2 * np.pi) + direction * speed / radius * t
-        x, y = radius * np.cos(theta) + 0.3 * centre[0], radius * np.sin(theta) + 0.3 * centre[1]
-        heading = theta + (0.0 if direction > 0 else np.pi)
-        if action == "WalkDog":
-            ch["lean"] += 8
-            ch["sh_flexR"] += 30 + smooth_noise(rng, t, 8, 0.6)
-            ch["elbowR"] += 10
-        if action == "WalkTogether":
-            ch["neck_yaw"] += rng.choice([-1, 1]) * 25 + smooth_noise(rng, t, 10, 0.3)
-        ch["neck_pitch"] += 5 + smooth_noise(rng, t, 5, 0.4)
-        return ch, (x, y, heading)
 
-    # standing or sitting near a spot, turning slowly
+def _walk(ch, t, rng, action, centre):
+    """A walk on a circle around ``centre``; returns the path (x, y, heading)."""
+    base_speed, arm_swing = WALKS[action]
+    speed = base_speed * rng.uniform(0.85, 1.15)
+    _gait(ch, t, rng, speed, stride=rng.uniform(1.25, 1.5), arm_swing=arm_swing)
+    radius = rng.uniform(1.0, 1.6)
+    direction = rng.choice([-1.0, 1.0])
+    theta = rng.uniform(0, 2 * np.pi) + direction * speed / radius * t
+    x, y = radius * np.cos(theta) + 0.3 * centre[0], radius * np.sin(theta) + 0.3 * centre[1]
+    heading = theta + (0.0 if direction > 0 else np.pi)
+    if action == "WalkDog":
+        ch["lean"] += 8
+        ch["sh_flexR"] += 30 + smooth_noise(rng, t, 8, 0.6)
+        ch["elbowR"] += 10
+    if action == "WalkTogether":
+        ch["neck_yaw"] += rng.choice([-1, 1]) * 25 + smooth_noise(rng, t, 10, 0.3)
+    ch["neck_pitch"] += 5 + smooth_noise(rng, t, 5, 0.4)
+    return x, y, heading
+
+
+def _near_a_spot(ch, t, rng, centre):
+    """Standing or sitting near ``centre``, turning slowly; returns the path (x, y, heading)."""
     drift = 0.15
     x = centre[0] + smooth_noise(rng, t, drift, 0.1)
     y = centre[1] + smooth_noise(rng, t, drift, 0.1)
@@ -161,76 +159,127 @@ def action_channels(action: str, t: np.ndarray, rng: np.random.Generator):
     ch["twist"] += smooth_noise(rng, t, 10, 0.3)
     ch["neck_yaw"] += smooth_noise(rng, t, 20, 0.3)
     ch["neck_pitch"] += 5 + smooth_noise(rng, t, 8, 0.3)
-    sitting = action in ("Sitting", "Eating")
+    return x, y, heading
+
+
+def _sitting_down(ch, t, rng):
+    """Stand, sit down (sometimes deeper, towards the floor), and later get up again."""
+    dur = t[-1] - t[0] + 1e-9
+    down = bumps(rng, t, 0.0, (0.45 * dur, 0.7 * dur), hold=True)
+    _stand(ch, t, rng)
+    _sit(ch, t, rng, down * rng.uniform(0.9, 1.25))
+    ch["lean"] += down * 20
+    for side in "RL":
+        _gesture(ch, t, rng, side, 0.1, flex=(20, 50), abd=(0, 15), elbow=(20, 60))
+
+
+def _seated(ch, t, rng):
+    _sit(ch, t, rng, 1.0)
+    ch["lean"] += 10
+    for side in "RL":
+        ch["sh_flex" + side] += 25
+        ch["elbow" + side] += 50
+
+
+def _posture(ch, t, rng, action):
     if action == "SittingDown":
-        # stand, sit down (sometimes deeper, towards the floor), and later get up again
-        dur = t[-1] - t[0] + 1e-9
-        down = bumps(rng, t, 0.0, (0.45 * dur, 0.7 * dur), hold=True)
-        _stand(ch, t, rng)
-        _sit(ch, t, rng, down * rng.uniform(0.9, 1.25))
-        ch["lean"] += down * 20
-        for side in "RL":
-            _gesture(ch, t, rng, side, 0.1, flex=(20, 50), abd=(0, 15), elbow=(20, 60))
-    elif sitting:
-        _sit(ch, t, rng, 1.0)
-        ch["lean"] += 10
-        for side in "RL":
-            ch["sh_flex" + side] += 25
-            ch["elbow" + side] += 50
+        _sitting_down(ch, t, rng)
+    elif action in ("Sitting", "Eating"):
+        _seated(ch, t, rng)
     else:
         _stand(ch, t, rng)
 
-    if action == "Directions":
-        for side in "RL":
-            _gesture(ch, t, rng, side, 0.15, flex=(60, 100), abd=(0, 30), elbow=(0, 25))
-    elif action == "Discussion":
-        for side in "RL":
-            _gesture(ch, t, rng, side, 0.4, flex=(20, 60), abd=(5, 30), elbow=(40, 90))
-    elif action == "Eating":
-        side = rng.choice(["R", "L"])
-        _hand_to_face(ch, t, rng, side, rate=0.35)
-    elif action == "Greeting":
-        side = rng.choice(["R", "L"])
-        wave = bumps(rng, t, 0.15, (1.2, 2.5), hold=True)
-        ch["sh_abd" + side] += wave * rng.uniform(80, 130)
-        ch["elbow" + side] += wave * (60 + 25 * np.sin(2 * np.pi * 2.0 * t))
-        ch["lean"] += bumps(rng, t, 0.1) * 15
-    elif action == "Phoning":
-        side = rng.choice(["R", "L"])
-        _hand_to_face(ch, t, rng, side)
-        _gesture(ch, t, rng, "L" if side == "R" else "R", 0.2, flex=(20, 50), elbow=(30, 80))
-    elif action == "Photo":
-        for side in "RL":
-            _hand_to_face(ch, t, rng, side, rate=0.2, hold=True)
-        ch["lean"] += bumps(rng, t, 0.2) * 15
-    elif action == "Posing":
-        for side in "RL":
-            pose = bumps(rng, t, 0.2, (1.5, 3.0), hold=True)
-            ch["sh_abd" + side] += pose * rng.uniform(40, 140)
-            ch["sh_flex" + side] += pose * rng.uniform(-20, 60)
-            ch["elbow" + side] += pose * rng.uniform(0, 110)
-        ch["hip_abdR"] += bumps(rng, t, 0.1, hold=True) * 20
-    elif action == "Purchases":
-        reach = bumps(rng, t, 0.3, (1.0, 2.0), hold=True)
-        ch["lean"] += reach * rng.uniform(25, 55)
-        for side in "RL":
-            ch["sh_flex" + side] += reach * rng.uniform(50, 90)
-            ch["elbow" + side] += reach * rng.uniform(0, 30)
-            ch["knee" + side] += reach * rng.uniform(0, 25)
-            ch["hip_flex" + side] += reach * rng.uniform(0, 20)
-    elif action == "Sitting":
-        for side in "RL":
-            _gesture(ch, t, rng, side, 0.2, flex=(10, 40), elbow=(0, 40))
-    elif action == "Smoking":
-        side = rng.choice(["R", "L"])
-        _hand_to_face(ch, t, rng, side, rate=0.25, hold=True)
-    elif action == "Waiting":
-        for side in "RL":  # arms folded or hands on hips now and then
-            fold = bumps(rng, t, 0.1, (2.0, 4.0), hold=True)
-            ch["elbow" + side] += fold * 90
-            ch["sh_abd" + side] += fold * 15
-        ch["lean"] += smooth_noise(rng, t, 4, 0.2)
-    return ch, (x, y, heading)
+
+def _directions(ch, t, rng):
+    for side in "RL":
+        _gesture(ch, t, rng, side, 0.15, flex=(60, 100), abd=(0, 30), elbow=(0, 25))
+
+
+def _discussion(ch, t, rng):
+    for side in "RL":
+        _gesture(ch, t, rng, side, 0.4, flex=(20, 60), abd=(5, 30), elbow=(40, 90))
+
+
+def _eating(ch, t, rng):
+    _hand_to_face(ch, t, rng, rng.choice(["R", "L"]), rate=0.35)
+
+
+def _greeting(ch, t, rng):
+    side = rng.choice(["R", "L"])
+    wave = bumps(rng, t, 0.15, (1.2, 2.5), hold=True)
+    ch["sh_abd" + side] += wave * rng.uniform(80, 130)
+    ch["elbow" + side] += wave * (60 + 25 * np.sin(2 * np.pi * 2.0 * t))
+    ch["lean"] += bumps(rng, t, 0.1) * 15
+
+
+def _phoning(ch, t, rng):
+    side = rng.choice(["R", "L"])
+    _hand_to_face(ch, t, rng, side)
+    _gesture(ch, t, rng, "L" if side == "R" else "R", 0.2, flex=(20, 50), elbow=(30, 80))
+
+
+def _photo(ch, t, rng):
+    for side in "RL":
+        _hand_to_face(ch, t, rng, side, rate=0.2, hold=True)
+    ch["lean"] += bumps(rng, t, 0.2) * 15
+
+
+def _posing(ch, t, rng):
+    for side in "RL":
+        pose = bumps(rng, t, 0.2, (1.5, 3.0), hold=True)
+        ch["sh_abd" + side] += pose * rng.uniform(40, 140)
+        ch["sh_flex" + side] += pose * rng.uniform(-20, 60)
+        ch["elbow" + side] += pose * rng.uniform(0, 110)
+    ch["hip_abdR"] += bumps(rng, t, 0.1, hold=True) * 20
+
+
+def _purchases(ch, t, rng):
+    reach = bumps(rng, t, 0.3, (1.0, 2.0), hold=True)
+    ch["lean"] += reach * rng.uniform(25, 55)
+    for side in "RL":
+        ch["sh_flex" + side] += reach * rng.uniform(50, 90)
+        ch["elbow" + side] += reach * rng.uniform(0, 30)
+        ch["knee" + side] += reach * rng.uniform(0, 25)
+        ch["hip_flex" + side] += reach * rng.uniform(0, 20)
+
+
+def _sitting(ch, t, rng):
+    for side in "RL":
+        _gesture(ch, t, rng, side, 0.2, flex=(10, 40), elbow=(0, 40))
+
+
+def _smoking(ch, t, rng):
+    _hand_to_face(ch, t, rng, rng.choice(["R", "L"]), rate=0.25, hold=True)
+
+
+def _waiting(ch, t, rng):
+    for side in "RL":  # arms folded or hands on hips now and then
+        fold = bumps(rng, t, 0.1, (2.0, 4.0), hold=True)
+        ch["elbow" + side] += fold * 90
+        ch["sh_abd" + side] += fold * 15
+    ch["lean"] += smooth_noise(rng, t, 4, 0.2)
+
+
+# what each in-place action does on top of its posture (the random draws in this order)
+GESTURES = {"Directions": _directions, "Discussion": _discussion, "Eating": _eating, "Greeting": _greeting,
+            "Phoning": _phoning, "Photo": _photo, "Posing": _posing, "Purchases": _purchases,
+            "Sitting": _sitting, "Smoking": _smoking, "Waiting": _waiting}
+
+
+def action_channels(action: str, t: np.ndarray, rng: np.random.Generator):
+    """Joint angle channels (degrees) and the path of one action.
+
+    Returns (channels, path) where path = (x, y, heading) arrays in metres / radians.
+    """
+    ch = _channels(t)
+    centre = rng.uniform(-0.6, 0.6, size=2)
+    if action in WALKS:
+        return ch, _walk(ch, t, rng, action, centre)
+    path = _near_a_spot(ch, t, rng, centre)
+    _posture(ch, t, rng, action)
+    if action in GESTURES:
+        GESTURES[action](ch, t, rng)
+    return ch, path
 
 
 def forward_kinematics(ch: Dict[str, np.ndarray], bones: Dict[str, float], heading: np.ndarray) -> np.ndarray:
