@@ -45,11 +45,17 @@ def _check_pair(path, where, d2, d3):
     return d2, d3
 
 
-def load_train(data_dir) -> List[PoseSequence]:
-    path = os.path.join(os.fspath(data_dir), TRAIN_FILE)
+def _load_data(data_dir, file: str, example: str):
+    """(path, the non-empty dict under key 'data') of one of the two files."""
+    path = os.path.join(os.fspath(data_dir), file)
     data = load_npz_dict(path, "data")
     if not isinstance(data, dict) or not data:
-        raise DataError(path, "'data' must be a non-empty dict {'S1 Seq1': [cameras, fps], ...}")
+        raise DataError(path, f"'data' must be a non-empty dict {{{example}, ...}}")
+    return path, data
+
+
+def load_train(data_dir) -> List[PoseSequence]:
+    path, data = _load_data(data_dir, TRAIN_FILE, "'S1 Seq1': [cameras, fps]")
     sequences = []
     for name, entry in data.items():
         cams = entry[0] if isinstance(entry, (list, tuple, np.ndarray)) and len(entry) else entry
@@ -69,10 +75,7 @@ def load_train(data_dir) -> List[PoseSequence]:
 
 
 def load_test(data_dir) -> List[PoseSequence]:
-    path = os.path.join(os.fspath(data_dir), TEST_FILE)
-    data = load_npz_dict(path, "data")
-    if not isinstance(data, dict) or not data:
-        raise DataError(path, "'data' must be a non-empty dict {'TS1': {...}, ...}")
+    path, data = _load_data(data_dir, TEST_FILE, "'TS1': {...}")
     sequences = []
     for name, anim in data.items():
         where = f"data[{name!r}]"
