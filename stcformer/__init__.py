@@ -7,7 +7,7 @@ __all__ = ["STCFormer", "stc_attention", "load_checkpoint", "save_checkpoint", "
            "lift", "read_keypoints", "Keypoints", "StreamLifter"]
 
 # imported on first use: the inference pipeline, the keypoint readers, online lifting
-_LAZY = {"lift": "infer.pipeline", "read_keypoints": "infer.keypoints", "Keypoints": "infer.keypoints",
+_LAZY = {"lift": "infer.pipeline", "read_keypoints": "infer.readers", "Keypoints": "infer.keypoints",
          "StreamLifter": "infer.stream"}
 
 

@@ -10,7 +10,8 @@ import torch
 from stcformer import STCFormer, save_checkpoint
 from stcformer.cli.common import run
 from stcformer.cli.infer import main
-from stcformer.infer.keypoints import BLAZEPOSE_JOINTS, BLAZEPOSE_TO_COCO, COCO_JOINTS, convert_keypoints, to_h36m
+from stcformer.infer.joints import BLAZEPOSE_JOINTS, BLAZEPOSE_TO_COCO, COCO_JOINTS, to_h36m
+from stcformer.infer.keypoints import convert_keypoints
 
 
 def infer(*args):

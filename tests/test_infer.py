@@ -275,7 +275,7 @@ def test_amp_is_opt_in(tmp_path, ckpt):
 
 def test_old_format_flag_names_the_joint_set(tmp_path, ckpt, capsys):
     """--format takes file formats only: a joint set there is argparse's usage error (--joints names it)."""
-    from stcformer.infer.keypoints import coco_to_h36m
+    from stcformer.infer.joints import coco_to_h36m
 
     kpts = np.random.default_rng(11).uniform(100, 900, size=(8, 17, 2)).astype(np.float32)
     np.save(tmp_path / "k.npy", kpts)
@@ -315,7 +315,8 @@ def _two_people(T=30, short=range(10, 15), tracked=True):
 
 
 def test_person_all_one_folder_per_track(tmp_path, ckpt):
-    from stcformer.infer.keypoints import read_tracks, window_stride
+    from stcformer.infer.pipeline import window_stride
+    from stcformer.infer.readers import read_tracks
 
     (tmp_path / "people.json").write_text(json.dumps(_two_people()))
     out = tmp_path / "out"

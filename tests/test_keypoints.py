@@ -1,12 +1,15 @@
-"""stcformer.infer.keypoints: readers, joint-set conversions, gap filling, smoothing."""
+"""stcformer.infer readers, joint-set conversions, gap filling, tracks; export.smoothing."""
 import json
 
 import numpy as np
 import pytest
 
 from stcformer.errors import DataError, UsageError
-from stcformer.infer.keypoints import (coco_to_h36m, fill_gaps, halpe26_to_h36m, jitter, read_keypoints, savgol,
-                                 to_h36m, window_stride)
+from stcformer.export.smoothing import jitter, savgol
+from stcformer.infer.gaps import fill_gaps
+from stcformer.infer.joints import coco_to_h36m, halpe26_to_h36m, to_h36m
+from stcformer.infer.pipeline import window_stride
+from stcformer.infer.readers import read_keypoints
 
 
 def coco_pose(dx=0.0):
@@ -259,7 +262,7 @@ def test_npz_layouts_that_are_refused(tmp_path):
 
 
 def test_coco_keypoint_file_round_trip(tmp_path):
-    from stcformer.infer.keypoints import write_coco_keypoints
+    from stcformer.infer.coco_json import write_coco_keypoints
 
     rng = np.random.default_rng(20)
     xy = rng.uniform(-20, 700, size=(9, 33, 2)).astype(np.float32)
@@ -279,13 +282,13 @@ def test_coco_keypoint_file_round_trip(tmp_path):
 
 
 def test_link_tracks_follows_boxes_through_a_gap():
-    from stcformer.infer.keypoints import _Detection, _area, link_tracks
+    from stcformer.infer.tracks import Detection, box_area, link_tracks
 
     def det(frame, x):
         box = np.array([x, 100.0, x + 80, 300.0])
         kp = np.concatenate([np.stack([np.linspace(x, x + 80, 17), np.linspace(100, 300, 17)], -1),
                              np.ones((17, 1))], 1)
-        return _Detection(frame, None, box, _area(box), kp)
+        return Detection(frame, None, box, box_area(box), kp)
 
     dets = []
     for f in range(12):

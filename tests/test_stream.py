@@ -9,7 +9,7 @@ import torch
 import stcformer
 from stcformer import STCFormer, StreamLifter, save_checkpoint
 from stcformer.errors import UsageError
-from stcformer.infer.keypoints import coco_to_h36m
+from stcformer.infer.joints import coco_to_h36m
 from stcformer.infer.stream import serve
 
 SIZE = (1000, 800)

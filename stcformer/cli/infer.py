@@ -58,7 +58,11 @@ from stcformer.data.skeleton import H36M_JOINTS, H36M_LEFT, H36M_PARENTS, H36M_R
 from stcformer.infer.detect import DETECTORS
 from stcformer.errors import DataError
 from stcformer.io import save_figure, write_json, write_npz
-from stcformer.infer.keypoints import FORMATS, JOINT_SETS, convert_keypoints, fill_gaps, jitter, read_keypoints, read_tracks, savgol
+from stcformer.export.smoothing import jitter, savgol
+from stcformer.infer.gaps import fill_gaps
+from stcformer.infer.joints import JOINT_SETS
+from stcformer.infer.keypoints import convert_keypoints
+from stcformer.infer.readers import FORMATS, read_keypoints, read_tracks
 from stcformer.eval.predict import MODES
 from stcformer.infer.pipeline import lift_xy, lifting_model, lifting_window
 
@@ -403,7 +407,7 @@ def main(argv=None) -> int:
     # ---- outputs (nothing was written before this point)
     written = []
     if detecting:
-        from stcformer.infer.keypoints import write_coco_keypoints
+        from stcformer.infer.coco_json import write_coco_keypoints
 
         kp_json = os.path.join(args.out, "keypoints_2d.json")
         write_coco_keypoints(kp_json, raw[..., :2], raw[..., 2], size, fps, joints=detector.joints,

@@ -1,5 +1,6 @@
 """Outputs people look at or load elsewhere: BVH files (:mod:`.bvh`), rendered skeleton videos
-(:mod:`.render`, the one skeleton drawer) and result plots (:mod:`.plots`).
+(:mod:`.render`, the one skeleton drawer), result plots (:mod:`.plots`) and the smoothing of
+pose sequences over time (:mod:`.smoothing`).
 
 May import: :mod:`stcformer.data` (the skeleton), ``stcformer.io``/``errors``; numpy and
 matplotlib; never torch models.

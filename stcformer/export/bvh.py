@@ -30,6 +30,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from stcformer.data.skeleton import H36M_JOINTS, H36M_PARENTS
+from stcformer.export.smoothing import savgol
 from stcformer.io import atomic_write
 
 # camera axes (x right, y down, z forward) -> BVH axes (x left-of-subject, y up, z facing)
@@ -226,8 +227,6 @@ def root_trajectory(poses: np.ndarray, keypoints: np.ndarray, size: Sequence[int
     time (linear between them, held at the ends). ``smooth``: a Savitzky-Golay filter (degree 2) over that many frames afterwards.
     Only as good as the focal length: depth (and with it the x, y travel) scales with it.
     """
-    from stcformer.infer.keypoints import savgol
-
     w, h = size
     f = float(focal or max(w, h))
     X = np.asarray(poses, dtype=np.float64)

@@ -2,7 +2,7 @@
 
 A :class:`Detector` turns a sequence of RGB frames into ``(T, J, 3)`` keypoints: x, y in pixels
 and a score per joint, NaN x, y and score 0 in a frame where it finds nobody. ``joints`` names
-its joint set in :mod:`stcformer.infer.keypoints`, which converts it to Human3.6M-17. Detectors are
+its joint set in :mod:`stcformer.infer.joints`, which converts it to Human3.6M-17. Detectors are
 registered by name in :data:`DETECTORS`; :func:`get_detector` builds one, or raises a one-line
 :class:`~stcformer.errors.UsageError` naming what to install when it cannot run here.
 
@@ -32,7 +32,7 @@ class Detector:
     """Base of the detectors: ``detect(frames) -> (T, J, 3)`` (x, y pixels, score)."""
 
     name = "detector"
-    joints = "h36m"       # joint set of the output (stcformer.infer.keypoints.JOINT_SETS)
+    joints = "h36m"       # joint set of the output (stcformer.infer.joints.JOINT_SETS)
     description = ""      # model and version, written into keypoint files
 
     @classmethod
@@ -89,7 +89,7 @@ class Detector:
 
     @property
     def num_joints(self) -> int:
-        from stcformer.infer.keypoints import NUM_JOINTS
+        from stcformer.infer.joints import NUM_JOINTS
 
         return NUM_JOINTS[self.joints]
 

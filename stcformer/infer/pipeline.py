@@ -1,9 +1,10 @@
 """From pixel keypoints to 3D for one person: the pipeline ``stcformer.lift`` and
 ``python -m stcformer.infer`` run.
 
-The steps are: read the keypoints (:mod:`stcformer.infer.keypoints`), check the image size and
+The steps are: read the keypoints (:mod:`stcformer.infer.readers`), check the image size and
 frame rate (:func:`lifting_size`), load the checkpoint once (:func:`lifting_model`), take its
-training window (:func:`trained_window`, :func:`lifting_window`), fill gaps, then
+training window (:func:`trained_window`) at the input's frame rate (:func:`window_stride`,
+:func:`lifting_window`), fill gaps (:mod:`stcformer.infer.gaps`), then
 :func:`lift_xy`: normalise and predict with :func:`stcformer.eval.predict.predict_sequence`.
 :class:`stcformer.infer.stream.StreamLifter` lifts the same way one frame at a time.
 """
@@ -40,11 +41,15 @@ def lifting_size(fps: Optional[float], size, tds: Optional[int] = None, source: 
     return w, h
 
 
+def window_stride(fps: float, train_tds: int = 3, train_fps: float = 50.0) -> int:
+    """Frame step inside a window at ``fps``: max(1, round(train_tds * fps / train_fps)), so a
+    window spans the same time as the training windows (tds 3 at 50 fps)."""
+    return max(1, int(round(train_tds * fps / train_fps)))
+
+
 def lifting_window(model, fps: Optional[float], frames: Optional[int] = None, tds: Optional[int] = None) -> tuple:
     """``(frames, tds)`` for lifting keypoints at ``fps`` with ``model``: ``frames``/``tds`` default
     to its training window (:func:`trained_window`), tds scaled by fps/50."""
-    from stcformer.infer.keypoints import window_stride
-
     train_frames, train_tds = trained_window(model)
     return int(frames or train_frames), int(tds or window_stride(fps, train_tds))
 
@@ -84,7 +89,8 @@ def lift(keypoints, checkpoint, fps: Optional[float] = None, size=None, mode: st
     checkpoint's training window, tds scaled by fps/50.
     """
     from stcformer.errors import UsageError
-    from stcformer.infer.keypoints import as_keypoints, fill_gaps
+    from stcformer.infer.gaps import fill_gaps
+    from stcformer.infer.readers import as_keypoints
 
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")

@@ -13,7 +13,7 @@ With complete detections and ``latency=None`` the output equals the offline cent
 
 Missing joints (score under ``min_score``, no value, or NaN/zero) and missing frames (fewer than
 half the joints usable, or no detection) follow the offline rules of
-:func:`stcformer.infer.keypoints.fill_gaps`, with the frames that have arrived: a gap between two usable
+:func:`stcformer.infer.gaps.fill_gaps`, with the frames that have arrived: a gap between two usable
 frames that have both arrived is interpolated linearly, as offline; a gap still open at the newest
 frame holds the last usable value (offline would interpolate towards the first usable value after
 it, which has not arrived), so the frames whose window reaches into an open gap can differ from
@@ -37,7 +37,9 @@ import torch
 from stcformer.data.skeleton import H36M_LEFT, H36M_RIGHT, H36M_ROOT
 from stcformer.data.windows import flip_pose
 from stcformer.errors import STCFormerError, UsageError
-from stcformer.infer.keypoints import JOINT_SETS, MIN_JOINT_SHARE, NUM_JOINTS, as_keypoints
+from stcformer.infer.gaps import MIN_JOINT_SHARE
+from stcformer.infer.joints import JOINT_SETS, NUM_JOINTS
+from stcformer.infer.readers import as_keypoints
 from stcformer.eval.predict import flip_average
 from stcformer.infer.pipeline import lifting_model, lifting_size, lifting_window, normalised_frames
 
