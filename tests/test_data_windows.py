@@ -120,3 +120,20 @@ def test_window_set_training_mode_flips_inputs_and_targets():
     want[:, 0] = 0
     assert np.array_equal(y[1].numpy(), want)
     assert (y[:, :, 0] == 0).all()
+
+
+def test_window_set_of_keypoints_without_3d():
+    """Sequences without poses (keypoints to lift) window the same inputs; only targets refuse."""
+    seqs = _sequences()
+    bare = [PoseSequence(s.subject, s.action, s.camera, s.keypoints) for s in seqs]
+    args = ([every_frame(5), every_frame(12)], 2, 2, 0, H36M_LEFT, H36M_RIGHT)
+    ws, ref = WindowSet(bare, *args), WindowSet(seqs, *args)
+    assert ws.poses is None
+    idx = np.arange(len(ws))
+    for flip in (None, True):
+        assert torch.equal(ws.inputs(idx, flip=flip), ref.inputs(idx, flip=flip))
+    assert np.array_equal(ws.frame_indices(idx), ref.frame_indices(idx))
+    with pytest.raises(ValueError, match="no 3D targets"):
+        ws.targets([0])
+    with pytest.raises(ValueError, match="no 3D targets"):  # one pose-less sequence among others
+        WindowSet([seqs[0], bare[1]], *args).to_device("cpu").targets([0])

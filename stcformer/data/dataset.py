@@ -13,11 +13,12 @@ from stcformer.data.windows import test_centres, train_centres, window_indices
 
 @dataclass
 class PoseSequence:
-    """One camera view of one recording.
+    """One camera view of one recording, or one sequence of a user's keypoints.
 
     keypoints: (F, J, 2) float32 screen-normalised 2D.
     poses: (F, J, 3) float32 camera-space 3D, non-root joints relative to the root (the root keeps
-        its absolute position, as in the official data; windows zero it).
+        its absolute position, as in the official data; windows zero it); None where there is no
+        3D (keypoints to lift).
     valid: (F,) bool frames to score (MPI-INF-3DHP test), or None for all.
     """
 
@@ -25,7 +26,7 @@ class PoseSequence:
     action: str
     camera: str
     keypoints: np.ndarray
-    poses: np.ndarray
+    poses: Optional[np.ndarray] = None
     valid: Optional[np.ndarray] = None
 
     @property
@@ -50,6 +51,13 @@ class PoseData:
     unit_to_mm: float              # 1000 for metres (H36M), 1 for millimetres (3DHP)
 
 
+def _concatenated_poses(sequences: Sequence[PoseSequence]) -> Optional[np.ndarray]:
+    """The sequences' 3D end to end, float32; None if any of them has none."""
+    if any(s.poses is None for s in sequences):
+        return None
+    return np.concatenate([s.poses for s in sequences]).astype(np.float32, copy=False)
+
+
 class WindowSet:
     """Windows of ``2*pad+1`` frames, ``tds`` apart, around chosen centres of many sequences.
 
@@ -60,6 +68,8 @@ class WindowSet:
         root, left, right: root joint (zeroed in targets) and the flip lists.
         augment: list every window twice, as is and mirrored (the official training flip).
         seq2seq: targets are all T frames of the window (training); else the centre frame only.
+
+    ``poses`` is None when a sequence has no 3D: its windows give inputs, and ``targets`` raises.
     """
 
     def __init__(self, sequences: Sequence[PoseSequence], centres: Sequence[np.ndarray], pad: int,
@@ -75,7 +85,7 @@ class WindowSet:
         self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         self.lengths = lengths
         self.keypoints = np.concatenate([s.keypoints for s in self.sequences]).astype(np.float32, copy=False)
-        self.poses = np.concatenate([s.poses for s in self.sequences]).astype(np.float32, copy=False)
+        self.poses = _concatenated_poses(self.sequences)
         seq = np.concatenate([np.full(len(c), i, dtype=np.int64) for i, c in enumerate(centres)])
         ctr = np.concatenate([np.asarray(c, dtype=np.int64) for c in centres])
         flip = np.zeros(len(seq), dtype=bool)
@@ -131,7 +141,7 @@ class DeviceWindows:
         self.left, self.right = windows.left, windows.right
         dev = self.device
         self.keypoints = torch.from_numpy(windows.keypoints).to(dev)
-        self.poses = torch.from_numpy(windows.poses).to(dev)
+        self.poses = None if windows.poses is None else torch.from_numpy(windows.poses).to(dev)
         self.seq = torch.from_numpy(windows.seq).to(dev)
         self.centre = torch.from_numpy(windows.centre).to(dev)
         self.flip = torch.from_numpy(windows.flip).to(dev)
@@ -182,6 +192,8 @@ class DeviceWindows:
 
     def targets(self, idx) -> torch.Tensor:
         """3D targets on the device, root zeroed, as ``WindowSet.targets``."""
+        if self.poses is None:
+            raise ValueError("these windows have no 3D targets: a sequence was given without poses")
         idx = self._index(idx)
         if self.seq2seq:
             frames = self.frame_indices(idx)

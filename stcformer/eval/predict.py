@@ -4,12 +4,9 @@ Evaluation (scored against ground truth) and inference (a user's own keypoints) 
 :func:`predict_centres` on a :class:`~stcformer.data.dataset.WindowSet`; :func:`sequence_windows`
 builds the windows of one keypoint sequence that has no 3D. :func:`predict_seq2seq` keeps every
 output frame of overlapping blocks of windows instead, blended with weights that fade out at each
-block edge (:func:`seq2seq_windows`), and :func:`lift` runs the whole path from pixel keypoints to 3D
-for one person. :class:`stcformer.infer.stream.StreamLifter` lifts the same way one frame at a time, from
-the pieces here (:func:`lifting_model`, :func:`lifting_size`, :func:`lifting_window`,
-:func:`normalised_frames`, :func:`flip_average`); ``python -m stcformer.infer`` runs :func:`lift`'s
-steps for each person it lifts. A checkpoint is read once: the model carries the window it was
-trained with (:func:`trained_window`).
+block edge (:func:`seq2seq_windows`). :func:`predict_sequence` runs either mode on one normalised
+keypoint sequence: the last step of :func:`stcformer.infer.pipeline.lift`.
+:class:`stcformer.infer.stream.StreamLifter` lifts one frame at a time with :func:`flip_average`.
 """
 from __future__ import annotations
 
@@ -27,9 +24,7 @@ from stcformer.data.windows import flip_pose, test_centres
 def sequence_windows(keypoints: np.ndarray, frames: int, tds: int, root: int, left: Sequence[int],
                      right: Sequence[int]) -> WindowSet:
     """Test windows of one sequence of normalised 2D keypoints (F, J, 2): every frame a centre."""
-    keypoints = np.asarray(keypoints, dtype=np.float32)
-    seq = PoseSequence("input", "input", "input", keypoints,
-                       np.zeros(keypoints.shape[:2] + (3,), dtype=np.float32))
+    seq = PoseSequence("input", "input", "input", np.asarray(keypoints, dtype=np.float32))
     return WindowSet([seq], [test_centres(len(seq))], (frames - 1) // 2, tds, root, left, right)
 
 
@@ -60,7 +55,7 @@ def predict_centres(model, windows: WindowSet, batch_size: int = 256, flip: bool
     was_training = model.training
     model.eval()
     source = windows.to_device(device if gather_on_device else "cpu")
-    out = torch.empty((len(windows),) + windows.poses.shape[1:], dtype=torch.float32, device=source.device)
+    out = torch.empty((len(windows), windows.keypoints.shape[1], 3), dtype=torch.float32, device=source.device)
     starts = range(0, len(windows), batch_size)
     for start in tqdm(starts, desc="test", unit="batch", disable=None if progress else True,
                       leave=False, mininterval=1.0):
@@ -148,8 +143,8 @@ class Seq2SeqWindows(WindowSet):
 
 def seq2seq_windows(sequences, frames: int, tds: int, root: int, left: Sequence[int],
                     right: Sequence[int], overlap: float = SEQ2SEQ_OVERLAP) -> Seq2SeqWindows:
-    """The :func:`seq2seq_centres` windows of each :class:`PoseSequence` (or (F, J, 2) array), with
-    the blending weight of every output frame."""
+    """The :func:`seq2seq_centres` windows of each :class:`PoseSequence` (or (F, J, 2) array of
+    keypoints, windowed without 3D), with the blending weight of every output frame."""
     span, _, fade = _block_geometry(frames, tds, overlap)
     pad = (frames - 1) // 2
     seqs, centres, weights = [], [], []
@@ -157,8 +152,7 @@ def seq2seq_windows(sequences, frames: int, tds: int, root: int, left: Sequence[
     pos = np.arange(tds)[:, None] + np.arange(2 * pad + 1)[None] * tds          # (tds, T)
     for i, s in enumerate(sequences):
         if not isinstance(s, PoseSequence):
-            k = np.asarray(s, dtype=np.float32)
-            s = PoseSequence(f"input{i}", "input", "input", k, np.zeros(k.shape[:2] + (3,), dtype=np.float32))
+            s = PoseSequence(f"input{i}", "input", "input", np.asarray(s, dtype=np.float32))
         seqs.append(s)
         centres.append(seq2seq_centres(len(s), frames, tds, overlap))
         w = seq2seq_block_weights(len(centres[-1]) // tds, span, fade)[:, pos].reshape(-1, 2 * pad + 1)
