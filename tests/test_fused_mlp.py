@@ -1,14 +1,16 @@
 """Fused GELU + dropout (stcformer.ops.fused_mlp, csrc/cpu/fused_mlp.cpp): values, mask statistics,
-the same mask in the backward, the MLP autograd, opcheck and torch.compile."""
+the same mask in the backward, the MLP autograd, opcheck and torch.compile; the oneDNN linear
+(stcformer.ops.linear)."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from stcformer.ops import fused_mlp
+from stcformer.ops import dispatch, fused_mlp
+from stcformer.ops import linear as linear_mod
 
-_reason = fused_mlp.unavailable_reason("cpu")
+_reason = dispatch.fused_mlp_reason("cpu")
 pytestmark = pytest.mark.skipif(_reason is not None, reason=str(_reason))
 
 ops = torch.ops.stcformer if _reason is None else None
@@ -225,7 +227,7 @@ def test_torch_compile_fullgraph(monkeypatch):
         torch.testing.assert_close(a, b)
 
 
-def test_use_fused_mlp_on_the_model():
+def test_onednn_mlp_on_the_model():
     model_mod = pytest.importorskip("stcformer.model.modules")
     torch.manual_seed(0)
     model = model_mod.STCFormer(layers=2, d_hid=64, num_heads=4)
@@ -234,7 +236,7 @@ def test_use_fused_mlp_on_the_model():
     with torch.no_grad():
         want = model(x)
     keys = list(model.state_dict())
-    fused_mlp.use_fused_mlp(model)
+    model.configure(onednn_mlp=True)
     assert list(model.state_dict()) == keys
     with torch.no_grad():
         torch.testing.assert_close(model(x), want)
@@ -252,7 +254,7 @@ def test_onednn_linear_matches_f_linear(bias):
     b = torch.randn(96, requires_grad=True) if bias else None
     leaves = [t for t in (x, w, b) if t is not None]
     g = torch.randn(3, 50, 96)
-    got = fused_mlp.linear(x, w, b)
+    got = linear_mod.linear(x, w, b)
     g_got = torch.autograd.grad(got, leaves, g)
     assert_linear_close(got, x, w, b)
     # grad_x = g @ w (K = 96), grad_w = g^T @ x (K = 150 rows), grad_b = column sums of g
@@ -263,19 +265,19 @@ def test_onednn_linear_matches_f_linear(bias):
     # bfloat16: oneDNN where it has a bf16 GEMM, else F.linear; float32 accumulation either way,
     # output rounded to bf16 (compared with the exact product of the bf16-rounded inputs)
     x16, w16 = x.detach().bfloat16(), w.detach().bfloat16()
-    y16 = fused_mlp.linear(x16, w16)
+    y16 = linear_mod.linear(x16, w16)
     assert y16.dtype == torch.bfloat16
     assert_linear_close(y16, x16, w16)
 
 
-def test_use_onednn_linear_on_the_model():
+def test_onednn_linears_on_the_model():
     model_mod = pytest.importorskip("stcformer.model.modules")
     torch.manual_seed(0)
     model = model_mod.STCFormer(layers=2, d_hid=64, num_heads=4).eval()
     x = torch.randn(2, 9, 17, 2)
     with torch.no_grad():
         want = model(x)
-        fused_mlp.use_onednn_linear(model)
+        linear_mod.convert_linears(model)
         torch.testing.assert_close(model(x), want, rtol=1e-4, atol=1e-5)
 
 
@@ -288,35 +290,35 @@ def test_bf16_takes_f_linear_where_onednn_has_no_bf16(monkeypatch, caplog):
         calls.append(a.dtype)
         return F.linear(a, b, bias)
 
-    monkeypatch.setattr(fused_mlp, "_ONEDNN", fake_onednn)
-    monkeypatch.setattr(fused_mlp, "ONEDNN_BF16_REASON", "oneDNN bf16: (test) no bf16 GEMM here")
-    monkeypatch.setattr(fused_mlp, "_logged", set())
+    monkeypatch.setattr(linear_mod, "_ONEDNN", fake_onednn)
+    monkeypatch.setattr(linear_mod, "ONEDNN_BF16_REASON", "oneDNN bf16: (test) no bf16 GEMM here")
+    monkeypatch.setattr(linear_mod, "_logged", set())
     x, w = torch.randn(5, 16), torch.randn(8, 16)
     with caplog.at_level("DEBUG", logger="stcformer"):
-        y16 = fused_mlp.linear(x.bfloat16(), w.bfloat16())
-        fused_mlp.linear(x.bfloat16(), w.bfloat16())
+        y16 = linear_mod.linear(x.bfloat16(), w.bfloat16())
+        linear_mod.linear(x.bfloat16(), w.bfloat16())
     assert calls == [] and torch.equal(y16, F.linear(x.bfloat16(), w.bfloat16()))
     said = [r.getMessage() for r in caplog.records if "(test) no bf16 GEMM here" in r.getMessage()]
     assert len(said) == 1 and all(r.levelname == "DEBUG" for r in caplog.records if r.name == "stcformer")
-    fused_mlp.linear(x, w)
+    linear_mod.linear(x, w)
     assert calls == [torch.float32]
-    monkeypatch.setattr(fused_mlp, "ONEDNN_BF16_REASON", None)  # a CPU with bf16 GEMMs
-    fused_mlp.linear(x.bfloat16(), w.bfloat16())
+    monkeypatch.setattr(linear_mod, "ONEDNN_BF16_REASON", None)  # a CPU with bf16 GEMMs
+    linear_mod.linear(x.bfloat16(), w.bfloat16())
     assert calls == [torch.float32, torch.bfloat16]
 
 
 def test_onednn_bf16_decision_matches_onednn():
     """The decision agrees with oneDNN itself on this machine (and ISA cap): where it says yes,
     a bf16 inner product runs; where it says no, oneDNN cannot create one."""
-    if fused_mlp._ONEDNN is None:
+    if linear_mod._ONEDNN is None:
         pytest.skip("this torch has no oneDNN linear")
     x, w = torch.randn(4, 32).bfloat16(), torch.randn(8, 32).bfloat16()
     try:
-        y = fused_mlp._ONEDNN(x, w, None, "none", [], "")
+        y = linear_mod._ONEDNN(x, w, None, "none", [], "")
         runs, why = True, None
     except RuntimeError as exc:
         runs, why = False, str(exc).splitlines()[0]
-    assert runs == (fused_mlp.ONEDNN_BF16_REASON is None), (fused_mlp.ONEDNN_BF16_REASON, why)
+    assert runs == (linear_mod.ONEDNN_BF16_REASON is None), (linear_mod.ONEDNN_BF16_REASON, why)
     if runs:
         assert_linear_close(y, x, w)
 
@@ -325,8 +327,8 @@ def test_model_trains_through_the_fused_mlp_by_default(monkeypatch):
     """CPU float32 blocks take fused_mlp.residual_mlp in training and in evaluation (the same
     numbers as the plain modules there); fused=False and autocast do not."""
     model_mod = pytest.importorskip("stcformer.model.modules")
-    if fused_mlp.unavailable_reason("cpu") is not None:
-        pytest.skip(fused_mlp.unavailable_reason("cpu"))
+    if dispatch.fused_mlp_reason("cpu") is not None:
+        pytest.skip(dispatch.fused_mlp_reason("cpu"))
     calls = []
     orig = fused_mlp.residual_mlp
     monkeypatch.setattr(fused_mlp, "residual_mlp", lambda *a, **k: (calls.append(1), orig(*a, **k))[1])

@@ -125,7 +125,7 @@ def test_aten_capability_cap_refuses_cpp_without_loading_it():
         "    stc_attention(*args, backend='cpp'); print('RAN')\n"
         "except RuntimeError as e:\n"
         "    print('REFUSED', e)\n"
-        "print('FUSED', fused_mlp.unavailable_reason())\n"
+        "print('FUSED', dispatch.fused_mlp_reason())\n"
         "print('LOADED', 'stcformer._C' in sys.modules)\n")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, ATEN_CPU_CAPABILITY="default")

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from stcformer.ops import fused_mlp
-from stcformer.errors import UsageError
+from stcformer.errors import BackendError, UsageError
 from stcformer.model.official import to_official_key
+from stcformer.ops import dispatch, fused_mlp
 from stcformer.ops.attention import head_major_index, preferred_layout, stc_attention
 
 # body part of each joint, indexing the SPE embedding (official-reference A.1 step 7 and A.2)
@@ -49,55 +49,104 @@ class DropPath(nn.Module):
         return x * (mask / keep)
 
 
-@torch.compiler.assume_constant_result
-def _fused_mlp_reason() -> Optional[str]:
-    return fused_mlp.unavailable_reason("cpu")
+def _chunked_cpu_ok(weight: Tensor) -> bool:
+    """float32 on a CPU that runs stcformer._C: the chunked CPU paths apply (outside autocast)."""
+    return (weight.device.type == "cpu" and weight.dtype == torch.float32
+            and dispatch.fused_mlp_reason("cpu") is None)
 
 
-def _cpu_fused_ok(x: Tensor) -> bool:
-    """float32 on a CPU that runs stcformer._C, outside autocast: the chunked CPU paths apply."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-            and _fused_mlp_reason() is None)
+class _Planned(nn.Module):
+    """A module whose execution path is chosen from its settings and its parameters' device
+    and dtype: at construction, on every ``.to()`` / ``.cuda()`` / ``.float()`` (``_apply``)
+    and when a setting changes; ``forward`` only runs what ``plan`` chose."""
+
+    def plan(self) -> None:
+        raise NotImplementedError
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self.plan()
+        return self
 
 
-class Mlp(nn.Module):
+class Mlp(_Planned):
     """fc1 -> GELU -> dropout -> fc2 -> dropout (the official MLP).
 
     Training in float32 on a CPU that runs stcformer._C goes through ``fused_mlp.mlp``: GELU
     and dropout fused, masks drawn from a counter-based hash instead of stored (the same keep
     probability, other random draws than nn.Dropout). Inside an STCBlock the block runs
     ``fused_mlp.residual_mlp`` instead (LayerNorm, MLP and residual in row chunks; see
-    ``STCBlock``). ``fused=False`` keeps the plain modules everywhere. ``recompute``: the fused
-    path keeps only its input and recomputes fc1 in the backward (less memory, one GEMM more).
+    :meth:`residual`). ``fused=False`` keeps the plain modules everywhere. ``onednn=True``
+    runs the MLP through ``fused_mlp.mlp`` with its GEMMs on oneDNN (training and evaluation)
+    wherever the block's chunked path does not take it. ``recompute``: the fused paths keep
+    only their input and recompute fc1 in the backward (less memory, one GEMM more).
     """
 
-    def __init__(self, dim: int, hidden: int, drop: float):
+    def __init__(self, dim: int, hidden: int, drop: float, fused: bool = True, onednn: bool = False):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden, bias=False)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, dim, bias=False)
         self.drop = nn.Dropout(drop)
-        self.fused = True
+        self._fused, self._onednn = fused, onednn
         self.recompute = False
+        self.plan()
 
-    def runs_fused(self, x: Tensor) -> bool:
-        """Whether the fused CPU path takes ``x`` (float32 on a CPU that runs stcformer._C)."""
-        return self.fused and _cpu_fused_ok(x)
+    @property
+    def fused(self) -> bool:
+        return self._fused
+
+    @fused.setter
+    def fused(self, value: bool) -> None:
+        self._fused = bool(value)
+        self.plan()
+
+    @property
+    def onednn(self) -> bool:
+        return self._onednn
+
+    @onednn.setter
+    def onednn(self, value: bool) -> None:
+        self._onednn = bool(value)
+        self.plan()
+
+    def plan(self) -> None:
+        self._chunked = self._fused and _chunked_cpu_ok(self.fc1.weight)
+
+    def _runs_chunked(self) -> bool:
+        # autocast is a context around the call, not a setting of the module: read here, per call
+        return self._chunked and not torch.is_autocast_enabled("cpu")
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.training and self.drop.p > 0 and self.runs_fused(x):
+        if self._onednn:
+            return fused_mlp.mlp(x, self.fc1.weight, self.fc2.weight, self.drop.p, self.training,
+                                 self.fc1.bias, self.fc2.bias, self.recompute)
+        if self.training and self.drop.p > 0 and self._runs_chunked():
             # GEMMs through F.linear (MKL): the same bits eager and under torch.compile
             return fused_mlp.mlp(x, self.fc1.weight, self.fc2.weight, self.drop.p, True,
                                  recompute=self.recompute, onednn=False)
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
+    def residual(self, x: Tensor, norm: nn.LayerNorm) -> Tensor:
+        """``x + self(norm(x))``; on the chunked path LayerNorm, MLP and residual in row chunks
+        (cache-resident hidden, the LayerNorm output recomputed in the backward instead of kept)."""
+        if self._runs_chunked():
+            return fused_mlp.residual_mlp(x, norm, self.fc1.weight, self.fc2.weight, self.drop.p,
+                                          self.training, self.fc1.bias, self.fc2.bias, recompute=self.recompute)
+        return x + self(norm(x))
 
-class STCAttention(nn.Module):
-    """Pre-norm criss-cross attention with residual: ``x + proj(stc_attention(qkv(LN(x))))``."""
+
+class STCAttention(_Planned):
+    """Pre-norm criss-cross attention with residual: ``x + proj(stc_attention(qkv(LN(x))))``.
+
+    The qkv layout is the one the backend that runs reads fastest (``preferred_layout``): with
+    ``head_major`` the qkv Linear runs with its output rows permuted (the weights themselves
+    stay official). ``fused`` (float32 on CPU): LayerNorm + qkv in row chunks.
+    """
 
     def __init__(self, dim: int, num_heads: int, scale: float, parts: Sequence[int], emb_rows: int,
                  padding_idx: Optional[int], spe_coef: float, spe_t_coef: Optional[float],
-                 drop_path: float, backend: Optional[str]):
+                 drop_path: float, backend: Optional[str], fused: bool = True):
         super().__init__()
         half = dim // 2
         if half % num_heads:
@@ -106,7 +155,6 @@ class STCAttention(nn.Module):
         self.scale = scale
         self.spe_coef = spe_coef
         self.spe_t_coef = spe_t_coef
-        self.backend = backend
         # creation order gives the official state_dict order
         self.qkv = nn.Linear(dim, 3 * dim)
         self.layer_norm = nn.LayerNorm(dim)
@@ -115,35 +163,65 @@ class STCAttention(nn.Module):
         self.sep2_t = nn.Conv2d(half, half, kernel_size=3, padding=1, groups=half)
         self.sep2_s = nn.Conv2d(half, half, kernel_size=3, padding=1, groups=half)
         self.drop_path = DropPath(drop_path)
-        self.fused = True  # float32 on CPU: LayerNorm + qkv in row chunks (False: the plain modules)
         # a constant, kept out of the state_dict (official keys have none)
         self.register_buffer("part", torch.tensor(parts, dtype=torch.long), persistent=False)
         # rows of the qkv Linear in head-major order (the weights themselves stay official)
         self.register_buffer("head_major", head_major_index(dim, num_heads), persistent=False)
+        self._backend_request, self._fused = backend, fused
+        self.plan()
+
+    @property
+    def backend(self) -> Optional[str]:
+        return self._backend_request
+
+    @backend.setter
+    def backend(self, value: Optional[str]) -> None:
+        self._backend_request = value
+        self.plan()
+
+    @property
+    def fused(self) -> bool:
+        return self._fused
+
+    @fused.setter
+    def fused(self, value: bool) -> None:
+        self._fused = bool(value)
+        self.plan()
+
+    def plan(self) -> None:
+        w = self.qkv.weight
+        try:
+            self._layout = preferred_layout(self._backend_request, w.device.type, w.dtype)
+        except BackendError:  # stc_attention raises the same sentence when the block runs
+            self._layout = "interleaved"
+        self._chunked = self._fused and _chunked_cpu_ok(w)
 
     def forward(self, x: Tensor) -> Tensor:
-        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
-        layout = preferred_layout(self.backend, x.device.type, dtype)
+        head_major = self._layout == "head_major"
         w, b = self.qkv.weight, self.qkv.bias
-        if layout == "head_major":  # the same Linear with its output rows permuted
+        if head_major:  # the same Linear with its output rows permuted
             w, b = w[self.head_major], b[self.head_major]
-        if self.fused and _cpu_fused_ok(x):
+        # autocast is a context around the call, not a setting of the module: read here, per call
+        if self._chunked and not torch.is_autocast_enabled("cpu"):
             # LayerNorm + qkv Linear in row chunks, the LayerNorm output recomputed in the backward
             qkv = fused_mlp.layer_norm_linear(x, self.layer_norm, w, b)
-        elif layout == "head_major":
+        elif head_major:
             qkv = F.linear(self.layer_norm(x), w, b)
         else:
             qkv = self.qkv(self.layer_norm(x))
         e = self.emb(self.part)  # (J, dh), shared by every head and frame
         spe_s = self.spe_coef * self.drop_path(e)
         spe_t = self.spe_t_coef * self.drop_path(e) if self.spe_t_coef else None
+        # the op resolves the backend for qkv's dtype: autocast can change it per call
         out = stc_attention(qkv, self.sep2_s.weight, self.sep2_s.bias, self.sep2_t.weight,
                             self.sep2_t.bias, spe_s, spe_t, self.num_heads, self.scale,
-                            backend=self.backend, layout=layout)
+                            backend=self._backend_request, layout=self._layout)
         return self.proj(out) + x
 
 
 class STCBlock(nn.Module):
+    """One encoder layer: ``STCAttention`` (with its residual), then ``x + mlp(layer_norm(x))``."""
+
     def __init__(self, dim: int, attn_kwargs: dict, mlp_ratio: int, drop: float, unused_norm: bool):
         super().__init__()
         self.layer_norm = nn.LayerNorm(dim)
@@ -153,14 +231,7 @@ class STCBlock(nn.Module):
         self.stc_att = STCAttention(dim, **attn_kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.stc_att(x)
-        mlp = self.mlp
-        if mlp.runs_fused(x):
-            # float32 on CPU: LayerNorm, MLP and residual in row chunks (cache-resident hidden,
-            # the LayerNorm output recomputed in the backward instead of kept)
-            return fused_mlp.residual_mlp(x, self.layer_norm, mlp.fc1.weight, mlp.fc2.weight, mlp.drop.p,
-                                          self.training, mlp.fc1.bias, mlp.fc2.bias, recompute=mlp.recompute)
-        return x + mlp(self.layer_norm(x))
+        return self.mlp.residual(self.stc_att(x), self.layer_norm)
 
 
 class STCEncoder(nn.Module):
@@ -180,8 +251,17 @@ class STCEncoder(nn.Module):
 
 RECOMPUTE_CHOICES = ("none", "blocks", "mlp")
 
-# default of arguments whose value comes from the model family
-FAMILY_DEFAULT = "family"
+
+
+class _FamilyDefault:
+    """Default of an argument whose value comes from the model family (None has a meaning of its own)."""
+
+    def __repr__(self) -> str:
+        return "<the family's>"
+
+
+_FAMILY = _FamilyDefault()
+_KEEP = object()  # configure(): leave this setting as it is
 
 
 def check_config(layers: int, d_hid: int, family: str = "h36m", num_heads: Optional[int] = None) -> int:
@@ -227,7 +307,7 @@ class STCFormer(nn.Module):
 
     def __init__(self, layers: int = 6, d_hid: int = 256, num_joints: int = 17,
                  num_heads: Optional[int] = None, family: str = "h36m",
-                 spe_coef: Optional[float] = None, spe_t_coef: Union[float, None, str] = FAMILY_DEFAULT,
+                 spe_coef: Optional[float] = None, spe_t_coef: Union[float, None, _FamilyDefault] = _FAMILY,
                  scale: Optional[float] = None, dropout: float = 0.1, drop_path: float = 0.5,
                  parts: Optional[Sequence[int]] = None, backend: Optional[str] = None,
                  recompute: Union[bool, str, None] = False):
@@ -235,7 +315,7 @@ class STCFormer(nn.Module):
         num_heads = check_config(layers, d_hid, family, num_heads)
         fam = FAMILIES[family]
         spe_coef = fam["spe_coef"] if spe_coef is None else spe_coef
-        spe_t_coef = fam["spe_t_coef"] if isinstance(spe_t_coef, str) and spe_t_coef == FAMILY_DEFAULT else spe_t_coef
+        spe_t_coef = fam["spe_t_coef"] if spe_t_coef is _FAMILY else spe_t_coef
         scale = scale if scale is not None else (d_hid // fam["scale_div"]) ** -0.5
         parts = tuple(parts) if parts is not None else fam["parts"]
         if len(parts) != num_joints:
@@ -260,8 +340,31 @@ class STCFormer(nn.Module):
 
     def set_backend(self, backend: Optional[str]) -> "STCFormer":
         """Use ``backend`` for every block's attention (None: $STCFORMER_BACKEND or auto)."""
+        return self.configure(backend=backend)
+
+    def configure(self, *, backend=_KEEP, fused: Optional[bool] = None,
+                  onednn_mlp: Optional[bool] = None) -> "STCFormer":
+        """Set how every block runs, and choose its execution path again (omitted: unchanged).
+
+        Args:
+            backend: ``stc_attention`` backend (None: $STCFORMER_BACKEND or auto); the qkv
+                layout follows it. Re-read, with the device and dtype, on every ``.to()``.
+            fused: float32 on CPU, LayerNorm + qkv and LayerNorm + MLP + residual in row
+                chunks, GELU + dropout fused (False: the plain modules).
+            onednn_mlp: the MLPs through ``fused_mlp.mlp`` with GEMMs on oneDNN where the
+                chunked path does not take them (``stcformer.ops.linear.convert_linears``
+                puts the other Linears on oneDNN).
+        """
         for block in self.stcformer.stc_block:
-            block.stc_att.backend = backend
+            att, mlp = block.stc_att, block.mlp
+            if backend is not _KEEP:
+                att._backend_request = backend
+            if fused is not None:
+                att._fused = mlp._fused = bool(fused)
+            if onednn_mlp is not None:
+                mlp._onednn = bool(onednn_mlp)
+            att.plan()
+            mlp.plan()
         return self
 
     def set_recompute(self, what: Union[bool, str, None] = True) -> "STCFormer":

@@ -3,6 +3,7 @@
 ``unavailable_reason(name, device_type, dtype)`` returns None when the backend can run on such
 tensors, or one sentence saying why it cannot. ``choose(requested, device_type, dtype)`` turns a
 request (``auto`` or a name) into the backend that runs, raising when a named backend cannot.
+``fused_mlp_reason(device_type)`` says the same of the fused CPU MLP ops (:mod:`.fused_mlp`).
 What the CPU itself can do (ISA of the compiled extension, bf16) is asked of ``cpu_features``.
 """
 from __future__ import annotations
@@ -129,6 +130,24 @@ def choose(requested: str, device_type: str, dtype: torch.dtype) -> str:
             return name
         log.debug("stc_attention auto: skipping %s", reason)
     return "reference"
+
+
+def fused_mlp_reason(device_type: str = "cpu") -> Optional[str]:
+    """None if the fused MLP ops (stcformer.ops.fused_mlp) can run on tensors of this device
+    type, else why not."""
+    if device_type != "cpu":
+        return f"fused_mlp: tensors are on {device_type}; the fused MLP ops run on CPU tensors"
+    isa = cpu_features.extension_isa_reason()  # before the import, as in _extension_reason
+    if isa is not None:
+        return f"fused_mlp: {isa}"
+    from stcformer.ops import extension as _extension
+
+    if _extension.load_error is not None:
+        return f"fused_mlp: stcformer._C could not be loaded ({_extension.load_error})"
+    # an extension built before these ops existed has no schema for them
+    if not hasattr(torch.ops.stcformer, "gelu_dropout_fwd") or not _extension.has_kernel("gelu_dropout_fwd", "CPU"):
+        return "fused_mlp: stcformer._C was built without the CPU kernels"
+    return None
 
 
 def available_backends(device_type: str = "cpu", dtype: torch.dtype = torch.float32) -> dict:

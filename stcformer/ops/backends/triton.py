@@ -122,48 +122,63 @@ class Config:
         self.warps_fwd_t = self.warps_bwd_t = self.warps_s = self.warps_stream = self.warps_conv = 4
         self.stages_fwd_t = self.stages_bwd_t = None  # Triton's default
         if profile == "gpu":
-            # Register budget (sm_90, checked with bench/kernel_report.py): no spills, and
-            # under ~168 registers (12 resident warps per SM) where the tiles allow it.
-            self.NB = 1
-            # spatial tiles: 4 frames x 32 joint slots forward, 2 frames per backward tile (1
-            # in float32: 3xTF32 triples the dot operands); with 8 forward frames the conv's
-            # tap loop stays rolled, which costs more than the per-program overhead it saves
-            fp32 = dtype == torch.float32
-            self.FRAMES = max(1, min(128 // self.JP, n_t))
-            self.FRAMES_BWD = max(1, min((32 if fp32 else 64) // self.JP, n_t))
-            # forward: 64 query frames per program against 128-frame key blocks (online
-            # softmax); backward: the whole key row, key-stationary, 32 query frames a step
-            self.BLOCK_M = min(64, self.BLOCK_N)
-            self.BLOCK_N_FWD = min(128, self.BLOCK_N)
+            self._gpu_tiles(B, T, J, num_heads, dtype, sm_count, head_major, n_t)
+        else:
+            self._interpreter_tiles(T, J, n_t)
+        self._apply_overrides(o, T, J)
+        # float32 dots: 3xTF32 (about float32 accuracy on the tensor cores; "ieee" leaves the
+        # tensor cores, plain "tf32" has ~1e-3 relative error)
+        self.DOT_PREC = FP32_DOT_PRECISION if dtype == torch.float32 else "tf32"
+
+    def _gpu_tiles(self, B: int, T: int, J: int, num_heads: int, dtype: torch.dtype, sm_count: int,
+                   head_major: bool, n_t: int) -> None:
+        # Register budget (sm_90, checked with bench/kernel_report.py): no spills, and
+        # under ~168 registers (12 resident warps per SM) where the tiles allow it.
+        self.NB = 1
+        # spatial tiles: 4 frames x 32 joint slots forward, 2 frames per backward tile (1
+        # in float32: 3xTF32 triples the dot operands); with 8 forward frames the conv's
+        # tap loop stays rolled, which costs more than the per-program overhead it saves
+        fp32 = dtype == torch.float32
+        self.FRAMES = max(1, min(128 // self.JP, n_t))
+        self.FRAMES_BWD = max(1, min((32 if fp32 else 64) // self.JP, n_t))
+        # forward: 64 query frames per program against 128-frame key blocks (online
+        # softmax); backward: the whole key row, key-stationary, 32 query frames a step
+        self.BLOCK_M = min(64, self.BLOCK_N)
+        self.BLOCK_N_FWD = min(128, self.BLOCK_N)
+        self.BLOCK_M_BWD = min(32, self.BLOCK_N)
+        if fp32:
+            # 3xTF32 dots triple the operand tiles: float32 streams 64-frame key blocks
+            self.BLOCK_N = min(64, self.BLOCK_N)
+            self.BLOCK_N_FWD = self.BLOCK_M = min(64, self.BLOCK_N)
             self.BLOCK_M_BWD = min(32, self.BLOCK_N)
-            if fp32:
-                # 3xTF32 dots triple the operand tiles: float32 streams 64-frame key blocks
-                self.BLOCK_N = min(64, self.BLOCK_N)
-                self.BLOCK_N_FWD = self.BLOCK_M = min(64, self.BLOCK_N)
-                self.BLOCK_M_BWD = min(32, self.BLOCK_N)
-            # persistent spatial backward: about 8 waves of the 3 programs an SM holds, so
-            # that the last wave's tail is short
-            groups = -(-T // self.FRAMES_BWD)
-            self.NSPLIT = max(1, min(groups, -(-8 * 3 * sm_count // max(1, B * num_heads))))
-            self.stages_fwd_t = 1
-            # whole-row backward: 4 warps without software pipelining fit 256 head-major keys
-            # in 255 registers without spills, two programs per SM (8 warps: one program and
-            # more issue); the interleaved layout's stride-3 loads need 8 warps not to spill
-            self.warps_bwd_t = 4 if head_major else 8
-            self.stages_bwd_t = 1
-            # parameter gradients: 64-row tiles of whole frames, about 8 programs per SM
-            self.ROWS_CONV = max(64 if head_major else 32, self.JP)   # whole frames: >= J rows
-            steps = -(-T // (self.ROWS_CONV // J))
-            self.NCHUNK = max(1, min(steps, -(-8 * sm_count // max(1, 2 * B * num_heads))))
-        else:  # tiles of up to 1024 rows: numpy does not mind, the op count is what costs
-            self.FRAMES = self.FRAMES_BWD = max(1, min(n_t, 1024 // self.JP))
-            self.BLOCK_M = self.BLOCK_M_BWD = min(128, self.BLOCK_N)
-            self.BLOCK_N_FWD = self.BLOCK_N
-            # joints per temporal program: a power of 2 (tile rows), up to ~1024 rows
-            self.NB = min(_np2(J, 1), 1 << (1024 // max(self.BLOCK_N, self.STREAM)).bit_length() - 1)
-            self.NSPLIT = 1
-            self.ROWS_CONV = max(self.JP, min(1024, _np2(T * J)))
-            self.NCHUNK = 1
+        # persistent spatial backward: about 8 waves of the 3 programs an SM holds, so
+        # that the last wave's tail is short
+        groups = -(-T // self.FRAMES_BWD)
+        self.NSPLIT = max(1, min(groups, -(-8 * 3 * sm_count // max(1, B * num_heads))))
+        self.stages_fwd_t = 1
+        # whole-row backward: 4 warps without software pipelining fit 256 head-major keys
+        # in 255 registers without spills, two programs per SM (8 warps: one program and
+        # more issue); the interleaved layout's stride-3 loads need 8 warps not to spill
+        self.warps_bwd_t = 4 if head_major else 8
+        self.stages_bwd_t = 1
+        # parameter gradients: 64-row tiles of whole frames, about 8 programs per SM
+        self.ROWS_CONV = max(64 if head_major else 32, self.JP)   # whole frames: >= J rows
+        steps = -(-T // (self.ROWS_CONV // J))
+        self.NCHUNK = max(1, min(steps, -(-8 * sm_count // max(1, 2 * B * num_heads))))
+
+    def _interpreter_tiles(self, T: int, J: int, n_t: int) -> None:
+        # tiles of up to 1024 rows: numpy does not mind, the op count is what costs
+        self.FRAMES = self.FRAMES_BWD = max(1, min(n_t, 1024 // self.JP))
+        self.BLOCK_M = self.BLOCK_M_BWD = min(128, self.BLOCK_N)
+        self.BLOCK_N_FWD = self.BLOCK_N
+        # joints per temporal program: a power of 2 (tile rows), up to ~1024 rows
+        self.NB = min(_np2(J, 1), 1 << (1024 // max(self.BLOCK_N, self.STREAM)).bit_length() - 1)
+        self.NSPLIT = 1
+        self.ROWS_CONV = max(self.JP, min(1024, _np2(T * J)))
+        self.NCHUNK = 1
+
+    def _apply_overrides(self, o: dict, T: int, J: int) -> None:
+        """Replace the profile's choices by those ``o`` (``_overrides``) names."""
         self.FRAMES = o.get("frames", self.FRAMES)
         self.FRAMES_BWD = o.get("frames_bwd", self.FRAMES_BWD)
         self.BLOCK_M = o.get("block_m", self.BLOCK_M)
@@ -183,9 +198,6 @@ class Config:
         if self.ROWS_CONV < J:
             raise ValueError(f"triton Config: rows_conv = {self.ROWS_CONV} holds no whole frame of {J} joints")
         self.NCHUNK = o.get("nchunk", self.NCHUNK)
-        # float32 dots: 3xTF32 (about float32 accuracy on the tensor cores; "ieee" leaves the
-        # tensor cores, plain "tf32" has ~1e-3 relative error)
-        self.DOT_PREC = FP32_DOT_PRECISION if dtype == torch.float32 else "tf32"
 
 
 @functools.lru_cache(maxsize=256)
@@ -274,6 +286,54 @@ def stc_attention_triton_fwd(
     return out, lse_s, lse_t
 
 
+def _temporal_bwd(qkv, w, b_t_, spe_t, out, grad_out, lse_t, grad_qkv, strides, scale, cfg, common) -> None:
+    """The temporal half's grad_qkv: the whole key row per program, else streamed key blocks."""
+    B, T, J, _ = qkv.shape
+    H = common["H"]
+    NB, n_jg = cfg.NB, triton.cdiv(J, cfg.NB)
+    if cfg.row_bwd:
+        wrap_triton(temporal_bwd_row_kernel)[(B * H * n_jg,)](
+            qkv, w, grad_out, lse_t, grad_qkv, T, J, *strides, scale, NB=NB,
+            BLOCK_M=cfg.BLOCK_M_BWD, BLOCK_N=cfg.BLOCK_N, DOT_PREC=cfg.DOT_PREC,
+            num_warps=cfg.warps_bwd_t, **_stages(cfg.stages_bwd_t), **common)
+    else:
+        grid = (B * H * n_jg * triton.cdiv(T, cfg.STREAM),)
+        spe_t_ = spe_t.contiguous() if spe_t is not None else b_t_
+        delta = torch.empty((B, H, J, T), device=qkv.device, dtype=torch.float32)
+        wrap_triton(temporal_bwd_delta_kernel)[grid](
+            qkv, w, b_t_, spe_t_, out, grad_out, delta, T, J,
+            *qkv.stride()[:3], *out.stride()[:3], *grad_out.stride()[:3],
+            NB=NB, BLOCK=cfg.STREAM, HAS_SPE=spe_t is not None, num_warps=4, **common)
+        wrap_triton(temporal_bwd_kernel)[grid](
+            qkv, w, grad_out, lse_t, delta, grad_qkv, T, J, *strides, scale,
+            NB=NB, BLOCK=cfg.STREAM, DOT_PREC=cfg.DOT_PREC, num_warps=cfg.warps_stream, **common)
+
+
+
+def _param_grads(qkv, grad_out, w_s, b_s, w_t, b_t, spe_s, spe_t, cfg, common) -> tuple:
+    """``(g_ws, g_bs, g_wt, g_bt, g_spe_s, g_spe_t)`` of both halves: per-program partials, then a
+    fixed-order reduction."""
+    B, T, J, _ = qkv.shape
+    H, dh, DHP, dev = common["H"], common["DH"], cfg.DHP, qkv.device
+    spe_dtype = lambda e: e.dtype if e is not None else qkv.dtype  # noqa: E731
+    n_c = B * 2 * H * cfg.NCHUNK
+    pw = torch.empty((n_c, 16, DHP), device=dev, dtype=torch.float32)
+    pj = torch.empty((n_c, cfg.ROWS_CONV, DHP), device=dev, dtype=torch.float32)
+    wrap_triton(conv_grad_kernel)[(n_c,)](
+        qkv, grad_out, pw, pj, T, J, cfg.NCHUNK, *qkv.stride()[:3], *grad_out.stride()[:3],
+        R=cfg.ROWS_CONV, num_warps=cfg.warps_conv, **common)
+    g_ws = torch.empty(w_s.shape, device=dev, dtype=w_s.dtype)
+    g_wt = torch.empty(w_t.shape, device=dev, dtype=w_t.dtype)
+    g_bs = torch.empty(b_s.shape, device=dev, dtype=b_s.dtype)
+    g_bt = torch.empty(b_t.shape, device=dev, dtype=b_t.dtype)
+    g_spe_s = torch.empty((J, dh), device=dev, dtype=spe_dtype(spe_s))
+    g_spe_t = torch.empty((J, dh), device=dev, dtype=spe_dtype(spe_t))
+    wrap_triton(conv_grad_reduce_kernel)[(2 * H + 2 * J,)](
+        pw, pj, g_ws, g_bs, g_spe_s, g_wt, g_bt, g_spe_t, B, J, cfg.NCHUNK, R=cfg.ROWS_CONV, PB=8, QB=64,
+        num_warps=4, **{k: common[k] for k in ("H", "DH", "DHP")})
+    return g_ws, g_bs, g_wt, g_bt, g_spe_s, g_spe_t
+
+
 @triton_op(BWD, mutates_args=())
 def stc_attention_triton_bwd(
     grad_out: Tensor, qkv: Tensor, w_s: Tensor, b_s: Tensor, w_t: Tensor, b_t: Tensor,
@@ -281,7 +341,7 @@ def stc_attention_triton_bwd(
     num_heads: int, scale: float, head_major: bool = False,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     B, T, J, C, dh = _check_inputs(qkv, num_heads)
-    H, half = num_heads, C // 2
+    H = num_heads
     dev = qkv.device
     grad_qkv = torch.empty((B, T, J, 3 * C), device=dev, dtype=qkv.dtype)
     spe_dtype = lambda e: e.dtype if e is not None else qkv.dtype  # noqa: E731
@@ -302,41 +362,9 @@ def stc_attention_triton_bwd(
         qkv, w, grad_out, lse_s, grad_qkv, T, J, cfg.NSPLIT, *strides, scale,
         JP=cfg.JP, FRAMES=cfg.FRAMES_BWD, DOT_PREC=cfg.DOT_PREC, num_warps=cfg.warps_s, **common)
 
-    # temporal half
-    NB, n_jg = cfg.NB, triton.cdiv(J, cfg.NB)
-    if cfg.row_bwd:
-        wrap_triton(temporal_bwd_row_kernel)[(B * H * n_jg,)](
-            qkv, w, grad_out, lse_t, grad_qkv, T, J, *strides, scale, NB=NB,
-            BLOCK_M=cfg.BLOCK_M_BWD, BLOCK_N=cfg.BLOCK_N, DOT_PREC=cfg.DOT_PREC,
-            num_warps=cfg.warps_bwd_t, **_stages(cfg.stages_bwd_t), **common)
-    else:
-        grid = (B * H * n_jg * triton.cdiv(T, cfg.STREAM),)
-        spe_t_ = spe_t.contiguous() if spe_t is not None else b_t_
-        delta = torch.empty((B, H, J, T), device=dev, dtype=torch.float32)
-        wrap_triton(temporal_bwd_delta_kernel)[grid](
-            qkv, w, b_t_, spe_t_, out, grad_out, delta, T, J,
-            *qkv.stride()[:3], *out.stride()[:3], *grad_out.stride()[:3],
-            NB=NB, BLOCK=cfg.STREAM, HAS_SPE=spe_t is not None, num_warps=4, **common)
-        wrap_triton(temporal_bwd_kernel)[grid](
-            qkv, w, grad_out, lse_t, delta, grad_qkv, T, J, *strides, scale,
-            NB=NB, BLOCK=cfg.STREAM, DOT_PREC=cfg.DOT_PREC, num_warps=cfg.warps_stream, **common)
-
-    # grads of w, b, spe of both halves: per-program partials, then a fixed-order reduction
-    n_c = B * 2 * H * cfg.NCHUNK
-    pw = torch.empty((n_c, 16, DHP), device=dev, dtype=torch.float32)
-    pj = torch.empty((n_c, cfg.ROWS_CONV, DHP), device=dev, dtype=torch.float32)
-    wrap_triton(conv_grad_kernel)[(n_c,)](
-        qkv, grad_out, pw, pj, T, J, cfg.NCHUNK, *qkv.stride()[:3], *grad_out.stride()[:3],
-        R=cfg.ROWS_CONV, num_warps=cfg.warps_conv, **common)
-    g_ws = torch.empty(w_s.shape, device=dev, dtype=w_s.dtype)
-    g_wt = torch.empty(w_t.shape, device=dev, dtype=w_t.dtype)
-    g_bs = torch.empty(b_s.shape, device=dev, dtype=b_s.dtype)
-    g_bt = torch.empty(b_t.shape, device=dev, dtype=b_t.dtype)
-    g_spe_s = torch.empty((J, dh), device=dev, dtype=spe_dtype(spe_s))
-    g_spe_t = torch.empty((J, dh), device=dev, dtype=spe_dtype(spe_t))
-    wrap_triton(conv_grad_reduce_kernel)[(2 * H + 2 * J,)](
-        pw, pj, g_ws, g_bs, g_spe_s, g_wt, g_bt, g_spe_t, B, J, cfg.NCHUNK, R=cfg.ROWS_CONV, PB=8, QB=64,
-        num_warps=4, **{k: common[k] for k in ("H", "DH", "DHP")})
+    _temporal_bwd(qkv, w, b_t_, spe_t, out, grad_out, lse_t, grad_qkv, strides, scale, cfg, common)
+    g_ws, g_bs, g_wt, g_bt, g_spe_s, g_spe_t = _param_grads(qkv, grad_out, w_s, b_s, w_t, b_t, spe_s, spe_t,
+                                                            cfg, common)
     return grad_qkv, g_ws, g_bs, g_wt, g_bt, g_spe_s, g_spe_t
 
 

@@ -244,18 +244,33 @@ def launches(B: int, T: int, J: int, num_heads: int, dh: int, dtype: torch.dtype
     autocast; None: the activations'). ``has_spe``: whether spe_s and spe_t are passed (the H36M
     model passes both). ``sm_count``: the GPU's SMs (the launcher sizes persistent grids by it).
     """
-    from stcformer.ops.backends import triton as tb
+    H = num_heads
+    rec = _record_calls(B, T, J, H, dh, dtype, head_major, has_spe, sm_count, param_dtype, profile, phases)
+    return [_launch(phase, kernel, grid, args, kwargs, (B, T, J, H))
+            for phase, kernel, grid, args, kwargs in rec.calls if phase in phases]
 
-    H, C = num_heads, 2 * num_heads * dh
+
+def _meta_inputs(B: int, T: int, J: int, num_heads: int, dh: int, dtype: torch.dtype,
+                 pdt: torch.dtype, has_spe: bool) -> tuple:
+    """``(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, scale)`` as contiguous meta tensors."""
+    C = 2 * num_heads * dh
     half = C // 2
-    pdt = param_dtype or dtype
     meta = dict(device="meta")
     qkv = torch.empty((B, T, J, 3 * C), dtype=dtype, **meta)
     w_s, w_t = (torch.empty((half, 1, 3, 3), dtype=pdt, **meta) for _ in range(2))
     b_s, b_t = (torch.empty((half,), dtype=pdt, **meta) for _ in range(2))
     spe_s, spe_t = ((torch.empty((J, dh), dtype=pdt, **meta) for _ in range(2)) if has_spe
                     else (None, None))
-    scale = float(half) ** -0.5
+    return qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, float(half) ** -0.5
+
+
+def _record_calls(B, T, J, H, dh, dtype, head_major, has_spe, sm_count, param_dtype, profile,
+                  phases) -> "_Recorder":
+    """Run the launcher's forward (and backward) bodies on meta tensors, recording its launches."""
+    from stcformer.ops.backends import triton as tb
+
+    qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, scale = _meta_inputs(B, T, J, H, dh, dtype,
+                                                                param_dtype or dtype, has_spe)
     rec = _Recorder()
     with _record_lock:
         saved_wrap, saved_config = tb.wrap_triton, getattr(tb, "_config", None)
@@ -276,33 +291,33 @@ def launches(B: int, T: int, J: int, num_heads: int, dh: int, dtype: torch.dtype
             tb.wrap_triton = saved_wrap
             if saved_config is not None:
                 tb._config = saved_config
+    return rec
 
-    result = []
-    for phase, kernel, grid, args, kwargs in rec.calls:
-        if phase not in phases:
-            continue
-        names = kernel.arg_names
-        by_name = dict(zip(names, args))
-        constexprs = {k: v for k, v in kwargs.items() if k not in ("num_warps", "num_stages")}
-        n = math.prod(grid)
-        note = ANNOTATIONS.get(kernel.fn.__name__, lambda *_: {})(
-            {**by_name, **constexprs}, n, (B, T, J, H))
-        touched = note.get("touched", {})
-        placeholders, conv = {}, []
-        for name, a in zip(names, args):
-            if isinstance(a, torch.Tensor):
-                if id(a) not in placeholders:
-                    act = tuple(a.shape[:3]) == (B, T, J)
-                    placeholders[id(a)] = TensorArg(name, a.dtype, a.shape,
-                                                    touched=touched.get(name, 0.5 if act else 1.0),
-                                                    strides=a.stride())
-                conv.append(placeholders[id(a)])
-            else:
-                conv.append(a)
-        loops = tuple(note.get("loops", ()))
-        result.append(Launch(
-            kernel, phase, grid, tuple(conv), constexprs, kwargs.get("num_warps", 4),
-            kwargs.get("num_stages"), loops=loops, loops_mean=tuple(note.get("loops_mean", loops)),
-            unrollable=tuple(note.get("unrollable", ())),
-            scores=note.get("scores", 0), real_scores=note.get("real_scores", 0)))
-    return result
+
+def _launch(phase: str, kernel, grid, args, kwargs, shape: tuple) -> "Launch":
+    """One recorded launch as a :class:`Launch`: tensors as ``TensorArg`` placeholders (one per
+    distinct tensor), ``ANNOTATIONS``' loop trips and scores added."""
+    B, T, J, _ = shape
+    names = kernel.arg_names
+    by_name = dict(zip(names, args))
+    constexprs = {k: v for k, v in kwargs.items() if k not in ("num_warps", "num_stages")}
+    n = math.prod(grid)
+    note = ANNOTATIONS.get(kernel.fn.__name__, lambda *_: {})({**by_name, **constexprs}, n, shape)
+    touched = note.get("touched", {})
+    placeholders, conv = {}, []
+    for name, a in zip(names, args):
+        if isinstance(a, torch.Tensor):
+            if id(a) not in placeholders:
+                act = tuple(a.shape[:3]) == (B, T, J)
+                placeholders[id(a)] = TensorArg(name, a.dtype, a.shape,
+                                                touched=touched.get(name, 0.5 if act else 1.0),
+                                                strides=a.stride())
+            conv.append(placeholders[id(a)])
+        else:
+            conv.append(a)
+    loops = tuple(note.get("loops", ()))
+    return Launch(
+        kernel, phase, grid, tuple(conv), constexprs, kwargs.get("num_warps", 4),
+        kwargs.get("num_stages"), loops=loops, loops_mean=tuple(note.get("loops_mean", loops)),
+        unrollable=tuple(note.get("unrollable", ())),
+        scores=note.get("scores", 0), real_scores=note.get("real_scores", 0))
