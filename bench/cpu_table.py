@@ -80,14 +80,14 @@ def op_table(bench, compile_ref: bool, sizes):
 
 # ---------------------------------------------------------------------------------------------
 class _MklGemms(torch.nn.Module):
-    """Runs the wrapped model with stcformer.ops.fused_mlp's GEMMs on F.linear (MKL)."""
+    """Runs the wrapped model with stcformer.ops.linear's GEMMs on F.linear (MKL)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, x):
-        from stcformer.ops import fused_mlp as fm
+        from stcformer.ops import linear as fm
 
         fm.ONEDNN_GEMM = False
         try:
@@ -114,7 +114,7 @@ def variants(compile_ref: bool, fused: bool) -> dict:
 
 
 def build(spec: dict, dtype=torch.float32):
-    from stcformer.ops import fused_mlp as fm
+    from stcformer.ops.linear import convert_linears
 
     spec = dict(spec)
     model = h.make_model(spec["backend"], "cpu", layers=LAYERS, dtype=dtype)
@@ -127,9 +127,11 @@ def build(spec: dict, dtype=torch.float32):
     if spec.get("recompute_what"):
         model.set_recompute(spec["recompute_what"])
     if spec.get("onednn"):  # qkv, proj, embedding and head Linears on oneDNN too
-        fm.use_onednn_linear(model)
+        convert_linears(model)
     if spec.get("fused_mlp"):  # fused GELU+dropout, MLP GEMMs on oneDNN (on MKL with mkl=True)
-        fm.use_fused_mlp(model, recompute=spec.get("recompute", False))
+        model.configure(onednn_mlp=True)
+        if spec.get("recompute"):
+            model.set_recompute("mlp")
     model = _MklGemms(model) if spec.get("mkl") else model
     return torch.compile(model) if spec.get("compile") else model
 
@@ -138,7 +140,7 @@ def gemm_floor(tokens: int, training: bool, dtype=torch.float32) -> float:
     """Milliseconds the model's GEMMs alone take, each at the faster of torch.mm and oneDNN:
     qkv (C->3C), proj (C->C), fc1 (C->4C), fc2 (4C->C) per layer, forward, and for training
     the grad-input and grad-weight GEMMs too."""
-    from stcformer.ops import fused_mlp as fm
+    from stcformer.ops import linear as fm
 
     C, total = h.C, 0.0
     dnn_ok = fm._ONEDNN is not None and (dtype != torch.bfloat16 or cpu_features.onednn_bf16_reason() is None)
@@ -158,7 +160,7 @@ def gemm_floor(tokens: int, training: bool, dtype=torch.float32) -> float:
 
 def gemm_rates(dtype=torch.float32) -> dict:
     """FLOP/s of an fc1-sized GEMM through torch.mm (MKL for fp32) and through oneDNN."""
-    from stcformer.ops import fused_mlp as fm
+    from stcformer.ops import linear as fm
 
     C = h.C
     a, w = torch.randn(8192, C, dtype=dtype), torch.randn(4 * C, C, dtype=dtype)
