@@ -35,7 +35,8 @@ import torch.nn.functional as F
 
 from stcformer.ops import dispatch
 from stcformer.ops import attention as ops
-from stcformer.train import loop as training
+from stcformer.train.step import compile_model, make_optimizer, make_train_step
+from stcformer.train.step import set_tf32 as _set_tf32
 from stcformer.ops.reference import stc_attention_reference
 from stcformer.ops.testing import make_inputs
 
@@ -106,9 +107,9 @@ def train_step(model, B: int, T: int, *, device="cpu", amp: str = "none", compil
     ``cuda_graphs``, replayed as CUDA graphs)."""
     dev = torch.device(device)
     model.train()
-    opt = training.make_optimizer(model.parameters(), 1e-3, dev if fused_adam else "cpu")
-    net = training.compile_model(model, cuda_graphs=cuda_graphs) if compile_ else model
-    step = training.make_train_step(net, opt, amp=amp, device=dev)
+    opt = make_optimizer(model.parameters(), 1e-3, dev if fused_adam else "cpu")
+    net = compile_model(model, cuda_graphs=cuda_graphs) if compile_ else model
+    step = make_train_step(net, opt, amp=amp, device=dev)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(B, T, J, 2, generator=g).to(dev)
     y = (torch.randn(B, T, J, 3, generator=g) * 0.2).to(dev)
@@ -116,7 +117,7 @@ def train_step(model, B: int, T: int, *, device="cpu", amp: str = "none", compil
 
 
 def set_tf32(device, enabled: bool) -> None:
-    training.set_tf32(torch.device(device), enabled)
+    _set_tf32(torch.device(device), enabled)
 
 
 def infer_fn(model, B: int, T: int, *, device="cpu", dtype=torch.float32, amp: Optional[torch.dtype] = None,

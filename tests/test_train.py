@@ -16,6 +16,8 @@ import torch
 from stcformer.cli import common as cli_mod
 from stcformer.cli import train as train_mod
 from stcformer.train import loop as training_mod
+from stcformer.train import step as step_mod
+from stcformer.train.loss_log import CHECK_EVERY_CUDA
 from stcformer.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from stcformer.cli.common import run
 from stcformer.errors import UsageError
@@ -253,30 +255,45 @@ def test_bad_input_exits_2_and_writes_nothing(data, tmp_path):
 
 
 # ---------------------------------------------------------------- the fast path's flags, on CPU
+def parse(argv):
+    """The TrainConfig of ``argv`` before the device's defaults."""
+    return train_mod.resolve(train_mod.parse_args(argv))
+
+
+def test_flags_resolve_to_a_train_config_with_the_flag_names():
+    from dataclasses import fields
+
+    from stcformer.train.config import TrainConfig
+    assert [f.name for f in fields(TrainConfig)] == list(vars(train_mod.parse_args([])))
+    config = parse(["--data-dir", "x", "--seed", "3"])
+    assert isinstance(config, TrainConfig) and (config.seed, config.frames, config.amp) == (3, 27, None)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
 def test_device_defaults_fast_on_cuda_and_unchanged_on_cpu():
-    cpu = train_mod.resolve_device_defaults(train_mod.parse_args([]), torch.device("cpu"))
+    cpu = train_mod.resolve_device_defaults(parse([]), torch.device("cpu"))
     assert (cpu.amp, cpu.compile, cpu.check_every, cpu.recompute, cpu.eval_amp) == ("none", False, 1, None, "none")
-    gpu = train_mod.resolve_device_defaults(train_mod.parse_args([]), torch.device("cuda", 0))
-    assert (gpu.amp, gpu.compile, gpu.check_every, gpu.tf32) == ("bf16", True, training_mod.CHECK_EVERY_CUDA, True)
+    gpu = train_mod.resolve_device_defaults(parse([]), torch.device("cuda", 0))
+    assert (gpu.amp, gpu.compile, gpu.check_every, gpu.tf32) == ("bf16", True, CHECK_EVERY_CUDA, True)
     assert gpu.eval_amp == "none"  # the test after each epoch stays float32 (the official numbers)
     # explicit flags win over the device's defaults
     args = train_mod.parse_args(["--amp", "none", "--no-compile", "--check-every", "7", "--recompute",
                                  "--no-tf32", "--eval-amp", "bf16"])
-    args = train_mod.resolve_device_defaults(args, torch.device("cuda", 0))
+    args = train_mod.resolve_device_defaults(train_mod.resolve(args), torch.device("cuda", 0))
     assert (args.amp, args.compile, args.check_every, args.recompute, args.tf32, args.eval_amp) == \
         ("none", False, 7, "blocks", False, "bf16")
     assert train_mod.parse_args(["--recompute", "mlp"]).recompute == "mlp"
-    args = train_mod.resolve_device_defaults(train_mod.parse_args(["--compile", "--amp", "bf16"]), torch.device("cpu"))
+    args = train_mod.resolve_device_defaults(parse(["--compile", "--amp", "bf16"]), torch.device("cpu"))
     assert (args.compile, args.amp) == (True, "bf16")
     with pytest.raises(SystemExit):
         with contextlib.redirect_stderr(io.StringIO()):
             train_mod.parse_args(["--amp", "fp8"])
     # CUDA graphs: opt-in, and only where they exist (CUDA, compiled)
-    assert train_mod.resolve_device_defaults(train_mod.parse_args(["--cuda-graphs"]),
+    assert train_mod.resolve_device_defaults(parse(["--cuda-graphs"]),
                                              torch.device("cuda", 0)).cuda_graphs is True
     for argv, dev in ((["--cuda-graphs"], "cpu"), (["--cuda-graphs", "--no-compile"], "cuda")):
         with pytest.raises(UsageError, match="--cuda-graphs needs a CUDA device and --compile"):
-            train_mod.resolve_device_defaults(train_mod.parse_args(argv), torch.device(dev))
+            train_mod.resolve_device_defaults(parse(argv), torch.device(dev))
 
 
 def test_make_train_step_is_the_training_step_and_autocasts():
@@ -288,9 +305,9 @@ def test_make_train_step_is_the_training_step_and_autocasts():
         m = STCFormer(layers=1, d_hid=16)
         m.load_state_dict(model.state_dict())
         m.stcformer.stc_block[0].stc_att.proj.register_forward_hook(lambda mod, i, o: dtypes.append(o.dtype))
-        opt = training_mod.make_optimizer(m.parameters(), 1e-3, "cpu")
+        opt = step_mod.make_optimizer(m.parameters(), 1e-3, "cpu")
         assert opt.defaults["amsgrad"] and not opt.defaults["fused"]  # fused only on CUDA
-        step = training_mod.make_train_step(m, opt, amp=amp, device="cpu")
+        step = step_mod.make_train_step(m, opt, amp=amp, device="cpu")
         before = {k: v.clone() for k, v in m.state_dict().items()}
         torch.manual_seed(1)
         loss = step(x, y)
@@ -306,7 +323,7 @@ def test_make_train_step_is_the_training_step_and_autocasts():
         assert torch.equal(loss, expect.detach())
         assert any(not torch.equal(before[k], v) for k, v in m.state_dict().items())
     with pytest.raises(ValueError):
-        training_mod.make_train_step(model, opt, amp="fp8")
+        step_mod.make_train_step(model, opt, amp="fp8")
 
 
 def test_compiled_step_equals_the_eager_step():
@@ -321,8 +338,8 @@ def test_compiled_step_equals_the_eager_step():
         graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
         m = STCFormer(layers=1, d_hid=16)
         m.load_state_dict(base.state_dict())
-        net = training_mod.compile_model(m, backend="aot_eager", fullgraph=True) if compiled else m
-        step = training_mod.make_train_step(net, training_mod.make_optimizer(m.parameters(), 1e-3, "cpu"), amp="none")
+        net = step_mod.compile_model(m, backend="aot_eager", fullgraph=True) if compiled else m
+        step = step_mod.make_train_step(net, step_mod.make_optimizer(m.parameters(), 1e-3, "cpu"), amp="none")
         torch.manual_seed(1)
         losses[compiled] = [step(x, y) for _ in range(3)] + [step(x[:2], y[:2])]  # and a shorter batch
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs >= 2  # it did compile, per shape
@@ -399,13 +416,13 @@ def test_cli_flags_reach_the_step(data, tmp_path, monkeypatch):
 @pytest.mark.parametrize("bad,word", [(float("nan"), "NaN"), (float("inf"), "infinite")])
 def test_deferred_check_names_the_first_bad_step(data, tmp_path, monkeypatch, bad, word):
     calls = []
-    real = training_mod.mpjpe
+    real = step_mod.mpjpe
 
     def loss_with_a_bad_step(pred, target):  # step 6's loss is bad, and the weights after it too
         calls.append(1)
         loss = real(pred, target)
         return loss * bad if len(calls) == 6 else loss
-    monkeypatch.setattr(training_mod, "mpjpe", loss_with_a_bad_step)
+    monkeypatch.setattr(step_mod, "mpjpe", loss_with_a_bad_step)
     out = tmp_path / "o"
     code, _, err = call(["--data-dir", data, "-k", "synth_det", *TINY, "--epochs", 1, "--out", out,
                          "--check-every", 3, "--save-every", 4])
@@ -534,9 +551,9 @@ def test_cuda_windows_and_step_never_wait_for_the_host(data):
     assert torch.equal(gpu.targets(order).cpu(), ws.targets(idx))
     torch.manual_seed(0)
     model = STCFormer(layers=2, d_hid=32).to(dev)
-    opt = training_mod.make_optimizer(model.parameters(), 1e-3, dev)
+    opt = step_mod.make_optimizer(model.parameters(), 1e-3, dev)
     assert opt.defaults["fused"] and opt.defaults["amsgrad"]
-    step = training_mod.make_train_step(training_mod.compile_model(model), opt, amp="bf16", device=dev)
+    step = step_mod.make_train_step(step_mod.compile_model(model), opt, amp="bf16", device=dev)
     batches = [order[i:i + 64] for i in range(0, 256, 64)]
     losses = [step(gpu.inputs(b), gpu.targets(b)) for b in batches[:2]]  # compilation, warm-up
     torch.cuda.synchronize(dev)
@@ -557,5 +574,5 @@ def test_cuda_defaults_train(data, tmp_path):
     assert stdout.count("torch.compile: the first step took") == 1
     m = json.loads((out / "metrics.json").read_text())
     assert (m["config"]["amp"], m["config"]["compile"], m["config"]["check_every"]) == \
-        ("bf16", True, training_mod.CHECK_EVERY_CUDA)
+        ("bf16", True, CHECK_EVERY_CUDA)
     assert np.isfinite(m["epochs"][0]["train_loss_mm"]) and m["epochs"][0]["p1_mm"] < m["mean_pose_p1_mm"] * 3

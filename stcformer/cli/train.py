@@ -18,6 +18,7 @@ runs in float32 unless --eval-amp says otherwise.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -27,10 +28,14 @@ import torch
 from stcformer.cli.common import AMP_CHOICES, EXIT_BAD_INPUT, UsageError, check_backend, run
 from stcformer.devices import pick_device
 from stcformer.errors import STCFormerError
-from stcformer.model.modules import check_config
 from stcformer.eval.benchmarks import BENCHMARKS, get_benchmark
-from stcformer.train.loop import (CHECK_EVERY_CUDA, Dist, Trainer, TrainingStopped, read_resume_state, step_batch_size,
-                       world_info)
+from stcformer.model.modules import check_config
+from stcformer.train.config import TrainConfig
+from stcformer.train.distributed import ProcessGroup, world_info
+from stcformer.train.loop import Trainer
+from stcformer.train.loss_log import CHECK_EVERY_CUDA, TrainingStopped
+from stcformer.train.state import read_resume_state
+from stcformer.train.step import step_batch_size
 
 # the quick configuration used when no --data-dir is given (synthetic data, CPU, a few minutes)
 # (one CPU thread: ops this small gain little from more, and lose much when cores are shared)
@@ -40,24 +45,22 @@ QUICK = dict(frames=9, batch_size=384, stride=6, tds=3, layers=2, d_hid=64, lr=4
 EXIT_NAN = 3
 
 
-# ---------------------------------------------------------------- arguments
-def parse_args(argv=None) -> argparse.Namespace:
+# ---------------------------------------------------------------- flags
+def _epilog() -> str:
     q = QUICK
-    p = argparse.ArgumentParser(
-        prog="python -m stcformer.train",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        epilog=(
-            "Quick configuration (no --data-dir): synthetic data in $STCFORMER_CACHE or "
+    return ("Quick configuration (no --data-dir): synthetic data in $STCFORMER_CACHE or "
             "~/.cache/stcformer, "
             f"-f {q['frames']} --tds {q['tds']} -b {q['batch_size']} -s {q['stride']} "
             f"--layers {q['layers']} --d-hid {q['d_hid']} --lr {q['lr']} --lr-decay {q['lr_decay']} "
             f"--epochs {q['epochs']} --threads {q['threads']}; a few minutes on a CPU. Any flag given "
             "overrides it.\n"
             "Official recipe (with --data-dir; the official script runs 79 epochs): "
-            + "; ".join(f"{q.name}: " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in q.recipe.items())
-                        for q in BENCHMARKS.values()) + ".\n"
-            "Outputs in --out: metrics.json, curves.png, per_action.png, last.pth, best.pth."))
+            + "; ".join(f"{b.name}: " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in b.recipe.items())
+                        for b in BENCHMARKS.values()) + ".\n"
+            "Outputs in --out: metrics.json, curves.png, per_action.png, last.pth, best.pth.")
+
+
+def _add_data_and_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=list(BENCHMARKS), default="h36m", help="dataset (default h36m)")
     p.add_argument("--data-dir", default=None,
                    help="folder with the npz files ("
@@ -79,6 +82,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr-decay", type=float, default=None, help="lr factor after each epoch (default 0.96)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default 80)")
     p.add_argument("--no-flip-augment", action="store_true", help="do not add mirrored training windows")
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42, as the official code)")
     p.add_argument("--out", default=None, help="output folder (default runs/<dataset>_<frames>_<time>)")
     p.add_argument("--resume", default=None, metavar="DIR",
@@ -88,6 +94,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="start from these weights (official or ours); the width and depth must match")
     p.add_argument("--save-every", type=int, default=0, metavar="STEPS",
                    help="also save last.pth every STEPS steps inside an epoch (default 0: at epoch ends)")
+
+
+def _add_step_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amp", choices=AMP_CHOICES, default=None,
                    help="training precision: bf16 autocast, fp16 autocast with a gradient scaler, or none "
                         "(float32) (default bf16 on CUDA, none on CPU)")
@@ -119,60 +128,73 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="torch CPU threads per process (default: torch's; 1 in the quick configuration)")
     p.add_argument("--json", default=None, metavar="OUT",
                    help="also write the final metrics JSON to OUT (it is always in --out/metrics.json)")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m stcformer.train",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        epilog=_epilog())
+    _add_data_and_model_flags(p)
+    _add_run_flags(p)
+    _add_step_flags(p)
     return p.parse_args(argv)
 
 
-def resolve(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill the unset flags from the quick configuration or the dataset's official recipe, and
-    check them all (before anything is written)."""
+def resolve(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of the flags: the unset ones filled from the quick configuration or the
+    dataset's official recipe, all of them checked (before anything is written)."""
     benchmark = get_benchmark(args.dataset)
+    values = dict(vars(args))
     base = QUICK if args.data_dir is None else benchmark.recipe
     for key, value in base.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    if args.keypoints is None:
-        args.keypoints = benchmark.synthetic_keypoints if args.data_dir is None else benchmark.keypoints
+        if values[key] is None:
+            values[key] = value
+    if values["keypoints"] is None:
+        values["keypoints"] = benchmark.synthetic_keypoints if args.data_dir is None else benchmark.keypoints
+    if values["out"] is None:
+        values["out"] = os.path.join("runs", f"{args.dataset}_{values['frames']}_{time.strftime('%Y%m%d_%H%M%S')}")
+    return check(TrainConfig(**values))
+
+
+def check(config: TrainConfig) -> TrainConfig:
+    """``config`` with the benchmark's fixed tds, once every setting is checked."""
+    benchmark = get_benchmark(config.dataset)
     if benchmark.fixed_tds is not None:
-        args.tds = benchmark.fixed_tds
+        config = dataclasses.replace(config, tds=benchmark.fixed_tds)
     for key in ("frames", "batch_size", "stride", "tds", "layers", "d_hid", "epochs"):
-        if getattr(args, key) < 1:
+        if getattr(config, key) < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be positive")
-    if args.frames % 2 == 0:
-        raise UsageError(f"--frames must be odd (the window is centred), got {args.frames}")
-    if args.check_every is not None and args.check_every < 1:
+    if config.frames % 2 == 0:
+        raise UsageError(f"--frames must be odd (the window is centred), got {config.frames}")
+    if config.check_every is not None and config.check_every < 1:
         raise UsageError("--check-every must be positive")
     try:
-        check_config(args.layers, args.d_hid, benchmark.family)
+        check_config(config.layers, config.d_hid, benchmark.family)
     except UsageError as e:
         raise UsageError(f"--layers/--d-hid: {e}") from None
-    step_batch_size(benchmark, args.batch_size, args.stride, 1)
-    if args.out is None:
-        args.out = os.path.join("runs", f"{args.dataset}_{args.frames}_{time.strftime('%Y%m%d_%H%M%S')}")
-    return args
+    step_batch_size(benchmark, config.batch_size, config.stride, 1)
+    return config
 
 
-def resolve_device_defaults(args: argparse.Namespace, device: torch.device) -> argparse.Namespace:
+def resolve_device_defaults(config: TrainConfig, device: torch.device) -> TrainConfig:
     """Fill --amp, --compile and --check-every from the device: fast on CUDA, as before on CPU."""
     cuda = device.type == "cuda"
-    if args.amp is None:
-        args.amp = "bf16" if cuda else "none"
-    if args.compile is None:
-        args.compile = cuda
-    if args.check_every is None:
-        args.check_every = CHECK_EVERY_CUDA if cuda else 1
-    if args.cuda_graphs and not (cuda and args.compile):
+    config = dataclasses.replace(
+        config, amp=config.amp if config.amp is not None else "bf16" if cuda else "none",
+        compile=config.compile if config.compile is not None else cuda,
+        check_every=config.check_every if config.check_every is not None else CHECK_EVERY_CUDA if cuda else 1)
+    if config.cuda_graphs and not (cuda and config.compile):
         raise UsageError("--cuda-graphs needs a CUDA device and --compile "
-                         f"(device {device}, compile {'on' if args.compile else 'off'})")
-    return args
+                         f"(device {device}, compile {'on' if config.compile else 'off'})")
+    return config
 
 
-def resumed_args(args: argparse.Namespace, saved: dict) -> argparse.Namespace:
-    """The saved run's arguments, with this command's --epochs (if given) and its folder."""
-    merged = argparse.Namespace(**{**vars(args), **saved})
-    merged.epochs = args.epochs or saved["epochs"]
-    merged.out, merged.init = os.path.abspath(args.resume), None
-    merged.resume = os.path.join(args.resume, "last.pth")
-    return merged
+def resumed_config(args: argparse.Namespace, saved: TrainConfig) -> TrainConfig:
+    """The saved run's config, with this command's --epochs (if given) and its folder."""
+    return check(dataclasses.replace(saved, epochs=args.epochs or saved.epochs, out=os.path.abspath(args.resume),
+                                     init=None, resume=os.path.join(args.resume, "last.pth")))
 
 
 def main(argv=None) -> int:
@@ -184,14 +206,16 @@ def main(argv=None) -> int:
         resume = None
         if args.resume:
             saved, resume = read_resume_state(args.resume, world)
-            args = resumed_args(args, saved)
-        args = resolve_device_defaults(resolve(args), device)
-        check_backend(args.backend, device)
-        d = Dist(device)
+            config = resumed_config(args, saved)
+        else:
+            config = resolve(args)
+        config = resolve_device_defaults(config, device)
+        check_backend(config.backend, device)
+        group = ProcessGroup(device)
         try:
-            Trainer(args, d, resume).run()
+            Trainer(config, group, resume).run()
         finally:
-            d.close()
+            group.close()
     except TrainingStopped as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return EXIT_NAN
