@@ -4,7 +4,7 @@ On a CPU-only machine the kernels run under TRITON_INTERPRET=1 (set by conftest)
 here stay tiny; with STCFORMER_GPU_TESTS=1 on a CUDA machine the same tests run on CUDA tensors
 and the ``gpu``-marked tests add bf16 and the model's real sizes.
 
-Every comparison goes through tests/backend_harness.py: the raw forward op (for its row
+Every comparison goes through stcformer.ops.testing: the raw forward op (for its row
 log-sum-exp) and its backward against ``stc_attention_reference`` in float64 on the same
 (already rounded) inputs, every allocation of the launcher poisoned with NaN, error max
 |got - want| / max |want| per tensor. Tolerances: float32 1e-5 (float32 dots run as 3xTF32 on a
@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from stcformer.ops import dispatch
-from backend_harness import NAMES, check_backend, check_compile_fullgraph, make_inputs, rel_err
+from stcformer.ops.testing import NAMES, check_backend, check_compile_fullgraph, make_inputs, rel_err
 
 tb = pytest.importorskip("stcformer.ops.backends.triton")
 

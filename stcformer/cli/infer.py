@@ -48,7 +48,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -57,7 +57,8 @@ from stcformer.cli.common import AMP_CHOICES, UsageError, run, warn_slow_cpu_amp
 from stcformer.data.skeleton import H36M_JOINTS, H36M_LEFT, H36M_PARENTS, H36M_RIGHT
 from stcformer.infer.detect import DETECTORS
 from stcformer.errors import DataError
-from stcformer.io import save_figure, write_json, write_npz
+from stcformer.export.plots import plot_preview
+from stcformer.io import write_json, write_npz
 from stcformer.export.smoothing import jitter, savgol
 from stcformer.infer.gaps import fill_gaps
 from stcformer.infer.joints import JOINT_SETS
@@ -68,32 +69,6 @@ from stcformer.infer.pipeline import lift_xy, lifting_model, lifting_window
 
 # camera axes (x right, y down, z forward) -> z up for display: (x, z, -y), a rotation about x
 Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]], dtype=np.float32)
-
-
-def plot_preview(kpts: np.ndarray, poses: np.ndarray, path: str, count: int = 4) -> None:
-    """A row per sampled frame: the 2D input and the lifted 3D skeleton (left joints blue)."""
-    from matplotlib.figure import Figure
-
-    from stcformer.export.render import bone_lines, set_bones, z_up
-
-    frames = np.unique(np.linspace(0, len(kpts) - 1, min(count, len(kpts))).round().astype(int))
-    fig = Figure(figsize=(8, 3.6 * len(frames)))
-    for row, f in enumerate(frames):
-        ax2 = fig.add_subplot(len(frames), 2, 2 * row + 1)
-        ax3 = fig.add_subplot(len(frames), 2, 2 * row + 2, projection="3d")
-        set_bones(bone_lines(ax2), kpts[f])
-        set_bones(bone_lines(ax3), z_up(poses[f]))
-        ax2.relim()
-        ax2.autoscale_view()
-        ax2.invert_yaxis()
-        ax2.set_aspect("equal")
-        ax2.set_title(f"frame {f}: 2D input (pixels)")
-        ax3.set_title("3D (m, root-relative)")
-        ax3.view_init(elev=15, azim=-70)
-        for set_lim in (ax3.set_xlim, ax3.set_ylim, ax3.set_zlim):
-            set_lim(-0.9, 0.9)
-    fig.tight_layout()
-    save_figure(fig, path)
 
 
 def parse_args(argv=None):
@@ -129,6 +104,12 @@ def parse_args(argv=None):
     p.add_argument("--tds", type=int, default=None, help="frame step inside a window (overrides the fps rule)")
     p.add_argument("-f", "--frames", type=int, default=None,
                    help="window length (default: the checkpoint's training window, else 27)")
+    _lifting_flags(p)
+    return p.parse_args(argv)
+
+
+def _lifting_flags(p: argparse.ArgumentParser) -> None:
+    """How to lift and what to write (the flags after the input's)."""
     p.add_argument("--mode", choices=MODES, default="center",
                    help="center: every frame the centre of its own window (default); seq2seq: every output "
                         "frame of blocks of windows, each block overlapping the next by half and cross-faded")
@@ -160,7 +141,6 @@ def parse_args(argv=None):
     p.add_argument("--amp", choices=AMP_CHOICES, default="none",
                    help="autocast dtype of the forward passes (default none: float32)")
     p.add_argument("-b", "--batch-size", type=int, default=256, help="windows per forward (default 256)")
-    return p.parse_args(argv)
 
 
 def smoothing_window(fps) -> int:
@@ -237,13 +217,7 @@ def _in_folder(folder: str, path) -> str:
     return os.path.join(folder, os.path.basename(os.fspath(path)))
 
 
-def main(argv=None) -> int:
-    import time
-
-    import torch
-
-    args = parse_args(argv)
-    fmt, joints = args.format, args.joints
+def _check_numbers(args) -> None:
     for name in ("frames", "tds", "batch_size"):
         v = getattr(args, name)
         if v is not None and v < 1:
@@ -258,8 +232,10 @@ def main(argv=None) -> int:
         raise UsageError("give both --width and --height")
     if args.width is not None and (args.width <= 0 or args.height <= 0):
         raise UsageError(f"--width/--height must be positive, got {args.width}x{args.height}")
-    if args.stream:
-        return _stream(args)
+
+
+def _check_files(args):
+    """The flags of an offline run; returns the --person choice."""
     if args.latency is not None:
         raise UsageError("--latency goes with --stream")
     if args.out is None:
@@ -269,216 +245,295 @@ def main(argv=None) -> int:
     if args.bvh_root and not args.bvh:
         raise UsageError("--bvh-root needs --bvh")
     person = _person(args.person)
-    every = person == "all"
     if args.render:
         from stcformer.export.render import check_output
         check_output(args.render)  # .mp4 without ffmpeg stops here
-    detecting = args.keypoints is None
+    return person
 
-    # ---- everything that can fail on the input is checked before any file is written
-    video_info = None
-    if detecting:
-        from stcformer.infer.detect import check_detector
+
+@dataclass
+class _Run:
+    """What one offline run has worked out so far (the flags stay in ``args``)."""
+
+    args: argparse.Namespace
+    person: object
+    every: bool
+    detecting: bool
+    source: str = ""
+    size: tuple = None
+    fps: float = None
+    video_info: object = None
+    kps: list = None
+    frames: int = 0
+    tds: int = 0
+    stages: dict = field(default_factory=dict)  # stage -> (frames, seconds) for the frames/s summary
+    written: list = field(default_factory=list)
+
+
+def _probe_video(run: _Run) -> None:
+    """--video alone: the detector and the video are checked (nothing decoded yet)."""
+    from stcformer.infer.detect import check_detector
+    from stcformer.infer.video import probe
+
+    args = run.args
+    check_detector(args.detector)  # the detector not installed: stops here, naming what to install
+    if isinstance(run.person, int):
+        raise UsageError(f"--person {run.person}: the {args.detector} detector finds one person per frame; "
+                         "for several people pass a multi-person detector's JSON with --keypoints")
+    if args.format != "auto" or args.joints is not None:
+        raise UsageError("--format and --joints describe a --keypoints file; the detector gives its own")
+    run.video_info = probe(args.video)
+    if args.width is not None and (args.width, args.height) != run.video_info.size:
+        raise UsageError(f"{args.video}: the video is {run.video_info.size[0]}x{run.video_info.size[1]}, "
+                         f"not {args.width}x{args.height}: leave out --width/--height")
+    run.size, run.fps = run.video_info.size, args.fps or run.video_info.fps
+
+
+def _read_file(run: _Run) -> None:
+    """--keypoints: the file read, its image size and frame rate settled."""
+    args = run.args
+    fmt_arg = None if args.format == "auto" else args.format
+    if run.every:
+        run.kps = read_tracks(args.keypoints, format=fmt_arg, joints=args.joints)
+    else:
+        run.kps = [read_keypoints(args.keypoints, format=fmt_arg, joints=args.joints, person=run.person)]
+    kp0 = run.kps[0]
+    size = (args.width, args.height) if args.width is not None else kp0.size
+    fps = args.fps or kp0.fps
+    if args.video and (size is None or fps is None):
         from stcformer.infer.video import probe
 
-        check_detector(args.detector)  # the detector not installed: stops here, naming what to install
-        if isinstance(person, int):
-            raise UsageError(f"--person {person}: the {args.detector} detector finds one person per frame; "
-                             "for several people pass a multi-person detector's JSON with --keypoints")
-        if fmt != "auto" or joints is not None:
-            raise UsageError("--format and --joints describe a --keypoints file; the detector gives its own")
-        video_info = probe(args.video)
-        if args.width is not None and (args.width, args.height) != video_info.size:
-            raise UsageError(f"{args.video}: the video is {video_info.size[0]}x{video_info.size[1]}, "
-                             f"not {args.width}x{args.height}: leave out --width/--height")
-        size, fps = video_info.size, args.fps or video_info.fps
-        kps = None
-    else:
-        fmt_arg = None if fmt == "auto" else fmt
-        if every:
-            kps = read_tracks(args.keypoints, format=fmt_arg, joints=joints)
-        else:
-            kps = [read_keypoints(args.keypoints, format=fmt_arg, joints=joints, person=person)]
-        kp0 = kps[0]
-        size = (args.width, args.height) if args.width is not None else kp0.size
-        fps = args.fps or kp0.fps
-        if args.video and (size is None or fps is None):
-            from stcformer.infer.video import probe
+        run.video_info = probe(args.video)
+        size = size or run.video_info.size
+        fps = fps or run.video_info.fps
+        kp0.notes.append(" and ".join(
+            n for n, missing in (("image size", kp0.size is None and args.width is None),
+                                 ("frame rate", kp0.fps is None and args.fps is None)) if missing)
+            + f" from the video {args.video}")
+    if size is None:
+        raise UsageError(f"{args.keypoints}: the file does not give the image size: pass --width and --height")
+    if fps is None and (args.tds is None or args.render or args.bvh):
+        raise UsageError(f"{args.keypoints}: the file does not give the frame rate: pass --fps")
+    run.size, run.fps = size, fps
 
-            video_info = probe(args.video)
-            size = size or video_info.size
-            fps = fps or video_info.fps
-            kp0.notes.append(" and ".join(
-                n for n, missing in (("image size", kp0.size is None and args.width is None),
-                                     ("frame rate", kp0.fps is None and args.fps is None)) if missing)
-                + f" from the video {args.video}")
-        if size is None:
-            raise UsageError(f"{args.keypoints}: the file does not give the image size: pass --width and --height")
-        if fps is None and (args.tds is None or args.render or args.bvh):
-            raise UsageError(f"{args.keypoints}: the file does not give the frame rate: pass --fps")
-    source = args.video if detecting else args.keypoints
+
+def _detect(run: _Run):
+    """Run the detector over the video; returns (raw (T, J, 3) detections, detector)."""
+    from stcformer.infer.detect import get_detector
+
+    args, info = run.args, run.video_info
+    detector = get_detector(args.detector)
+    print(f"{args.video}: {info.size[0]}x{info.size[1]} at {info.fps:g} fps"
+          + (f", about {info.count} frames" if info.count else "") + f"; detecting with {detector.name}")
+    bars = {}
+    raw = detector.detect(info.frames(), total=info.count, progress=True, stages=bars)
+    for name, bar in bars.items():
+        run.stages[name] = (bar.n, bar.seconds)
+    if not len(raw):
+        raise DataError(args.video, "no frames could be decoded")
+    found = int((raw[..., 2] > 0).any(-1).sum())
+    if not found:
+        raise DataError(args.video, f"{detector.name} found no person in any of its {len(raw)} frames")
+    kp = convert_keypoints(raw[..., :2], raw[..., 2], detector.joints, path=args.video, format="video",
+                           fps=run.fps, size=run.size, track=0,
+                           notes=[f"{detector.name} found a person in {found} of {len(raw)} frames"
+                                  + (" (it follows one person)" if run.every else "")])
+    run.kps = [kp]
+    return raw, detector
+
+
+def _people(run: _Run) -> list:
+    """The people to lift, their gaps filled; tracks without enough usable frames are skipped."""
+    people, skipped = [], []
+    for kp in run.kps:
+        first, last = _span(kp) if run.every else (0, len(kp) - 1)
+        part = replace(kp, xy=kp.xy[first:last + 1], scores=kp.scores[first:last + 1], notes=[]) if run.every else kp
+        try:
+            xy, gaps = fill_gaps(part, run.args.min_score)
+        except DataError as exc:
+            if not run.every:
+                raise
+            skipped.append(f"track {kp.track} ({exc.problem})")
+            continue
+        people.append(_Person(kp, first, last, xy, gaps, label=f"person {kp.track}" if run.every else ""))
+    if not people:
+        raise DataError(run.source, "no track has enough usable frames: " + "; ".join(skipped))
+    for note in run.kps[0].notes:
+        print(f"{run.source}: {note}")
+    for s in skipped:
+        print(f"{run.source}: skipped {s}")
+    for p in people:
+        lead = f"{run.source}: {p.label}, frames {p.first}-{p.last}" if run.every else f"{run.source}: {len(p.kp)} frames"
+        print(f"{lead}, {p.kp.format} file, {p.kp.joints} joints; {p.gaps}" if not run.detecting
+              else f"{lead}, {p.kp.joints} joints; {p.gaps}")
+    return people
+
+
+def _lift_one(run: _Run, model, device, p: _Person):
+    """(poses, root trajectory) of one person, smoothed if asked."""
+    args = run.args
+    poses = lift_xy(model, p.xy, run.size, run.frames, run.tds, args.mode, args.batch_size, device=device,
+                    amp=args.amp, progress=True)
+    if args.smooth is not None:
+        window = args.smooth or smoothing_window(run.fps)
+        before = jitter(poses)
+        poses = savgol(poses, window)
+        poses[:, 0] = 0
+        print(f"{p.label + ': ' if p.label else ''}smoothing (Savitzky-Golay, {window} frames, degree 2): jitter "
+              f"(mean frame-to-frame acceleration) {before * 1000:.2f} -> {jitter(poses) * 1000:.2f} mm/frame^2")
+    weights = np.where(p.gaps.filled, 0.0, p.kp.scores[p.first:p.last + 1])
+    try:
+        root = root_trajectory(poses, p.xy, run.size, focal=args.focal, weights=weights,
+                               smooth=trajectory_window(run.fps))
+    except ValueError as exc:
+        raise DataError(run.source, f"{p.label + ': ' if p.label else ''}{exc}") from None
+    return poses, root
+
+
+def _lift(run: _Run, model, people: list) -> list:
+    import time
+
+    import torch
+
+    from stcformer.infer.video import Stage
+
+    args = run.args
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device)
+    warn_slow_cpu_amp(torch.device(device).type, args.amp)
+    results = []
+    lift = Stage("lift", sum(len(p.xy) for p in people))  # frames/s; predict_sequence's own bar counts batches
+    for p in people:
+        t0 = time.perf_counter()
+        poses, root = _lift_one(run, model, device, p)
+        lift.add(time.perf_counter() - t0, len(poses))
+        results.append((p, poses, root))
+    lift.close()
+    run.stages["lift"] = (lift.n, lift.seconds)
+    return results
+
+
+def _json_doc(run: _Run, p: _Person, rec, z_up, root_full, focal: float) -> dict:
+    doc = {"joints": list(H36M_JOINTS), "parents": list(H36M_PARENTS), "left": list(H36M_LEFT),
+           "right": list(H36M_RIGHT), "units": "metres", "fps": run.fps, "mode": run.args.mode,
+           "frames": run.frames, "tds": run.tds,
+           "axes": "reconstruction: camera (x right, y down, z forward), root-relative; "
+                   "reconstruction_z_up: (x, z, -y); root_translation: camera axes",
+           "focal": focal,
+           "reconstruction": np.round(rec.astype(np.float64), 5).tolist(),
+           "reconstruction_z_up": np.round(z_up.astype(np.float64), 5).tolist(),
+           "root_translation": np.round(root_full, 5).tolist()}
+    if run.every:
+        doc.update(track=int(p.kp.track), span=[p.first, p.last])
+    return doc
+
+
+def _write_person(run: _Run, p: _Person, poses, root, T: int, focal: float) -> None:
+    """poses_3d.npz and preview.png of one person, and its JSON and BVH if asked."""
+    args, every = run.args, run.every
+    folder = os.path.join(args.out, f"person_{p.kp.track}") if every else args.out
+    full = (lambda v, fill=np.nan: _full(v, T, p.first, fill)) if every else (lambda v, fill=None: v)
+    rec = full(poses)
+    z_up = rec @ Z_UP.T
+    extra = {} if run.fps is None else {"fps": np.float32(run.fps)}
+    if every:
+        lifted = np.zeros(T, bool)
+        lifted[p.first:p.last + 1] = True
+        extra.update(track=np.int32(p.kp.track), span=np.asarray([p.first, p.last], np.int32), lifted=lifted)
+    out_npz = os.path.join(folder, "poses_3d.npz")
+    write_npz(out_npz, compressed=True, reconstruction=rec, reconstruction_z_up=z_up, keypoints_2d=full(p.xy),
+              scores=p.kp.scores, filled=full(p.gaps.filled, False), root_translation=full(root.astype(np.float32)),
+              focal=np.float32(focal), size=np.asarray(run.size, np.int32), frames=np.int32(run.frames),
+              tds=np.int32(run.tds), mode=np.str_(args.mode), **extra)
+    run.written.append(out_npz)
+    preview = os.path.join(folder, "preview.png")
+    plot_preview(p.xy, poses, preview)
+    run.written.append(preview)
+    if args.json:
+        out_json = _in_folder(folder, args.json) if every else args.json
+        write_json(out_json, _json_doc(run, p, rec, z_up, full(root), focal))
+        run.written.append(out_json)
+    if args.bvh:
+        from stcformer.export.bvh import write_bvh
+
+        out_bvh = _in_folder(folder, args.bvh) if every else args.bvh
+        # a BVH has no missing frames: a person's first and last poses are held outside their span
+        bvh_poses = _held(poses, T, p.first) if every else poses
+        bvh_root = (_held(root, T, p.first) if every else root) if args.bvh_root else None
+        write_bvh(out_bvh, bvh_poses, run.fps, root=bvh_root)
+        run.written.append(out_bvh)
+
+
+def _render(run: _Run, results: list, background, T: int) -> None:
+    import time
+
+    from stcformer.export.render import render
+
+    args = run.args
+    t0 = time.perf_counter()
+    log = (lambda m: print(m, file=sys.stderr))
+    bg = args.video if run.detecting or (background and background[0] is not None) else None
+    if background and background[0] is None:
+        log(background[1])
+    if run.every:
+        n = render(args.render, [_full(p.xy, T, p.first) for p, _, _ in results],
+                   [_full(poses, T, p.first) for p, poses, _ in results], run.fps, run.size,
+                   filled=[_full(p.gaps.filled, T, p.first, False) for p, _, _ in results], video=bg,
+                   log=log, labels=[p.label for p, _, _ in results])
+    else:
+        p, poses, _ = results[0]
+        n = render(args.render, p.xy, poses, run.fps, run.size, filled=p.gaps.filled, video=bg, log=log)
+    run.stages["render"] = (n, time.perf_counter() - t0)
+    run.written.append(f"{args.render} ({n} frames at {run.fps:g} fps)")
+
+
+def _write_outputs(run: _Run, results: list, background, raw, detector) -> None:
+    """Every output file (nothing was written before this point)."""
+    args = run.args
+    T = len(run.kps[0])
+    if run.detecting:
+        from stcformer.infer.coco_json import write_coco_keypoints
+
+        kp_json = os.path.join(args.out, "keypoints_2d.json")
+        write_coco_keypoints(kp_json, raw[..., :2], raw[..., 2], run.size, run.fps, joints=detector.joints,
+                             description=f"{detector.description}, from {os.path.basename(args.video)}")
+        run.written.append(kp_json)
+    focal = float(args.focal or max(run.size))
+    for p, poses, root in results:
+        _write_person(run, p, poses, root, T, focal)
+    if args.render:
+        _render(run, results, background, T)
+    who = f"{len(results)} {'person' if len(results) == 1 else 'people'}, " if run.every else ""
+    print(f"{who}{T} frames lifted ({args.mode}, window {run.frames}, tds {run.tds}) -> {', '.join(run.written)}")
+    print("frames/s: " + ", ".join(f"{k} {n / s:.1f}" if s > 0 else f"{k} -" for k, (n, s) in run.stages.items()))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    _check_numbers(args)
+    if args.stream:
+        return _stream(args)
+    person = _check_files(args)
+    run = _Run(args, person, every=person == "all", detecting=args.keypoints is None)
+    # ---- everything that can fail on the input is checked before any file is written
+    if run.detecting:
+        _probe_video(run)
+    else:
+        _read_file(run)
+    run.source = args.video if run.detecting else args.keypoints
     background = None
-    if args.render and args.video and not detecting:
+    if args.render and args.video and not run.detecting:
         from stcformer.export.render import open_video
         background = open_video(args.video)  # unreadable video: stops here (probe checked a detected one)
     model = lifting_model(args.checkpoint, backend=args.backend)
     if model.config.get("num_joints", 17) != 17:
         raise UsageError(f"{args.checkpoint}: model has {model.config['num_joints']} joints, need 17")
-    frames, tds = lifting_window(model, fps, args.frames, args.tds)
-
-    stages = {}  # stage -> (frames, seconds) for the frames/s summary
-    raw = None
-    if detecting:
-        from stcformer.infer.detect import get_detector
-
-        detector = get_detector(args.detector)
-        print(f"{args.video}: {video_info.size[0]}x{video_info.size[1]} at {video_info.fps:g} fps"
-              + (f", about {video_info.count} frames" if video_info.count else "") + f"; detecting with {detector.name}")
-        bars = {}
-        raw = detector.detect(video_info.frames(), total=video_info.count, progress=True, stages=bars)
-        for name, bar in bars.items():
-            stages[name] = (bar.n, bar.seconds)
-        if not len(raw):
-            raise DataError(args.video, "no frames could be decoded")
-        found = int((raw[..., 2] > 0).any(-1).sum())
-        if not found:
-            raise DataError(args.video, f"{detector.name} found no person in any of its {len(raw)} frames")
-        kp = convert_keypoints(raw[..., :2], raw[..., 2], detector.joints, path=args.video, format="video",
-                               fps=fps, size=size, track=0,
-                               notes=[f"{detector.name} found a person in {found} of {len(raw)} frames"
-                                      + (" (it follows one person)" if every else "")])
-        kps = [kp]
-
-    people = []
-    skipped = []
-    for kp in kps:
-        first, last = _span(kp) if every else (0, len(kp) - 1)
-        part = replace(kp, xy=kp.xy[first:last + 1], scores=kp.scores[first:last + 1], notes=[]) if every else kp
-        try:
-            xy, gaps = fill_gaps(part, args.min_score)
-        except DataError as exc:
-            if not every:
-                raise
-            skipped.append(f"track {kp.track} ({exc.problem})")
-            continue
-        people.append(_Person(kp, first, last, xy, gaps, label=f"person {kp.track}" if every else ""))
-    if not people:
-        raise DataError(source, "no track has enough usable frames: " + "; ".join(skipped))
-    T = len(kps[0])
-
-    for note in kps[0].notes:
-        print(f"{source}: {note}")
-    for s in skipped:
-        print(f"{source}: skipped {s}")
-    for p in people:
-        lead = f"{source}: {p.label}, frames {p.first}-{p.last}" if every else f"{source}: {len(p.kp)} frames"
-        print(f"{lead}, {p.kp.format} file, {p.kp.joints} joints; {p.gaps}" if not detecting
-              else f"{lead}, {p.kp.joints} joints; {p.gaps}")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = model.to(device)
-    warn_slow_cpu_amp(torch.device(device).type, args.amp)
-
-    from stcformer.infer.video import Stage
-
-    results = []
-    lift = Stage("lift", sum(len(p.xy) for p in people))  # frames/s; predict_sequence's own bar counts batches
-    for p in people:
-        t0 = time.perf_counter()
-        poses = lift_xy(model, p.xy, size, frames, tds, args.mode, args.batch_size, device=device, amp=args.amp,
-                        progress=True)
-        lift.add(time.perf_counter() - t0, len(poses))
-        if args.smooth is not None:
-            window = args.smooth or smoothing_window(fps)
-            before = jitter(poses)
-            poses = savgol(poses, window)
-            poses[:, 0] = 0
-            print(f"{p.label + ': ' if p.label else ''}smoothing (Savitzky-Golay, {window} frames, degree 2): jitter "
-                  f"(mean frame-to-frame acceleration) {before * 1000:.2f} -> {jitter(poses) * 1000:.2f} mm/frame^2")
-        weights = np.where(p.gaps.filled, 0.0, p.kp.scores[p.first:p.last + 1])
-        try:
-            root = root_trajectory(poses, p.xy, size, focal=args.focal, weights=weights,
-                                   smooth=trajectory_window(fps))
-        except ValueError as exc:
-            raise DataError(source, f"{p.label + ': ' if p.label else ''}{exc}") from None
-        results.append((p, poses, root))
-    lift.close()
-    stages["lift"] = (lift.n, lift.seconds)
-
-    # ---- outputs (nothing was written before this point)
-    written = []
-    if detecting:
-        from stcformer.infer.coco_json import write_coco_keypoints
-
-        kp_json = os.path.join(args.out, "keypoints_2d.json")
-        write_coco_keypoints(kp_json, raw[..., :2], raw[..., 2], size, fps, joints=detector.joints,
-                             description=f"{detector.description}, from {os.path.basename(args.video)}")
-        written.append(kp_json)
-
-
-    focal = float(args.focal or max(size))
-    for p, poses, root in results:
-        folder = os.path.join(args.out, f"person_{p.kp.track}") if every else args.out
-        full = (lambda v, fill=np.nan: _full(v, T, p.first, fill)) if every else (lambda v, fill=None: v)
-        rec = full(poses)
-        z_up = rec @ Z_UP.T
-        extra = {} if fps is None else {"fps": np.float32(fps)}
-        if every:
-            lifted = np.zeros(T, bool)
-            lifted[p.first:p.last + 1] = True
-            extra.update(track=np.int32(p.kp.track), span=np.asarray([p.first, p.last], np.int32), lifted=lifted)
-        out_npz = os.path.join(folder, "poses_3d.npz")
-        write_npz(out_npz, compressed=True, reconstruction=rec, reconstruction_z_up=z_up, keypoints_2d=full(p.xy),
-                  scores=p.kp.scores, filled=full(p.gaps.filled, False), root_translation=full(root.astype(np.float32)),
-                  focal=np.float32(focal), size=np.asarray(size, np.int32), frames=np.int32(frames),
-                  tds=np.int32(tds), mode=np.str_(args.mode), **extra)
-        written.append(out_npz)
-        preview = os.path.join(folder, "preview.png")
-        plot_preview(p.xy, poses, preview)
-        written.append(preview)
-        if args.json:
-            out_json = _in_folder(folder, args.json) if every else args.json
-            doc = {"joints": list(H36M_JOINTS), "parents": list(H36M_PARENTS), "left": list(H36M_LEFT),
-                   "right": list(H36M_RIGHT), "units": "metres", "fps": fps, "mode": args.mode, "frames": frames,
-                   "tds": tds, "axes": "reconstruction: camera (x right, y down, z forward), root-relative; "
-                                       "reconstruction_z_up: (x, z, -y); root_translation: camera axes",
-                   "focal": focal,
-                   "reconstruction": np.round(rec.astype(np.float64), 5).tolist(),
-                   "reconstruction_z_up": np.round(z_up.astype(np.float64), 5).tolist(),
-                   "root_translation": np.round(full(root), 5).tolist()}
-            if every:
-                doc.update(track=int(p.kp.track), span=[p.first, p.last])
-            write_json(out_json, doc)
-            written.append(out_json)
-        if args.bvh:
-            from stcformer.export.bvh import write_bvh
-
-            out_bvh = _in_folder(folder, args.bvh) if every else args.bvh
-            # a BVH has no missing frames: a person's first and last poses are held outside their span
-            bvh_poses = _held(poses, T, p.first) if every else poses
-            bvh_root = (_held(root, T, p.first) if every else root) if args.bvh_root else None
-            write_bvh(out_bvh, bvh_poses, fps, root=bvh_root)
-            written.append(out_bvh)
-    if args.render:
-        from stcformer.export.render import render
-
-        t0 = time.perf_counter()
-        log = (lambda m: print(m, file=sys.stderr))
-        bg = args.video if detecting or (background and background[0] is not None) else None
-        if background and background[0] is None:
-            log(background[1])
-        if every:
-            n = render(args.render, [_full(p.xy, T, p.first) for p, _, _ in results],
-                       [_full(poses, T, p.first) for p, poses, _ in results], fps, size,
-                       filled=[_full(p.gaps.filled, T, p.first, False) for p, _, _ in results], video=bg,
-                       log=log, labels=[p.label for p, _, _ in results])
-        else:
-            p, poses, _ = results[0]
-            n = render(args.render, p.xy, poses, fps, size, filled=p.gaps.filled, video=bg, log=log)
-        stages["render"] = (n, time.perf_counter() - t0)
-        written.append(f"{args.render} ({n} frames at {fps:g} fps)")
-    who = f"{len(results)} {'person' if len(results) == 1 else 'people'}, " if every else ""
-    print(f"{who}{T} frames lifted ({args.mode}, window {frames}, tds {tds}) -> {', '.join(written)}")
-    print("frames/s: " + ", ".join(f"{k} {n / s:.1f}" if s > 0 else f"{k} -" for k, (n, s) in stages.items()))
+    run.frames, run.tds = lifting_window(model, run.fps, args.frames, args.tds)
+    raw = detector = None
+    if run.detecting:
+        raw, detector = _detect(run)
+    results = _lift(run, model, _people(run))
+    _write_outputs(run, results, background, raw, detector)
     return 0
 
 

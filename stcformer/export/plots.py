@@ -1,7 +1,10 @@
-"""Plots of training curves and per-action errors (matplotlib, Agg backend, written atomically)."""
+"""Plots of training curves, per-action errors and a lifted sequence's preview (matplotlib, Agg
+backend, written atomically)."""
 from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
+
+import numpy as np
 
 from stcformer.io import save_figure
 
@@ -53,3 +56,29 @@ def plot_per_action(per_action: Mapping[str, Mapping[str, float]], path: str,
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)
+
+
+def plot_preview(kpts: np.ndarray, poses: np.ndarray, path: str, count: int = 4) -> None:
+    """A row per sampled frame: the 2D input and the lifted 3D skeleton (left joints blue)."""
+    from matplotlib.figure import Figure
+
+    from stcformer.export.render import bone_lines, set_bones, z_up
+
+    frames = np.unique(np.linspace(0, len(kpts) - 1, min(count, len(kpts))).round().astype(int))
+    fig = Figure(figsize=(8, 3.6 * len(frames)))
+    for row, f in enumerate(frames):
+        ax2 = fig.add_subplot(len(frames), 2, 2 * row + 1)
+        ax3 = fig.add_subplot(len(frames), 2, 2 * row + 2, projection="3d")
+        set_bones(bone_lines(ax2), kpts[f])
+        set_bones(bone_lines(ax3), z_up(poses[f]))
+        ax2.relim()
+        ax2.autoscale_view()
+        ax2.invert_yaxis()
+        ax2.set_aspect("equal")
+        ax2.set_title(f"frame {f}: 2D input (pixels)")
+        ax3.set_title("3D (m, root-relative)")
+        ax3.view_init(elev=15, azim=-70)
+        for set_lim in (ax3.set_xlim, ax3.set_ylim, ax3.set_zlim):
+            set_lim(-0.9, 0.9)
+    fig.tight_layout()
+    save_figure(fig, path)

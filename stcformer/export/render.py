@@ -145,6 +145,15 @@ class Renderer:
         self.canvas = FigureCanvasAgg(self.fig)
         self.ax2 = self.fig.add_subplot(1, n + 1, 1)
         self.ax3s = [self.fig.add_subplot(1, n + 1, i + 2, projection="3d") for i in range(n)]
+        self._panel_2d(left)
+        self._panels_3d(left)
+        self.fig.subplots_adjust(left=0.02, right=0.95, top=0.9, bottom=0.08, wspace=0.1)
+        self.canvas.draw()
+        self.shape = np.asarray(self.canvas.buffer_rgba()).shape[:2] + (3,)
+
+    def _panel_2d(self, left: Sequence[int]) -> None:
+        """The 2D panel: the image (or a blank), every person's bones, seen and missing joints, names."""
+        n = len(self.kpts)
         ax2 = self.ax2
         self.image = ax2.imshow(np.full((2, 2, 3), 255, np.uint8), extent=(0, self.w, self.h, 0),
                                 interpolation="bilinear", zorder=0)
@@ -159,6 +168,9 @@ class Renderer:
         ax2.set_aspect("equal")
         ax2.set_xticks([])
         ax2.set_yticks([])
+
+    def _panels_3d(self, left: Sequence[int]) -> None:
+        """One 3D panel per person, all on the same cube around the root."""
         up = np.concatenate([z_up(p).reshape(-1, 3) for p in self.poses])
         reach = max(0.9, float(np.nanmax(np.abs(up))) if np.isfinite(up).any() else 0.9)
         self.lines3 = []
@@ -174,9 +186,6 @@ class Renderer:
             ax3.set_ylabel("depth (m)")
             ax3.set_zlabel("up (m)")
             ax3.set_title(f"{label}: 3D, root-relative" if self.multi else "3D, root-relative")
-        self.fig.subplots_adjust(left=0.02, right=0.95, top=0.9, bottom=0.08, wspace=0.1)
-        self.canvas.draw()
-        self.shape = np.asarray(self.canvas.buffer_rgba()).shape[:2] + (3,)
 
     def set_background(self, frame: Optional[np.ndarray]) -> None:
         if frame is not None:
