@@ -12,7 +12,7 @@ import os
 import pytest
 import torch
 
-import harness as h
+from bench import harness as h
 
 DEVICE = h.default_device()
 TINY = os.environ.get("STCFORMER_BENCH_SIZE") == "tiny"

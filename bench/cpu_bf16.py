@@ -1,6 +1,6 @@
 """bf16 CPU autocast vs float32 inference, model defaults (cpp op), side by side in one process.
 
-    python bench/cpu_bf16.py [--repeats 5] [--tiny] [--json PATH]
+    python -m bench.cpu_bf16 [--repeats 5] [--tiny] [--json PATH]
 
 Prints whether this CPU computes bf16 natively, then medians of --repeats alternating runs
 (bench/harness.measure).
@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-import harness as h
+from bench import harness as h
 from stcformer.ops import cpu_features
 
 

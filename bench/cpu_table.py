@@ -2,11 +2,11 @@
 reference, torch.compile(reference), SDPA + conv2d compiled, each dispatch backend that runs
 here), the model with the cpp op and the fused-MLP variants, and peak memory.
 
-    python bench/cpu_table.py                 # op table, model table, peak memory
-    python bench/cpu_table.py --only op --repeats 9
-    python bench/cpu_table.py --only model --no-compile
-    python bench/cpu_table.py --only infer --no-compile --no-bf16   # inference rows in a fresh process
-    python bench/cpu_table.py --tiny --json /tmp/cpu.json   # a quick smoke run, JSON results
+    python -m bench.cpu_table                 # op table, model table, peak memory
+    python -m bench.cpu_table --only op --repeats 9
+    python -m bench.cpu_table --only model --no-compile
+    python -m bench.cpu_table --only infer --no-compile --no-bf16   # inference rows in a fresh process
+    python -m bench.cpu_table --tiny --json /tmp/cpu.json   # a quick smoke run, JSON results
 
 Variants of one row run round-robin (a, b, c, a, b, c, ...) through bench/harness.measure
 (torch.utils.benchmark timers) so that load from other processes hits them alike; each time is
@@ -31,7 +31,7 @@ import sys
 
 import torch
 
-import harness as h
+from bench import harness as h
 from stcformer.ops import cpu_features
 from stcformer.ops import dispatch
 
@@ -265,7 +265,7 @@ def main(argv=None):
                     help="re-measure a row when other processes used more of the CPUs than this")
     ap.add_argument("--retries", type=int, default=OPTS["retries"])
     ap.add_argument("--tiny", action="store_true", help="tiny sizes: a smoke run of every path (no claims)")
-    ap.add_argument("--json", help="write the rows to this JSON file (python bench/render.py reads it)")
+    ap.add_argument("--json", help="write the rows to this JSON file (python -m bench.render reads it)")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
     ap.add_argument("--B", type=int, default=4, help=argparse.SUPPRESS)
     ap.add_argument("--T", type=int, default=243, help=argparse.SUPPRESS)

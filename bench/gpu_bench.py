@@ -1,7 +1,7 @@
 """GPU benchmark: stc_attention backends and the model's default training / inference paths.
 
-    python bench/gpu_bench.py [--out DIR] [--budget-s 420] [--sections op,profile,train,memory,infer]
-    python bench/gpu_bench.py --cpu-smoke     # tiny CPU run of the same code (no triton, no timing claims)
+    python -m bench.gpu_bench [--out DIR] [--budget-s 420] [--sections op,profile,train,memory,infer]
+    python -m bench.gpu_bench --cpu-smoke     # tiny CPU run of the same code (no triton, no timing claims)
 
 Built on bench/harness.py (inputs, variants, timing, JSON rows). Every time is the median of
 ``triton.testing.do_bench`` (CUDA events, warm-up first, grads set to None between runs), every
@@ -31,7 +31,7 @@ SKIPPED):
   infer    flip-averaged inference of 256 windows at T=243 (two forwards), bf16 and float32
   sweep    the triton op (bf16, B=42) with one block shape / warp count changed at a time
 The table is printed last and written to DIR/gpu_bench.md and DIR/gpu_bench.json
-(``python bench/render.py DIR/gpu_bench.json --write bench/RESULTS.md`` puts it into RESULTS.md).
+(``python -m bench.render DIR/gpu_bench.json --write bench/RESULTS.md`` puts it into RESULTS.md).
 """
 from __future__ import annotations
 
@@ -47,9 +47,9 @@ from pathlib import Path
 
 import torch
 
-import harness as h
-from harness import C, H, J, sdpa_composition  # noqa: F401  (sdpa_composition: cited in RESULTS.md)
-from render import render_run
+from bench import harness as h
+from bench.harness import C, H, J, sdpa_composition  # noqa: F401  (sdpa_composition: cited in RESULTS.md)
+from bench.render import render_run
 
 
 def op_case(bench, v, B, T, dtype):
@@ -253,13 +253,13 @@ def static_label(rows, source: str) -> str:
 def compile_report(cases, B, sms, hbm_tbs, workdir, log=print) -> list:
     """Rows of ``cases`` from bench/kernel_report.py run here, in this process (its own CLI
     entry, with the card's SM count: the launcher sizes persistent grids by it)."""
-    import kernel_report
+    from bench import kernel_report
     workdir = Path(workdir or tempfile.mkdtemp(prefix="kernel_report_"))
     path, log_path = workdir / "kernel_report_bench.json", workdir / "kernel_report_bench.log"
     args = ["--json", str(path), "--frames", ",".join(str(t) for t in sorted({T for T, _ in cases})),
             "--dtypes", ",".join(sorted({d for _, d in cases})), "--layouts", LAYOUT, "--batch", str(B),
             "-j", str(os.cpu_count() or 1)] + (["--hbm-tbs", str(hbm_tbs)] if hbm_tbs else [])
-    log(f"profile: compiling the kernel report here (bench/kernel_report.py {' '.join(args)}; "
+    log(f"profile: compiling the kernel report here (python -m bench.kernel_report {' '.join(args)}; "
         f"its output: {log_path})")
     saved = kernel_report.ARCH[90]
     kernel_report.ARCH[90] = dict(saved, sms=sms)
@@ -375,7 +375,7 @@ def section_profile(bench, B, frames, dtypes, copy_bw, report, compile_missing, 
             return out
         rec = bench.row("profile", f"{d} T={T} B={B}", "triton", run_profile)
         if rec.get("kernels"):
-            from render import kernel_table
+            from bench.render import kernel_table
             print(kernel_table([rec]), flush=True)
 
 

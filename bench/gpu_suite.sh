@@ -18,7 +18,7 @@
 # 3. alone on the GPU, the benchmark (bench/gpu_bench.py: every dispatch backend that runs on CUDA,
 #    beside the reference, torch.compile(reference) and SDPA + conv2d; the per-kernel profile
 #    beside the report's floors, regs, spills and warps/SM), its table printed last; the rows are
-#    in $LOG/gpu_bench.json (python bench/render.py $LOG/gpu_bench.json --write bench/RESULTS.md)
+#    in $LOG/gpu_bench.json (python -m bench.render $LOG/gpu_bench.json --write bench/RESULTS.md)
 #
 # Time on an H100/H200 with 16 cores. Every phase runs under a limit taken from SUITE_BUDGET_S
 # (default 470 s), so the suite ends within 8 minutes whatever the phases take; the expected
@@ -83,11 +83,11 @@ pids=()
 if [ "${SUITE_SKIP_REPORT:-0}" != "1" ]; then
   (
     # shellcheck disable=SC2086
-    report_args=$("$PY" bench/gpu_bench.py --kernel-report-args ${SUITE_BENCH_ARGS:-} 2>>"$LOG/kernel_report.log") \
+    report_args=$("$PY" -m bench.gpu_bench --kernel-report-args ${SUITE_BENCH_ARGS:-} 2>>"$LOG/kernel_report.log") \
       || { echo "gpu_bench.py --kernel-report-args failed" >>"$LOG/kernel_report.log"; echo args >"$LOG/report.rc"; exit 0; }
-    echo "bench/kernel_report.py $report_args" >>"$LOG/kernel_report.log"
+    echo "python -m bench.kernel_report $report_args" >>"$LOG/kernel_report.log"
     # shellcheck disable=SC2086
-    timeout -k 5 "$(checks_left)" nice -n 10 "$PY" bench/kernel_report.py --json "$LOG/kernel_report.json" \
+    timeout -k 5 "$(checks_left)" nice -n 10 "$PY" -m bench.kernel_report --json "$LOG/kernel_report.json" \
       $report_args -j "$(nproc)" >>"$LOG/kernel_report.log" 2>&1
     echo $? >"$LOG/report.rc"
   ) &
@@ -161,7 +161,7 @@ say "checks: $(since)"
 budget="${SUITE_BENCH_BUDGET_S:-$(( $(left) - 35 ))}"
 [ "$budget" -lt 60 ] && budget=60
 # shellcheck disable=SC2086
-timeout -k 15 "$(( budget + 25 ))" "$PY" bench/gpu_bench.py --out "$LOG" --budget-s "$budget" \
+timeout -k 15 "$(( budget + 25 ))" "$PY" -m bench.gpu_bench --out "$LOG" --budget-s "$budget" \
   --kernel-report "${bench_report[1]:-$LOG/kernel_report.json}" ${SUITE_BENCH_ARGS:-} >"$LOG/bench.log" 2>&1
 rc=$?
 [ $rc -ne 0 ] && status=1

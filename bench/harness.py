@@ -365,7 +365,7 @@ class Bench:
             triton_version = triton.__version__
         except ImportError:
             pass
-        self.meta = dict(entry=entry, command=" ".join(["python", f"bench/{entry}"] + list(
+        self.meta = dict(entry=entry, command=" ".join(["python", "-m", "bench." + entry.removesuffix(".py")] + list(
             sys.argv[1:] if argv is None else argv)), date=time.strftime("%Y-%m-%d %H:%M"),
             machine=machine(), device=device, torch=torch.__version__, triton=triton_version)
         if device == "cpu":  # CPU figures depend on these (AVX2 vs AVX-512, native bf16)

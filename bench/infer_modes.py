@@ -1,6 +1,6 @@
 """Centre-frame vs seq2seq inference: P1 on a Human3.6M-layout test set, and throughput.
 
-    python bench/infer_modes.py --checkpoint runs/quick/best.pth --data-dir DATA [-k synth_det]
+    python -m bench.infer_modes --checkpoint runs/quick/best.pth --data-dir DATA [-k synth_det]
         [--overlap 0.5] [--throughput-frames 3000] [--repeats 3] [--threads N]
 
 P1 (mm): every test frame scored once, flip-averaged in both modes; ``center`` lifts each frame as
@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from harness import cpu_flags_text, lifting_flags, lifting_model, machine, p1_mm, throughput_sequence
+from bench.harness import cpu_flags_text, lifting_flags, lifting_model, machine, p1_mm, throughput_sequence
 from stcformer.data.dataset import test_windows
 from stcformer.data.h36m import load_h36m
 from stcformer.eval.predict import SEQ2SEQ_OVERLAP, predict_centres, predict_seq2seq, predict_sequence, seq2seq_windows

@@ -1,6 +1,6 @@
 """Static report of the triton backend's kernels for a GPU target, built without a GPU.
 
-    python bench/kernel_report.py [--json OUT] [--arch 90] [--frames 27,81,243]
+    python -m bench.kernel_report [--json OUT] [--arch 90] [--frames 27,81,243]
         [--dtypes bf16,fp32] [--layouts head_major,interleaved] [--batch 42] [--keep DIR] [-j N]
 
 Compiles every kernel launch of one forward + backward of ``stc_attention`` (B=42, J=17, C=256,

@@ -1,9 +1,9 @@
 """Where a CPU training (or inference) step's time goes: torch.profiler over a few steps of the
 model variants of bench/cpu_table.py, self time grouped by kind, per step.
 
-    python bench/profile_step.py                                  # reference and cpp, training T=27 B=16
-    python bench/profile_step.py --variants cpp --mode infer --frames 243 --batch 4
-    python bench/profile_step.py --json /tmp/profile.json
+    python -m bench.profile_step                                  # reference and cpp, training T=27 B=16
+    python -m bench.profile_step --variants cpp --mode infer --frames 243 --batch 4
+    python -m bench.profile_step --json /tmp/profile.json
 
 Kinds: the GEMMs (aten mm / addmm / addmm_ / bmm and oneDNN linears; their GFLOP/s from the
 recorded shapes), the stc_attention op (the cpp kernels; the reference op is made of ATen ops
@@ -26,8 +26,8 @@ from typing import Dict, List, Optional
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-import cpu_table as ct
-import harness as h
+from bench import cpu_table as ct
+from bench import harness as h
 
 GEMMS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm")
 KINDS = ("gemm", "stc_attention op", "gelu/dropout kernels", "layer_norm", "convolution",

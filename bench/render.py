@@ -1,7 +1,7 @@
 """Render benchmark JSON files (bench/harness.py ``Bench.save``) as Markdown tables.
 
-    python bench/render.py results/*.json                    # print the tables
-    python bench/render.py results/*.json --write bench/RESULTS.md
+    python -m bench.render results/*.json                    # print the tables
+    python -m bench.render results/*.json --write bench/RESULTS.md
 
 ``--write`` replaces only the generated section of the file, between the BEGIN / END markers
 below (added after the file's introduction if missing); the hand-written sections stay as they

@@ -1,6 +1,6 @@
 """Seams of seq2seq lifting: P1, frames/s and the jump of the 3D where blocks meet, per mode.
 
-    python bench/seq2seq_seams.py --checkpoint CKPT --data-dir DATA [-k synth_det] [--cameras 0]
+    python -m bench.seq2seq_seams --checkpoint CKPT --data-dir DATA [-k synth_det] [--cameras 0]
         [--overlaps 0,0.25,0.5,0.75] [--threads N] [--json OUT.json]
 
 Modes, all flip-averaged float32 on the test subjects of a Human3.6M-layout folder (e.g.
@@ -39,7 +39,7 @@ import time
 import numpy as np
 import torch
 
-from harness import cpu_flags_text, lifting_flags, lifting_model, machine, p1_mm, throughput_sequence
+from bench.harness import cpu_flags_text, lifting_flags, lifting_model, machine, p1_mm, throughput_sequence
 from stcformer.data.dataset import test_windows
 from stcformer.data.h36m import load_h36m
 from stcformer.eval.predict import (predict_centres, predict_seq2seq, predict_sequence, seq2seq_passes_per_frame,

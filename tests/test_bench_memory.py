@@ -1,11 +1,7 @@
 """bench/harness.tensor_peak_bytes: the live-tensor peak the memory tables report."""
-import sys
-from pathlib import Path
-
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import harness  # noqa: E402
+from bench import harness
 
 
 def test_tensor_peak_counts_live_tensors_only():

@@ -1,15 +1,11 @@
 """bench/profile_step.py: the per-kind breakdown of a step that bench/RESULTS.md quotes."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import profile_step  # noqa: E402
-
-from stcformer.ops import dispatch  # noqa: E402
+from bench import profile_step
+from stcformer.ops import dispatch
 
 
 @pytest.mark.parametrize("name, kind", [

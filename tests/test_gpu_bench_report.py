@@ -13,9 +13,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
-sys.path.insert(0, str(BENCH))
-import gpu_bench  # noqa: E402
-import render  # noqa: E402
+
+from bench import gpu_bench, render
 
 
 def _env():
@@ -127,7 +126,7 @@ def test_render_run_puts_the_table_under_the_profile_section(tmp_path):
     rows = [_row("spatial_fwd_kernel", roof=4.0)]
     ks, tot = gpu_bench.join_profile([("spatial_fwd_kernel", 40.0, 1.0)], rows)
     meta = dict(machine="NVIDIA H200 (2026-12-02), torch 2.13, triton 3.9", date="2026-12-02 17:00",
-                torch="2.13", triton="3.9", device="cuda", command="python bench/gpu_bench.py --out x")
+                torch="2.13", triton="3.9", device="cuda", command="python -m bench.gpu_bench --out x")
     data = dict(meta=meta, rows=[
         dict(section="op", case="fwd+bwd bf16 T=27 B=42", variant="triton", status="ok", ms=1.0),
         dict(section="profile", case="bf16 T=27 B=42", variant="triton", status="ok", kernels=ks, totals=tot,
@@ -139,7 +138,7 @@ def test_render_run_puts_the_table_under_the_profile_section(tmp_path):
     path = tmp_path / "gpu_bench.json"
     path.write_text(json.dumps(data))
     text = render.render([path])
-    assert text.startswith("### NVIDIA H200 (2026-12-02)") and "`python bench/gpu_bench.py --out x`" in text
+    assert text.startswith("### NVIDIA H200 (2026-12-02)") and "`python -m bench.gpu_bench --out x`" in text
     prof = text[text.index("profile:"):]
     assert "| " + " | ".join(render.KERNEL_COLUMNS) + " |" in prof
     assert "| bf16 T=27 B=42 | spatial_fwd_kernel | 1 | 40.0 | 4.00 |" in prof
@@ -156,9 +155,9 @@ def test_render_run_puts_the_table_under_the_profile_section(tmp_path):
 def report_json(tmp_path_factory):
     """A real report of T=27 bf16 head_major for sm_90 (the kept compiles make reruns quick)."""
     out = tmp_path_factory.mktemp("report") / "kernel_report.json"
-    r = subprocess.run([sys.executable, str(BENCH / "kernel_report.py"), "--frames", "27", "--dtypes", "bf16",
+    r = subprocess.run([sys.executable, "-m", "bench.kernel_report", "--frames", "27", "--dtypes", "bf16",
                         "--layouts", "head_major", "--json", str(out), "-j", "2"],
-                       env=_env(), capture_output=True, text=True, timeout=600)
+                       cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return out
 
@@ -231,7 +230,7 @@ def test_section_profile_without_a_gpu(report_json, monkeypatch, tmp_path):
 def test_missing_cases_are_compiled_in_process(report_json, tmp_path):
     """No report file: the bench runs the report itself for the profiled case, for the card's SM
     count (114 here: the persistent grids differ from the 132-SM report's)."""
-    code = ("import sys, json, torch; sys.path.insert(0, 'bench'); import gpu_bench as g, kernel_report\n"
+    code = ("import json, torch; from bench import gpu_bench as g, kernel_report\n"
             "from stcformer.ops.backends.triton_variants import launches\n"
             f"got, notes = g.static_rows({str(tmp_path / 'absent.json')!r}, [(27, 'bf16')], 42, 114, None, True,"
             f" workdir={str(tmp_path)!r})\n"
@@ -247,21 +246,21 @@ def test_missing_cases_are_compiled_in_process(report_json, tmp_path):
     assert res["stale"] is None and not res["notes"]
     assert all(x["error"] is None and x["roofline_floor_us"] > 0 for x in res["rows"])
     assert [x["kernel"] for x in res["rows"]] == [x["kernel"] for x in json.loads(report_json.read_text())]
-    assert "bench/kernel_report.py --json" in r.stdout
+    assert "python -m bench.kernel_report --json" in r.stdout
     assert "not GPU timings" in (tmp_path / "kernel_report_bench.log").read_text()
 
 
 def test_bench_cli_without_cuda():
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    h = subprocess.run([sys.executable, str(BENCH / "gpu_bench.py"), "--help"], capture_output=True, text=True,
+    h = subprocess.run([sys.executable, "-m", "bench.gpu_bench", "--help"], cwd=ROOT, capture_output=True, text=True,
                        timeout=120)
     assert h.returncode == 0 and "--kernel-report" in h.stdout and "--profile-dtypes" in h.stdout
-    r = subprocess.run([sys.executable, str(BENCH / "gpu_bench.py")], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "bench.gpu_bench"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stdout == "" and r.stderr.strip().splitlines() == [
         "gpu_bench.py: no CUDA device (use --cpu-smoke for a CPU dry run)"]
-    a = subprocess.run([sys.executable, str(BENCH / "gpu_bench.py"), "--kernel-report-args", "--frames", "27,81,243"],
-                       capture_output=True, text=True, timeout=120)
+    a = subprocess.run([sys.executable, "-m", "bench.gpu_bench", "--kernel-report-args", "--frames", "27,81,243"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert a.returncode == 0
     assert a.stdout.split() == ["--frames", "27,243", "--dtypes", "bf16,fp32", "--layouts", "head_major",
                                 "--batch", "42"]
@@ -276,7 +275,7 @@ def test_suite_syntax_and_budget_comment():
     r = subprocess.run(["bash", "-n", str(suite)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     text = suite.read_text()
-    assert "bench/kernel_report.py --json \"$LOG/kernel_report.json\"" in text and "SUITE_SKIP_REPORT" in text
+    assert "-m bench.kernel_report --json \"$LOG/kernel_report.json\"" in text and "SUITE_SKIP_REPORT" in text
     # the phases' limits in the header add up to less than 8 minutes
     budget = int(re.search(r"SUITE_BUDGET_S:-(\d+)", text).group(1))
     install = int(re.search(r"min (\d+) \"\$\(left\)\"", text).group(1))

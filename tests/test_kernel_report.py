@@ -10,9 +10,9 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-REPORT = ROOT / "bench" / "kernel_report.py"
-sys.path.insert(0, str(ROOT / "bench"))
-import kernel_report  # noqa: E402
+REPORT = ["-m", "bench.kernel_report"]
+
+from bench import kernel_report
 
 H200 = kernel_report.ARCH[90]
 
@@ -26,10 +26,10 @@ def _env(tmp_path):
 def test_report_compiles_and_counts(tmp_path):
     """One small case for sm_90: every launch compiles, its facts are sane and kept on disk."""
     out = tmp_path / "rows.json"
-    r = subprocess.run([sys.executable, str(REPORT), "--frames", "27", "--dtypes", "bf16",
+    r = subprocess.run([sys.executable, *REPORT, "--frames", "27", "--dtypes", "bf16",
                         "--layouts", "head_major", "--keep", str(tmp_path / "keep"),
                         "--json", str(out), "-j", "2"],
-                       env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+                       cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "not GPU timings" in r.stdout and "op T=27 bf16 head_major" in r.stdout
     rows = json.loads(out.read_text())
@@ -80,15 +80,15 @@ def test_report_compiles_and_counts(tmp_path):
     assert sp["exps"] >= sp["real_scores"]
 
     # a rerun takes every kernel from the kept folder instead of compiling again
-    r2 = subprocess.run([sys.executable, str(REPORT), "--frames", "27", "--dtypes", "bf16",
+    r2 = subprocess.run([sys.executable, *REPORT, "--frames", "27", "--dtypes", "bf16",
                          "--layouts", "head_major", "--keep", str(tmp_path / "keep"), "-j", "1"],
-                        env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+                        cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert r2.returncode == 0 and " 0 to compile" in r2.stdout, r2.stdout[-2000:] + r2.stderr[-2000:]
 
 
 def test_report_refuses_the_interpreter(tmp_path):
     env = dict(_env(tmp_path), TRITON_INTERPRET="1")
-    r = subprocess.run([sys.executable, str(REPORT), "--frames", "27"], env=env,
+    r = subprocess.run([sys.executable, *REPORT, "--frames", "27"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "TRITON_INTERPRET" in r.stderr

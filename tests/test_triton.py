@@ -241,9 +241,8 @@ def test_gpu_target_compile():
     if not INTERPRET:
         pytest.skip("GPU run: the kernels are compiled for the GPU at hand by the other tests")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    script = str(ROOT / "tests" / "triton_gpu_compile_check.py")
-    jobs = [subprocess.Popen([sys.executable, script, "--targets", t, "--set", "ci"], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    jobs = [subprocess.Popen([sys.executable, "-m", "bench.compile_check", "--targets", t, "--set", "ci"],
+                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for t in ("90", "80")]
     outs = [(j.communicate(timeout=600)[0], j.returncode) for j in jobs]
     for text, rc in outs:

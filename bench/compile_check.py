@@ -1,8 +1,8 @@
 """Compile every Triton kernel variant of the triton backend for a GPU target, without a GPU.
 
-Run as a script in a process WITHOUT TRITON_INTERPRET (the interpreter replaces triton.jit):
+Run from the repository root in a process WITHOUT TRITON_INTERPRET (the interpreter replaces triton.jit):
 
-    python tests/triton_gpu_compile_check.py --targets 90,80 [--set ci|full]
+    python -m bench.compile_check --targets 90,80 [--set ci|full]
 
 ``triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32))`` runs the whole GPU pipeline
 (TTIR -> TTGIR -> LLVM -> PTX -> cubin via the bundled ptxas), so it catches what the interpreter

@@ -1,0 +1,8 @@
+"""The benchmarks and the static kernel report, a package beside ``stcformer`` (not installed).
+
+Every entry runs from the repository root as a module, ``python -m bench.cpu_table``,
+``python -m bench.gpu_bench``, ``python -m bench.kernel_report`` ...; the pytest-benchmark
+entries are ``pytest bench/ --benchmark-only``. ``bench.harness`` holds what the entries share
+(inputs, variants, timing, JSON rows); the inputs come from ``stcformer.ops.testing``, the test
+suite's own factory. Modules here import ``stcformer`` and each other, never ``tests``.
+"""
