@@ -7,7 +7,7 @@ import pytest
 from stcformer.data.cameras import (camera_to_world, h36m_cameras, image_coordinates,
                                     normalize_screen_coordinates, project_to_2d, qinverse, qrot,
                                     world_to_camera)
-from stcformer.data.errors import DataError
+from stcformer.data import DataError
 from stcformer.data.h36m import load_h36m
 from stcformer.data.skeleton import H36M_ACTIONS, H36M_KEPT_OF_32
 from stcformer.data.synthetic import write_h36m

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from stcformer.data.dataset import test_windows as make_test_windows, training_windows
-from stcformer.data.errors import DataError
+from stcformer.data import DataError
 from stcformer.data.mpi3dhp import load_3dhp
 
 

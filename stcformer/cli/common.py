@@ -1,5 +1,5 @@
-"""Helpers shared by the command-line programs: one-line errors with exit status 2, the ``--amp``
-choices and their autocast contexts."""
+"""Helpers shared by the command-line programs: one-line errors with exit status 2 and the
+``--backend`` check (the ``--amp`` choices live in ``stcformer.ops.precision``)."""
 from __future__ import annotations
 
 import sys
@@ -7,9 +7,7 @@ from typing import Callable, Optional
 
 import torch
 
-from stcformer.errors import STCFormerError, UsageError  # noqa: F401  (UsageError: raised by the programs)
-from stcformer.ops.precision import (AMP_CHOICES, AMP_DTYPES, amp_autocast, amp_dtype,  # noqa: F401
-                        slow_cpu_amp_reason, warn_slow_cpu_amp)
+from stcformer.errors import STCFormerError, UsageError
 
 EXIT_BAD_INPUT = 2
 

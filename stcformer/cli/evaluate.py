@@ -17,12 +17,14 @@ import os
 import sys
 import time
 
-from stcformer.model.checkpoint import load_checkpoint
-from stcformer.cli.common import AMP_CHOICES, UsageError, check_backend, run, warn_slow_cpu_amp
+from stcformer.cli.common import check_backend, run
 from stcformer.devices import pick_device
-from stcformer.io import write_json
+from stcformer.errors import UsageError
 from stcformer.eval.benchmarks import BENCHMARKS, get_benchmark
 from stcformer.eval.runner import run_test
+from stcformer.io import write_json
+from stcformer.model.checkpoint import load_checkpoint
+from stcformer.ops.precision import AMP_CHOICES, warn_slow_cpu_amp
 
 
 def parse_args(argv=None):

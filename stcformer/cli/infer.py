@@ -52,20 +52,21 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from stcformer.export.bvh import root_trajectory
-from stcformer.cli.common import AMP_CHOICES, UsageError, run, warn_slow_cpu_amp
+from stcformer.cli.common import run
 from stcformer.data.skeleton import H36M_JOINTS, H36M_LEFT, H36M_PARENTS, H36M_RIGHT
-from stcformer.infer.detect import DETECTORS
-from stcformer.errors import DataError
+from stcformer.errors import DataError, UsageError
+from stcformer.eval.predict import MODES
+from stcformer.export.bvh import root_trajectory
 from stcformer.export.plots import plot_preview
-from stcformer.io import write_json, write_npz
 from stcformer.export.smoothing import jitter, savgol
+from stcformer.infer.detect import DETECTORS
 from stcformer.infer.gaps import fill_gaps
 from stcformer.infer.joints import JOINT_SETS
 from stcformer.infer.keypoints import convert_keypoints
-from stcformer.infer.readers import FORMATS, read_keypoints, read_tracks
-from stcformer.eval.predict import MODES
 from stcformer.infer.pipeline import lift_xy, lifting_model, lifting_window
+from stcformer.infer.readers import FORMATS, read_keypoints, read_tracks
+from stcformer.io import write_json, write_npz
+from stcformer.ops.precision import AMP_CHOICES, warn_slow_cpu_amp
 
 # camera axes (x right, y down, z forward) -> z up for display: (x, z, -y), a rotation about x
 Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]], dtype=np.float32)

@@ -16,8 +16,7 @@ import sys
 import torch
 
 from stcformer import __version__
-from stcformer.ops import cpu_features
-from stcformer.ops import dispatch
+from stcformer.ops import cpu_features, dispatch
 
 
 def _version(package: str):

@@ -25,11 +25,12 @@ import time
 
 import torch
 
-from stcformer.cli.common import AMP_CHOICES, EXIT_BAD_INPUT, UsageError, check_backend, run
+from stcformer.cli.common import EXIT_BAD_INPUT, check_backend, run
 from stcformer.devices import pick_device
-from stcformer.errors import STCFormerError
+from stcformer.errors import STCFormerError, UsageError
 from stcformer.eval.benchmarks import BENCHMARKS, get_benchmark
 from stcformer.model.modules import check_config
+from stcformer.ops.precision import AMP_CHOICES
 from stcformer.train.config import TrainConfig
 from stcformer.train.distributed import ProcessGroup, world_info
 from stcformer.train.loop import Trainer

@@ -8,7 +8,7 @@
 Every loader raises :class:`DataError` (``"<file>: <problem>"``) on bad input.
 """
 from stcformer.data.dataset import PoseData, PoseSequence, WindowSet, test_windows, training_windows
-from stcformer.data.errors import DataError
+from stcformer.errors import DataError
 from stcformer.data.h36m import load_h36m
 from stcformer.data.mpi3dhp import load_3dhp
 from stcformer.data.windows import flip_pose, test_centres, train_centres, window_indices

@@ -17,7 +17,7 @@ from typing import Dict, List, Sequence
 
 from stcformer.data.cameras import h36m_cameras, normalize_screen_coordinates, world_to_camera
 from stcformer.data.dataset import PoseData, PoseSequence
-from stcformer.data.errors import DataError
+from stcformer.errors import DataError
 from stcformer.data.npz import check_array, load_npz_dict
 from stcformer.data.skeleton import (H36M_ACTIONS, H36M_KEPT_OF_32, H36M_LEFT, H36M_RIGHT, H36M_ROOT,
                        H36M_TEST_SUBJECTS, H36M_TRAIN_SUBJECTS, action_group)

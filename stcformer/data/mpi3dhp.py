@@ -18,7 +18,7 @@ import numpy as np
 
 from stcformer.data.cameras import normalize_screen_coordinates
 from stcformer.data.dataset import PoseData, PoseSequence
-from stcformer.data.errors import DataError
+from stcformer.errors import DataError
 from stcformer.data.npz import check_array, load_npz_dict
 from stcformer.data.skeleton import MPI3DHP_LEFT, MPI3DHP_RES, MPI3DHP_RES_OUTDOOR, MPI3DHP_RIGHT, MPI3DHP_ROOT
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import numpy as np
 
-from stcformer.data.errors import DataError
+from stcformer.errors import DataError
 
 
 def load_npz_dict(path, key: str):

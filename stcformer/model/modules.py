@@ -7,7 +7,7 @@ classes (4 heads, scale C^-1/2, a 20-row embedding with padding_idx 0, the unuse
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -55,6 +55,23 @@ def _chunked_cpu_ok(weight: Tensor) -> bool:
             and dispatch.fused_mlp_reason("cpu") is None)
 
 
+class _Setting:
+    """A module setting (kept as ``_<name>``) whose change makes the module plan again."""
+
+    def __init__(self, convert: Callable = bool):
+        self.convert = convert
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.attr = "_" + name
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else getattr(obj, self.attr)
+
+    def __set__(self, obj, value) -> None:
+        setattr(obj, self.attr, self.convert(value))
+        obj.plan()
+
+
 class _Planned(nn.Module):
     """A module whose execution path is chosen from its settings and its parameters' device
     and dtype: at construction, on every ``.to()`` / ``.cuda()`` / ``.float()`` (``_apply``)
@@ -92,23 +109,8 @@ class Mlp(_Planned):
         self.recompute = False
         self.plan()
 
-    @property
-    def fused(self) -> bool:
-        return self._fused
-
-    @fused.setter
-    def fused(self, value: bool) -> None:
-        self._fused = bool(value)
-        self.plan()
-
-    @property
-    def onednn(self) -> bool:
-        return self._onednn
-
-    @onednn.setter
-    def onednn(self, value: bool) -> None:
-        self._onednn = bool(value)
-        self.plan()
+    fused = _Setting()
+    onednn = _Setting()
 
     def plan(self) -> None:
         self._chunked = self._fused and _chunked_cpu_ok(self.fc1.weight)
@@ -167,31 +169,16 @@ class STCAttention(_Planned):
         self.register_buffer("part", torch.tensor(parts, dtype=torch.long), persistent=False)
         # rows of the qkv Linear in head-major order (the weights themselves stay official)
         self.register_buffer("head_major", head_major_index(dim, num_heads), persistent=False)
-        self._backend_request, self._fused = backend, fused
+        self._backend, self._fused = backend, fused
         self.plan()
 
-    @property
-    def backend(self) -> Optional[str]:
-        return self._backend_request
-
-    @backend.setter
-    def backend(self, value: Optional[str]) -> None:
-        self._backend_request = value
-        self.plan()
-
-    @property
-    def fused(self) -> bool:
-        return self._fused
-
-    @fused.setter
-    def fused(self, value: bool) -> None:
-        self._fused = bool(value)
-        self.plan()
+    backend = _Setting(convert=lambda name: name)  # Optional[str]: the stc_attention backend asked for
+    fused = _Setting()
 
     def plan(self) -> None:
         w = self.qkv.weight
         try:
-            self._layout = preferred_layout(self._backend_request, w.device.type, w.dtype)
+            self._layout = preferred_layout(self._backend, w.device.type, w.dtype)
         except BackendError:  # stc_attention raises the same sentence when the block runs
             self._layout = "interleaved"
         self._chunked = self._fused and _chunked_cpu_ok(w)
@@ -215,7 +202,7 @@ class STCAttention(_Planned):
         # the op resolves the backend for qkv's dtype: autocast can change it per call
         out = stc_attention(qkv, self.sep2_s.weight, self.sep2_s.bias, self.sep2_t.weight,
                             self.sep2_t.bias, spe_s, spe_t, self.num_heads, self.scale,
-                            backend=self._backend_request, layout=self._layout)
+                            backend=self._backend, layout=self._layout)
         return self.proj(out) + x
 
 
@@ -358,7 +345,7 @@ class STCFormer(nn.Module):
         for block in self.stcformer.stc_block:
             att, mlp = block.stc_att, block.mlp
             if backend is not _KEEP:
-                att._backend_request = backend
+                att._backend = backend
             if fused is not None:
                 att._fused = mlp._fused = bool(fused)
             if onednn_mlp is not None:
