@@ -12,7 +12,7 @@ from stcformer.ops.cpu_features import extension_isa_reason
 load_error: Optional[str] = extension_isa_reason()
 if load_error is None:
     try:
-        from stcformer import _C  # noqa: F401  (registers torch.ops.stcformer.* kernels)
+        import stcformer._C  # noqa: F401  (registers torch.ops.stcformer.* kernels)
     except ImportError as exc:  # not built, or built against another torch
         load_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
