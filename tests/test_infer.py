@@ -13,8 +13,9 @@ from stcformer.cli.common import run
 from stcformer.data.cameras import normalize_screen_coordinates
 from stcformer.data.skeleton import H36M_LEFT, H36M_RIGHT
 from stcformer.data.windows import flip_pose
-from stcformer.cli.infer import Z_UP, main
+from stcformer.cli.infer import main
 from stcformer.eval.predict import predict_sequence, seq2seq_centres
+from stcformer.export.render import Z_UP
 
 
 @pytest.fixture
@@ -361,7 +362,7 @@ def test_person_all_links_untracked_boxes(tmp_path, ckpt):
 
 def test_root_translation_in_the_npz_and_the_bvh(tmp_path, ckpt):
     from stcformer.export.bvh import bvh_text, root_trajectory
-    from stcformer.cli.infer import trajectory_window
+    from stcformer.export.smoothing import trajectory_window
 
     kpts = np.random.default_rng(13).uniform(300, 700, size=(20, 17, 3)).astype(np.float32)
     kpts[..., 2] = 0.9

@@ -36,8 +36,8 @@ next by half and cross-faded over the overlap, so there is no seam where they me
 Writes DIR/poses_3d.npz ('reconstruction': (T, 17, 3) root-relative camera coordinates in metres,
 x right, y down, z forward; 'reconstruction_z_up': the same turned for display, z up;
 'root_translation': (T, 3) the root's camera-space position fitted to the 2D, see --focal; plus
-the filled 2D input) and DIR/preview.png; optionally JSON, BVH (stcformer.export.bvh) and an animation
-(stcformer.export.render). Bad input stops with one line naming the file, exit status 2, before
+the filled 2D input) and DIR/preview.png; optionally JSON and BVH (stcformer.export.poses writes a
+person's files) and an animation (stcformer.export.render). Bad input stops with one line naming the file, exit status 2, before
 anything is written.
 
 --stream reads one JSON detection per line on stdin and writes one JSON pose per line on stdout
@@ -53,24 +53,17 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from stcformer.cli.common import run
-from stcformer.data.skeleton import H36M_JOINTS, H36M_LEFT, H36M_PARENTS, H36M_RIGHT
 from stcformer.errors import DataError, UsageError
 from stcformer.eval.predict import MODES
-from stcformer.export.bvh import root_trajectory
-from stcformer.export.plots import plot_preview
-from stcformer.export.smoothing import jitter, savgol
+from stcformer.export.poses import LiftSettings, PoseTrack, write_pose_files
+from stcformer.export.smoothing import jitter, smooth_poses, smoothing_window
 from stcformer.infer.detect import DETECTORS
 from stcformer.infer.gaps import fill_gaps
 from stcformer.infer.joints import JOINT_SETS
 from stcformer.infer.keypoints import convert_keypoints
-from stcformer.infer.pipeline import lift_xy, lifting_model, lifting_window
+from stcformer.infer.pipeline import fitted_root, lift_xy, lifting_model, lifting_window
 from stcformer.infer.readers import FORMATS, read_keypoints, read_tracks
-from stcformer.io import write_json, write_npz
 from stcformer.ops.precision import AMP_CHOICES, warn_slow_cpu_amp
-
-# camera axes (x right, y down, z forward) -> z up for display: (x, z, -y), a rotation about x
-Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]], dtype=np.float32)
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m stcformer.infer", description=__doc__.split("\n\n")[0],
@@ -144,23 +137,6 @@ def _lifting_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-b", "--batch-size", type=int, default=256, help="windows per forward (default 256)")
 
 
-def smoothing_window(fps) -> int:
-    """About 0.2 s of frames, odd, at least 5 (9 when the frame rate is unknown)."""
-    if not fps:
-        return 9
-    n = max(5, int(round(0.2 * fps)))
-    return n if n % 2 else n + 1
-
-
-def trajectory_window(fps) -> int:
-    """About half a second of frames, odd, at least 5: the root moves more slowly than the joints,
-    and its depth, fitted from the person's size in the image, is the noisiest coordinate."""
-    if not fps:
-        return 15
-    n = max(5, int(round(0.5 * fps)))
-    return n if n % 2 else n + 1
-
-
 def _person(value):
     if value is None or value == "all":
         return value
@@ -200,18 +176,6 @@ class _Person:
 def _span(kp) -> tuple:
     seen = np.flatnonzero((kp.scores > 0).any(-1))
     return (int(seen[0]), int(seen[-1])) if len(seen) else (0, len(kp) - 1)
-
-
-def _full(values: np.ndarray, T: int, first: int, fill=np.nan) -> np.ndarray:
-    """The span's ``values`` placed at frames first.. of T frames, ``fill`` elsewhere."""
-    out = np.full((T,) + values.shape[1:], fill, dtype=values.dtype)
-    out[first:first + len(values)] = values
-    return out
-
-
-def _held(values: np.ndarray, T: int, first: int) -> np.ndarray:
-    """The span's ``values`` over T frames, the first and last held before and after it."""
-    return values[np.clip(np.arange(T) - first, 0, len(values) - 1)]
 
 
 def _in_folder(folder: str, path) -> str:
@@ -370,25 +334,24 @@ def _people(run: _Run) -> list:
     return people
 
 
-def _lift_one(run: _Run, model, device, p: _Person):
-    """(poses, root trajectory) of one person, smoothed if asked."""
+def _lift_one(run: _Run, model, device, p: _Person) -> PoseTrack:
+    """One person's lifted span, smoothed if asked, with its root's path."""
     args = run.args
     poses = lift_xy(model, p.xy, run.size, run.frames, run.tds, args.mode, args.batch_size, device=device,
                     amp=args.amp, progress=True)
     if args.smooth is not None:
         window = args.smooth or smoothing_window(run.fps)
         before = jitter(poses)
-        poses = savgol(poses, window)
-        poses[:, 0] = 0
+        poses = smooth_poses(poses, window)
         print(f"{p.label + ': ' if p.label else ''}smoothing (Savitzky-Golay, {window} frames, degree 2): jitter "
               f"(mean frame-to-frame acceleration) {before * 1000:.2f} -> {jitter(poses) * 1000:.2f} mm/frame^2")
-    weights = np.where(p.gaps.filled, 0.0, p.kp.scores[p.first:p.last + 1])
     try:
-        root = root_trajectory(poses, p.xy, run.size, focal=args.focal, weights=weights,
-                               smooth=trajectory_window(run.fps))
+        root = fitted_root(poses, p.xy, run.size, p.kp.scores[p.first:p.last + 1], p.gaps.filled, run.fps,
+                           focal=args.focal)
     except ValueError as exc:
         raise DataError(run.source, f"{p.label + ': ' if p.label else ''}{exc}") from None
-    return poses, root
+    return PoseTrack(poses, p.xy, p.gaps.filled, root, p.kp.scores, first=p.first,
+                     track=p.kp.track if run.every else None)
 
 
 def _lift(run: _Run, model, people: list) -> list:
@@ -406,66 +369,26 @@ def _lift(run: _Run, model, people: list) -> list:
     lift = Stage("lift", sum(len(p.xy) for p in people))  # frames/s; predict_sequence's own bar counts batches
     for p in people:
         t0 = time.perf_counter()
-        poses, root = _lift_one(run, model, device, p)
-        lift.add(time.perf_counter() - t0, len(poses))
-        results.append((p, poses, root))
+        track = _lift_one(run, model, device, p)
+        lift.add(time.perf_counter() - t0, len(track.poses))
+        results.append((p, track))
     lift.close()
     run.stages["lift"] = (lift.n, lift.seconds)
     return results
 
 
-def _json_doc(run: _Run, p: _Person, rec, z_up, root_full, focal: float) -> dict:
-    doc = {"joints": list(H36M_JOINTS), "parents": list(H36M_PARENTS), "left": list(H36M_LEFT),
-           "right": list(H36M_RIGHT), "units": "metres", "fps": run.fps, "mode": run.args.mode,
-           "frames": run.frames, "tds": run.tds,
-           "axes": "reconstruction: camera (x right, y down, z forward), root-relative; "
-                   "reconstruction_z_up: (x, z, -y); root_translation: camera axes",
-           "focal": focal,
-           "reconstruction": np.round(rec.astype(np.float64), 5).tolist(),
-           "reconstruction_z_up": np.round(z_up.astype(np.float64), 5).tolist(),
-           "root_translation": np.round(root_full, 5).tolist()}
-    if run.every:
-        doc.update(track=int(p.kp.track), span=[p.first, p.last])
-    return doc
+def _write_person(run: _Run, track: PoseTrack, how: LiftSettings) -> None:
+    """One person's files: in OUT, or in OUT/person_<id>/ (--json and --bvh by their file names) with --person all."""
+    args = run.args
+    if not run.every:
+        run.written += write_pose_files(args.out, track, how, args.json, args.bvh, args.bvh_root)
+        return
+    folder = os.path.join(args.out, f"person_{track.track}")
+    run.written += write_pose_files(folder, track, how, args.json and _in_folder(folder, args.json),
+                                    args.bvh and _in_folder(folder, args.bvh), args.bvh_root)
 
 
-def _write_person(run: _Run, p: _Person, poses, root, T: int, focal: float) -> None:
-    """poses_3d.npz and preview.png of one person, and its JSON and BVH if asked."""
-    args, every = run.args, run.every
-    folder = os.path.join(args.out, f"person_{p.kp.track}") if every else args.out
-    full = (lambda v, fill=np.nan: _full(v, T, p.first, fill)) if every else (lambda v, fill=None: v)
-    rec = full(poses)
-    z_up = rec @ Z_UP.T
-    extra = {} if run.fps is None else {"fps": np.float32(run.fps)}
-    if every:
-        lifted = np.zeros(T, bool)
-        lifted[p.first:p.last + 1] = True
-        extra.update(track=np.int32(p.kp.track), span=np.asarray([p.first, p.last], np.int32), lifted=lifted)
-    out_npz = os.path.join(folder, "poses_3d.npz")
-    write_npz(out_npz, compressed=True, reconstruction=rec, reconstruction_z_up=z_up, keypoints_2d=full(p.xy),
-              scores=p.kp.scores, filled=full(p.gaps.filled, False), root_translation=full(root.astype(np.float32)),
-              focal=np.float32(focal), size=np.asarray(run.size, np.int32), frames=np.int32(run.frames),
-              tds=np.int32(run.tds), mode=np.str_(args.mode), **extra)
-    run.written.append(out_npz)
-    preview = os.path.join(folder, "preview.png")
-    plot_preview(p.xy, poses, preview)
-    run.written.append(preview)
-    if args.json:
-        out_json = _in_folder(folder, args.json) if every else args.json
-        write_json(out_json, _json_doc(run, p, rec, z_up, full(root), focal))
-        run.written.append(out_json)
-    if args.bvh:
-        from stcformer.export.bvh import write_bvh
-
-        out_bvh = _in_folder(folder, args.bvh) if every else args.bvh
-        # a BVH has no missing frames: a person's first and last poses are held outside their span
-        bvh_poses = _held(poses, T, p.first) if every else poses
-        bvh_root = (_held(root, T, p.first) if every else root) if args.bvh_root else None
-        write_bvh(out_bvh, bvh_poses, run.fps, root=bvh_root)
-        run.written.append(out_bvh)
-
-
-def _render(run: _Run, results: list, background, T: int) -> None:
+def _render(run: _Run, results: list, background) -> None:
     import time
 
     from stcformer.export.render import render
@@ -477,13 +400,12 @@ def _render(run: _Run, results: list, background, T: int) -> None:
     if background and background[0] is None:
         log(background[1])
     if run.every:
-        n = render(args.render, [_full(p.xy, T, p.first) for p, _, _ in results],
-                   [_full(poses, T, p.first) for p, poses, _ in results], run.fps, run.size,
-                   filled=[_full(p.gaps.filled, T, p.first, False) for p, _, _ in results], video=bg,
-                   log=log, labels=[p.label for p, _, _ in results])
+        n = render(args.render, [t.full(t.keypoints) for _, t in results], [t.full(t.poses) for _, t in results],
+                   run.fps, run.size, filled=[t.full(t.filled, False) for _, t in results], video=bg, log=log,
+                   labels=[p.label for p, _ in results])
     else:
-        p, poses, _ = results[0]
-        n = render(args.render, p.xy, poses, run.fps, run.size, filled=p.gaps.filled, video=bg, log=log)
+        t = results[0][1]
+        n = render(args.render, t.keypoints, t.poses, run.fps, run.size, filled=t.filled, video=bg, log=log)
     run.stages["render"] = (n, time.perf_counter() - t0)
     run.written.append(f"{args.render} ({n} frames at {run.fps:g} fps)")
 
@@ -499,11 +421,11 @@ def _write_outputs(run: _Run, results: list, background, raw, detector) -> None:
         write_coco_keypoints(kp_json, raw[..., :2], raw[..., 2], run.size, run.fps, joints=detector.joints,
                              description=f"{detector.description}, from {os.path.basename(args.video)}")
         run.written.append(kp_json)
-    focal = float(args.focal or max(run.size))
-    for p, poses, root in results:
-        _write_person(run, p, poses, root, T, focal)
+    how = LiftSettings(run.fps, run.size, run.frames, run.tds, args.mode, float(args.focal or max(run.size)))
+    for _, track in results:
+        _write_person(run, track, how)
     if args.render:
-        _render(run, results, background, T)
+        _render(run, results, background)
     who = f"{len(results)} {'person' if len(results) == 1 else 'people'}, " if run.every else ""
     print(f"{who}{T} frames lifted ({args.mode}, window {run.frames}, tds {run.tds}) -> {', '.join(run.written)}")
     print("frames/s: " + ", ".join(f"{k} {n / s:.1f}" if s > 0 else f"{k} -" for k, (n, s) in run.stages.items()))

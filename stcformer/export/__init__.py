@@ -1,4 +1,5 @@
-"""Outputs people look at or load elsewhere: BVH files (:mod:`.bvh`), rendered skeleton videos
+"""Outputs people look at or load elsewhere: the files of one lifted person (:mod:`.poses`:
+``poses_3d.npz``, its JSON twin, ``preview.png``), BVH files (:mod:`.bvh`), rendered skeleton videos
 (:mod:`.render`, the one skeleton drawer), result plots (:mod:`.plots`) and the smoothing of
 pose sequences over time (:mod:`.smoothing`).
 

@@ -31,9 +31,14 @@ KINDS = (".mp4", ".gif")
 BONES = tuple((p, j) for j, p in enumerate(H36M_PARENTS) if p >= 0)
 
 
+# camera axes (x right, y down, z forward) -> z up for display: (x, z, -y), a rotation about x
+Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]], dtype=np.float32)
+
+
 def z_up(p: np.ndarray) -> np.ndarray:
-    """Camera axes (x right, y down, z forward) -> a plot with z up: (x, z, -y)."""
-    return np.stack([p[..., 0], p[..., 2], -p[..., 1]], axis=-1)
+    """Camera axes (x right, y down, z forward) -> a plot with z up: (x, z, -y), ``p @ Z_UP.T``
+    (what ``poses_3d.npz`` stores as ``reconstruction_z_up``)."""
+    return p @ Z_UP.T
 
 
 def bone_lines(ax, left: Sequence[int] = H36M_LEFT) -> list:
@@ -289,5 +294,5 @@ def _write_mp4(tmp: str, frames, fps: float, shape) -> None:
         raise STCFormerError(f"ffmpeg failed (exit {rc}): {' '.join(err.split())[:300]}")
 
 
-__all__ = ["render", "Renderer", "bone_lines", "set_bones", "z_up", "check_output", "ffmpeg_exe", "open_video",
+__all__ = ["render", "Renderer", "bone_lines", "set_bones", "z_up", "Z_UP", "check_output", "ffmpeg_exe", "open_video",
            "KINDS"]

@@ -1,6 +1,10 @@
-"""Smoothing of pose sequences along time: the Savitzky-Golay filter (:func:`savgol`) and the
-jitter it is judged by (:func:`jitter`, the mean frame-to-frame acceleration)."""
+"""Smoothing of pose sequences along time: the Savitzky-Golay filter (:func:`savgol`,
+:func:`smooth_poses`), the jitter it is judged by (:func:`jitter`, the mean frame-to-frame
+acceleration) and the default filter lengths at a frame rate (:func:`smoothing_window` for the
+joints, :func:`trajectory_window` for the root's path)."""
 from __future__ import annotations
+
+from typing import Optional
 
 import numpy as np
 
@@ -41,4 +45,32 @@ def jitter(poses: np.ndarray) -> float:
     return float(np.linalg.norm(acc, axis=-1).mean())
 
 
-__all__ = ["savgol", "jitter"]
+def smooth_poses(poses: np.ndarray, window: int) -> np.ndarray:
+    """Root-relative poses (T, 17, 3) smoothed with :func:`savgol` over ``window`` frames, the root
+    kept at the origin."""
+    out = savgol(poses, window)
+    out[:, 0] = 0
+    return out
+
+
+def _odd_frames(fps: Optional[float], seconds: float, unknown: int) -> int:
+    """About ``seconds`` of frames at ``fps``, odd, at least 5 (``unknown`` without a frame rate)."""
+    if not fps:
+        return unknown
+    n = max(5, int(round(seconds * fps)))
+    return n if n % 2 else n + 1
+
+
+def smoothing_window(fps: Optional[float]) -> int:
+    """The joints' default filter length: about 0.2 s of frames (9 when the frame rate is unknown)."""
+    return _odd_frames(fps, 0.2, 9)
+
+
+def trajectory_window(fps: Optional[float]) -> int:
+    """The root path's filter length: about half a second (15 when the frame rate is unknown). The
+    root moves more slowly than the joints, and its depth, fitted from the person's size in the
+    image, is the noisiest coordinate."""
+    return _odd_frames(fps, 0.5, 15)
+
+
+__all__ = ["savgol", "smooth_poses", "jitter", "smoothing_window", "trajectory_window"]

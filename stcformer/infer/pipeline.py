@@ -5,7 +5,8 @@ The steps are: read the keypoints (:mod:`stcformer.infer.readers`), check the im
 frame rate (:func:`lifting_size`), load the checkpoint once (:func:`lifting_model`), take its
 training window (:func:`trained_window`) at the input's frame rate (:func:`window_stride`,
 :func:`lifting_window`), fill gaps (:mod:`stcformer.infer.gaps`), then
-:func:`lift_xy`: normalise and predict with :func:`stcformer.eval.predict.predict_sequence`.
+:func:`lift_xy`: normalise and predict with :func:`stcformer.eval.predict.predict_sequence`;
+:func:`fitted_root` places the root-relative result in the camera's space.
 :class:`stcformer.infer.stream.StreamLifter` lifts the same way one frame at a time.
 """
 from __future__ import annotations
@@ -110,3 +111,17 @@ def lift_xy(model, xy: np.ndarray, size, frames: int, tds: int, mode: str = "cen
     the last step of :func:`lift` (and of ``python -m stcformer.infer`` for each person)."""
     return predict_sequence(model, normalised_frames(xy, size), frames, tds, mode, batch_size, device=device,
                             amp=amp, progress=progress, overlap=overlap)
+
+
+def fitted_root(poses: np.ndarray, xy: np.ndarray, size, scores: np.ndarray, filled: np.ndarray,
+                fps: Optional[float], focal: Optional[float] = None) -> np.ndarray:
+    """The root's camera-space path (T, 3), metres, that puts ``poses`` (T, 17, 3) where the pixel
+    keypoints ``xy`` (T, 17, 2) are: :func:`stcformer.export.bvh.root_trajectory` with each joint
+    weighted by its 2D score (0 where it was ``filled``), smoothed over
+    :func:`~stcformer.export.smoothing.trajectory_window` frames. ValueError when no frame has
+    enough usable joints."""
+    from stcformer.export.bvh import root_trajectory
+    from stcformer.export.smoothing import trajectory_window
+
+    return root_trajectory(poses, xy, size, focal=focal, weights=np.where(filled, 0.0, scores),
+                           smooth=trajectory_window(fps))
