@@ -37,8 +37,8 @@ Writes DIR/poses_3d.npz ('reconstruction': (T, 17, 3) root-relative camera coord
 x right, y down, z forward; 'reconstruction_z_up': the same turned for display, z up;
 'root_translation': (T, 3) the root's camera-space position fitted to the 2D, see --focal; plus
 the filled 2D input) and DIR/preview.png; optionally JSON and BVH (stcformer.export.poses writes a
-person's files) and an animation (stcformer.export.render). Bad input stops with one line naming the file, exit status 2, before
-anything is written.
+person's files) and an animation (stcformer.export.render). Bad input stops with one line naming
+the file, exit status 2, before anything is written.
 
 --stream reads one JSON detection per line on stdin and writes one JSON pose per line on stdout
 (stcformer.infer.stream), with at most --latency frames of delay; it takes no files.
