@@ -102,7 +102,7 @@ if [ "${SUITE_SKIP_TESTS:-0}" != "1" ]; then
   echo "$gpu_tests" >"$LOG/gpu_tests.txt"
   (
     # shellcheck disable=SC2086
-    timeout -k 10 "$(checks_left)" "$PY" -m pytest $gpu_tests -q -rfEs -x --durations=8 -p no:cacheprovider \
+    timeout -k 10 "$(checks_left)" "$PY" -m pytest $gpu_tests -q -rfEs -x --durations=8 -p no:cacheprovider -m "slow or not slow" \
       ${SUITE_PYTEST_K:+-k "$SUITE_PYTEST_K"} >"$LOG/pytest.log" 2>&1
     echo $? >"$LOG/pytest.rc"
   ) &
@@ -113,7 +113,7 @@ if [ "${SUITE_SKIP_TESTS:-0}" != "1" ] && [ "${SUITE_SKIP_TRAIN_TESTS:-0}" != "1
   (
     # the training loop on a GPU box: CUDA defaults, no host sync per step, torchrun with a GPU present
     if [ "${SUITE_SKIP_TESTS:-0}" != "1" ] && [ "${SUITE_SKIP_TRAIN_TESTS:-0}" != "1" ]; then
-      timeout -k 10 "$(min 120 "$(checks_left)")" "$PY" -m pytest tests/test_train.py -q -rfEs -k "cuda or torchrun" \
+      timeout -k 10 "$(min 120 "$(checks_left)")" "$PY" -m pytest tests/test_train.py -q -rfEs -m "slow or not slow" -k "cuda or torchrun" \
         -p no:cacheprovider >"$LOG/pytest_train.log" 2>&1
       echo $? >"$LOG/pytest_train.rc"
     fi

@@ -1,4 +1,5 @@
-"""Atomic writers: every file the package writes appears whole or not at all.
+"""Atomic writers: every file the package writes appears whole or not at all; and the package's
+cache folder.
 
 Each writer writes a temporary file beside the target, then renames it over the target, so an
 interrupted run never leaves a half-written checkpoint, npz, json or picture behind.
@@ -9,6 +10,12 @@ import json
 import os
 import tempfile
 from typing import Any, Callable
+
+
+def cache_root() -> str:
+    """The package's cache folder: $STCFORMER_CACHE, else ~/.cache/stcformer (synthetic data sets,
+    the extension built on first use)."""
+    return os.environ.get("STCFORMER_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "stcformer")
 
 
 def atomic_write(path, write: Callable[[str], None], suffix: str = "") -> None:

@@ -163,12 +163,14 @@ def test_opcheck(spe):
     torch.library.opcheck(torch.ops.stcformer.stc_attention_fwd.default, tuple(args))
 
 
+@pytest.mark.slow  # compile check
 def test_torch_compile_fullgraph_op():
     from stcformer.ops.backends import compiled
 
     check_compile_fullgraph(compiled.stc_attention, shape=(2, 9, 17, 64, 8))
 
 
+@pytest.mark.slow  # compile check
 def test_torch_compile_fullgraph_public_api():
     def attention(*a):
         return stc_attention(*a, backend="cpp")

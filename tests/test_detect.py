@@ -120,6 +120,7 @@ def test_video_without_the_detector_stops_first(tmp_path, monkeypatch, capsys):
     assert files_in(out) == []
 
 
+@pytest.mark.slow  # the video end to end
 def test_video_with_keypoints_needs_no_detector(tmp_path, monkeypatch):
     """--video beside --keypoints only draws on the frames (and gives the size and frame rate)."""
     write_clip(tmp_path / "clip.mp4", frames=6, size=(320, 240), fps=20)
@@ -165,6 +166,7 @@ def detected(tmp_path_factory):
     return {"out": out, "again": again, "boxes": boxes, "tmp": tmp}
 
 
+@pytest.mark.slow  # the video end to end
 def test_video_one_pose_per_frame_on_the_person(detected):
     z = np.load(detected["out"] / "poses_3d.npz")
     poses, kp, sc = z["reconstruction"], z["keypoints_2d"], z["scores"]
@@ -183,6 +185,7 @@ def test_video_one_pose_per_frame_on_the_person(detected):
     assert 4 * (T_CLIP - 1) < kp[-1, 9, 0] - kp[0, 9, 0] < 14 * (T_CLIP - 1)
 
 
+@pytest.mark.slow  # the video end to end
 def test_video_writes_keypoints_render_and_bvh(detected):
     out = detected["out"]
     doc = json.loads((out / "keypoints_2d.json").read_text())
@@ -201,6 +204,7 @@ def test_video_writes_keypoints_render_and_bvh(detected):
     assert (out / "p.bvh").read_text() == bvh_text(z["reconstruction"], 25.0, root=z["root_translation"])
 
 
+@pytest.mark.slow  # the video end to end
 def test_keypoints_2d_json_round_trip(detected):
     """A second run from keypoints_2d.json detects nothing and gives the same 3D."""
     a = np.load(detected["out"] / "poses_3d.npz")

@@ -203,6 +203,7 @@ def test_opcheck(gelu):
                           (g, x.detach() if gelu else None, seed(1), 0, 0.1, gelu, True))
 
 
+@pytest.mark.slow  # compile check
 def test_torch_compile_fullgraph(monkeypatch):
     monkeypatch.setattr(fused_mlp, "ROWS", 7)  # 18 rows: three chunks, the last one short
     w1, w2 = (torch.randn(64, 16) * 0.2).requires_grad_(), (torch.randn(16, 64) * 0.2).requires_grad_()

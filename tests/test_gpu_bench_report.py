@@ -16,6 +16,9 @@ BENCH = ROOT / "bench"
 
 from bench import gpu_bench, render
 
+# runs the GPU suite's programs end to end without a GPU (make test-slow)
+pytestmark = pytest.mark.slow
+
 
 def _env():
     return {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}

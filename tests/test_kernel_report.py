@@ -14,6 +14,9 @@ REPORT = ["-m", "bench.kernel_report"]
 
 from bench import kernel_report
 
+# compiles kernels for sm_90 (make test-slow)
+pytestmark = pytest.mark.slow
+
 H200 = kernel_report.ARCH[90]
 
 

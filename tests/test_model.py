@@ -149,6 +149,7 @@ def test_drop_path_on_spe_in_training():
     assert torch.equal(att.drop_path(e), e)
 
 
+@pytest.mark.slow  # compile check
 def test_torch_compile_fullgraph_forward_backward():
     torch.manual_seed(0)
     model = STCFormer(layers=2, d_hid=32, num_heads=2, backend="reference").eval()

@@ -116,6 +116,7 @@ def test_no_arguments_uses_cached_synthetic_data_and_the_quick_config(tmp_path, 
                                                                      "cpn_ft_h36m_dbb")
 
 
+@pytest.mark.slow  # compile check, or whole training runs in subprocesses
 def test_resume_after_a_kill_gives_the_uninterrupted_result(data, tmp_path):
     args = ["--data-dir", data, "-k", "synth_det", *TINY, "--epochs", 3, "--save-every", 3]
     whole = tmp_path / "whole"
@@ -159,6 +160,7 @@ def torchrun_whole(data, tmp_path_factory):
     return out, r
 
 
+@pytest.mark.slow  # compile check, or whole training runs in subprocesses
 def test_torchrun_two_processes_on_cpu(torchrun_whole):
     out, r = torchrun_whole
     assert r.returncode == 0, r.stderr[-3000:]
@@ -184,6 +186,7 @@ def _children(pid):
     return kids
 
 
+@pytest.mark.slow  # compile check, or whole training runs in subprocesses
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds torchrun's workers through /proc")
 def test_torchrun_resumed_after_a_kill_gives_the_uninterrupted_result(data, tmp_path, torchrun_whole):
     whole, r = torchrun_whole
@@ -326,6 +329,7 @@ def test_make_train_step_is_the_training_step_and_autocasts():
         step_mod.make_train_step(model, opt, amp="fp8")
 
 
+@pytest.mark.slow  # compile check, or whole training runs in subprocesses
 def test_compiled_step_equals_the_eager_step():
     # the model compiles in one graph (the op is a registered custom op); aot_eager traces forward
     # and backward through AOTAutograd like inductor does, with eager kernels, so the losses match

@@ -25,6 +25,9 @@ import torch
 from stcformer.ops import dispatch
 from stcformer.ops.testing import NAMES, check_backend, check_compile_fullgraph, make_inputs, rel_err
 
+# the Triton interpreter sweeps and the sm_80/sm_90 compile checks (make test-slow)
+pytestmark = pytest.mark.slow
+
 tb = pytest.importorskip("stcformer.ops.backends.triton")
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"

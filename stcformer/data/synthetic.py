@@ -21,7 +21,7 @@ from typing import Dict, Sequence
 import numpy as np
 
 from stcformer.data.cameras import h36m_cameras, project_to_2d, world_to_camera
-from stcformer.io import write_npz
+from stcformer.io import cache_root, write_npz
 from stcformer.data.motion import sequence, subject_bones
 from stcformer.data.skeleton import (H36M_ACTIONS, H36M_KEPT_OF_32, H36M_LEFT, H36M_PARENTS_32, H36M_RIGHT,
                        H36M_TEST_SUBJECTS, H36M_TRAIN_SUBJECTS, MPI3DHP_FROM_H36M, MPI3DHP_TEST_SEQUENCES)
@@ -181,7 +181,7 @@ def write_3dhp(out_dir, frames: int = 100, cameras: Sequence[str] = ("0", "2", "
 
 def synthetic_cache_dir(name: str, frames: int, takes: int) -> str:
     """Where the synthetic stand-in of dataset ``name`` is cached ($STCFORMER_CACHE or ~/.cache/stcformer)."""
-    root = os.environ.get("STCFORMER_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "stcformer")
+    root = cache_root()
     return os.path.join(root, f"synthetic_{name}_v1_f{frames}_t{takes}")
 
 

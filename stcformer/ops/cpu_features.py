@@ -8,7 +8,7 @@ Sources: /proc/cpuinfo flags (what the hardware and OS offer), ``ATEN_CPU_CAPABI
 a limit here too, so an AVX-512 machine run with ``ATEN_CPU_CAPABILITY=avx2`` behaves like an
 AVX2 one), ``ONEDNN_MAX_CPU_ISA`` and oneDNN's own bf16 query.
 
-setup.py reads ``BUILD_MARCH`` from this file, so the build and the run-time check name one level.
+``BUILD_MARCH`` comes from :mod:`stcformer.ops.build`, so the build and the run-time check name one level.
 """
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from typing import FrozenSet, Optional
 
 import torch
 
-# -march of the C++ kernels on x86-64 (setup.py reads it from here), and the /proc/cpuinfo flags
-# that level implies: code built for it may use any of them, anywhere, also while loading
-BUILD_MARCH = "x86-64-v3"
+from stcformer.ops.build import BUILD_MARCH
+
+# the /proc/cpuinfo flags that BUILD_MARCH (the -march of the C++ kernels on x86-64) implies:
+# code built for it may use any of them, anywhere, also while loading
 X86_64_V3_FLAGS = ("avx", "avx2", "fma", "bmi1", "bmi2", "f16c", "movbe", "abm", "xsave")
 
 # oneDNN ISA caps (ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA) below its first bf16 GEMM (avx512_core)
