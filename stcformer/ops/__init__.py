@@ -11,6 +11,10 @@ checks any backend against the reference (:mod:`.testing`). The Triton kernels l
 May import: torch, ``stcformer.errors``, ``stcformer.kernels``; nothing else of the package.
 """
 from stcformer.ops.attention import preferred_layout, stc_attention
+from stcformer.ops.cpu_features import key_compile_cache_by_isa
 from stcformer.ops.reference import LAYOUTS, head_major_index, stc_attention_reference
+
+# before anything here is compiled: torch's compile cache is not keyed by the CPU ISA cap
+key_compile_cache_by_isa()
 
 __all__ = ["stc_attention", "stc_attention_reference", "preferred_layout", "head_major_index", "LAYOUTS"]

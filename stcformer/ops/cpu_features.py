@@ -133,3 +133,24 @@ def summary() -> dict:
         "onednn_bf16": onednn_bf16_reason(),
         "bf16_native": bf16_native_reason(),
     }
+
+
+# the settings that change the vector ISA of the code Inductor generates for the CPU
+ISA_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+
+
+def key_compile_cache_by_isa() -> str:
+    """Add this process's ISA settings to torch.compile's cache key tag; returns the tag.
+
+    Inductor writes its CPU kernels for the vector ISA it picks (``ATEN_CPU_CAPABILITY`` caps
+    it: 8 float lanes for AVX2, 16 for AVX-512), but torch 2.13's FX graph cache key leaves the
+    ISA out. A run under another cap then hits the entry and builds the stale source with its
+    own flags: AVX2 source built for AVX-512 writes past its buffers (heap corruption, an abort
+    at a later free), AVX-512 source built for AVX2 leaves half its outputs unwritten (NaN).
+    torch's default cache is shared by every process of a user, so the tag keeps runs with
+    different caps apart (tests/test_compile_cache.py)."""
+    tag = "stcformer-isa:" + ",".join(f"{n}={os.environ.get(n, '')}" for n in ISA_ENV)
+    config = torch.compiler.config
+    if tag not in config.cache_key_tag.split("|"):
+        config.cache_key_tag = f"{config.cache_key_tag}|{tag}" if config.cache_key_tag else tag
+    return tag
