@@ -18,6 +18,22 @@ def cache_root() -> str:
     return os.environ.get("STCFORMER_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "stcformer")
 
 
+def use_private_compile_caches(prefix: str) -> str:
+    """Point this process and its children at new, empty Inductor and Triton caches (removed at
+    exit), before torch compiles anything; returns the folder. Test runs and benchmarks use it:
+    torch's default caches are shared by every checkout, venv and process of a user, so an
+    earlier run would decide what this one loads (and torch 2.13 keys its FX graph cache without
+    the CPU ISA, see stcformer.ops.cpu_features.key_compile_cache_by_isa)."""
+    import atexit
+    import shutil
+
+    folder = tempfile.mkdtemp(prefix=prefix)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(folder, "inductor")
+    os.environ["TRITON_CACHE_DIR"] = os.path.join(folder, "triton")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def atomic_write(path, write: Callable[[str], None], suffix: str = "") -> None:
     """Call ``write(tmp_path)``, then rename the temporary file to ``path`` (no partial files)."""
     path = os.fspath(path)

@@ -1,16 +1,12 @@
-import atexit
 import os
-import shutil
-import tempfile
+
+from stcformer.io import use_private_compile_caches
 
 # Private compile caches for this test run, set before torch is imported: torch's default Inductor
 # cache (<tempdir>/torchinductor_<user>) and Triton's (~/.triton/cache) are shared by every
 # checkout, venv and process of the user, so an earlier run (another checkout, a run capped with
 # ATEN_CPU_CAPABILITY) would decide what this one loads. Subprocesses of the tests inherit them.
-_CACHES = tempfile.mkdtemp(prefix="stcformer-test-caches-")
-os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(_CACHES, "inductor")
-os.environ["TRITON_CACHE_DIR"] = os.path.join(_CACHES, "triton")
-atexit.register(shutil.rmtree, _CACHES, True)
+use_private_compile_caches("stcformer-test-caches-")
 
 # Triton runs on CPU tensors only under its interpreter, which must be chosen before triton is
 # imported. GPU runs (bench/gpu_suite.sh) set STCFORMER_GPU_TESTS=1 to compile real kernels.
