@@ -96,7 +96,9 @@ def open_video(path) -> tuple:
     if not os.path.isfile(path):
         raise DataError(path, "no such file")
     try:
-        frames = iio.imiter(path)
+        # ffmpeg decides by the contents (as stcformer.infer.video does): imageio's own choice goes
+        # by the extension and knows only nine, so .m4v, .ts, .3gp, .flv or .ogv would fail here
+        frames = iio.imiter(path, plugin="FFMPEG", extension=".mp4")
         first = next(iter(frames))
     except Exception as exc:
         raise DataError(path, f"imageio cannot read this video ({' '.join(str(exc).split())[:200]})") from None
