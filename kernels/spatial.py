@@ -15,7 +15,7 @@ attention backward itself.
 import triton
 import triton.language as tl
 
-from .common import LN2, LOG2E, conv3x3
+from stcformer.kernels.common import LN2, LOG2E, conv3x3
 
 
 @triton.jit

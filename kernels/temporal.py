@@ -25,7 +25,7 @@ as queries (dQ over all key blocks). The gradients of w, b and spe come from ``c
 import triton
 import triton.language as tl
 
-from .common import LN2, LOG2E, conv3x3
+from stcformer.kernels.common import LN2, LOG2E, conv3x3
 
 
 @triton.jit
