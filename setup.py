@@ -103,8 +103,10 @@ setup(
     description="STCFormer (CVPR 2023) 2D-to-3D pose lifting with fused Triton, C++ and CUDA kernels",
     long_description=open(os.path.join(ROOT, "README.md")).read() if os.path.exists(os.path.join(ROOT, "README.md")) else "",
     long_description_content_type="text/markdown",
-    packages=["stcformer", "stcformer.cli", "stcformer.data", "stcformer.eval", "stcformer.export", "stcformer.infer",
+    packages=["stcformer", "stcformer.cli", "stcformer.data", "stcformer.deploy", "stcformer.eval", "stcformer.export", "stcformer.infer",
               "stcformer.model", "stcformer.ops", "stcformer.ops.backends", "stcformer.train", "stcformer.kernels"],
+    # the Triton kernels sit at the top of the checkout beside csrc/ and are installed inside the
+    # package (stcformer.kernels), the only name they are imported by
     package_dir={"stcformer.kernels": "kernels"},
     python_requires=">=3.9",
     # no torch pin here: install the torch you want first (CPU or CUDA build), then this package;
@@ -114,7 +116,11 @@ setup(
     # detect: what MediaPipe BlazePose needs to run (python -m stcformer.infer --video), pinned to the
     # versions tested; mediapipe itself is installed first with --no-deps (see the README): its own
     # requirements would add jax, scipy and a second, non-headless OpenCV (about 1 GB)
+    # deploy: ONNX export and ONNX Runtime (python -m stcformer.deploy, --onnx, runtime="onnxruntime"), pinned to
+    # the versions tested; onnx 1.18 is the newest that works with the protobuf 4.25 the detect extra pins
     extras_require={"triton": ["triton"], "video": ["imageio", "imageio-ffmpeg"],
+                    "deploy": ["onnx==1.18.0", "onnxruntime==1.32.0", "onnxscript==0.7.2", "onnx-ir==1.1.0",
+                               "ml_dtypes==0.7.0", "protobuf==4.25.9"],
                     "detect": ["imageio", "imageio-ffmpeg", "absl-py==2.5.1", "attrs==26.1.0", "flatbuffers==25.12.19",
                                "protobuf==4.25.9", "opencv-python-headless==4.14.0.94"],
                     "dev": ["pytest", "pytest-benchmark", "hypothesis", "ninja", "triton", "imageio", "imageio-ffmpeg"]},

@@ -391,7 +391,7 @@ def test_stream_calls_serve_with_the_flags(tmp_path, ckpt, monkeypatch):
     monkeypatch.setitem(sys.modules, "stcformer.infer.stream", fake)
     assert infer("--stream", "--checkpoint", ckpt, "--fps", 30, "--width", 640, "--height", 480,
                  "--latency", 4, "--joints", "coco", "--device", "cpu") == 0
-    assert calls == [((ckpt, 30.0, (640, 480)), {"latency": 4, "joints": "coco", "device": "cpu", "amp": None})]
+    assert calls == [((ckpt, 30.0, (640, 480)), {"latency": 4, "joints": "coco", "device": "cpu", "amp": None, "runtime": "torch"})]
     assert files_in(tmp_path) == ["model.pt"]
 
 

@@ -24,10 +24,12 @@ ALLOWED = {
     "export": {"data", "errors", "io"},
     "eval": {"model", "data", "export", "ops", "errors", "io"},
     "train": {"eval", "model", "data", "export", "ops", "errors", "io", "devices"},
-    "infer": {"eval", "model", "data", "export", "ops", "errors", "io", "devices"},
+    "deploy": {"model", "ops", "errors", "io"},
+    "infer": {"eval", "deploy", "model", "data", "export", "ops", "errors", "io", "devices"},
 }
-# the programs: ``python -m stcformer[.train|.evaluate|.infer]`` start in these and go to cli/
-ENTRY_POINTS = {"stcformer.__main__", "stcformer.evaluate", "stcformer.train.__main__", "stcformer.infer.__main__"}
+# the programs: ``python -m stcformer[.train|.evaluate|.infer|.deploy]`` start in these and go to cli/
+ENTRY_POINTS = {"stcformer.__main__", "stcformer.evaluate", "stcformer.train.__main__", "stcformer.infer.__main__",
+                "stcformer.deploy.__main__"}
 MAX_LINES = 60
 
 

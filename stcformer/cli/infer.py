@@ -77,7 +77,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m stcformer.infer", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="official or own checkpoint")
+    p.add_argument("--checkpoint", default=None, help="official or own checkpoint (or --onnx)")
+    p.add_argument("--onnx", default=None, metavar="MODEL.onnx",
+                   help="instead of --checkpoint: a file of python -m stcformer.deploy onnx, run by ONNX Runtime on "
+                        "the CPU with the same windows, normalisation and flip averaging (needs the deploy extra)")
     p.add_argument("--keypoints", default=None,
                    help="keypoint file (.npy, .npz or .json); without it, --video is run through the 2D detector")
     p.add_argument("--out", default=None, help="output folder (poses_3d.npz, preview.png; keypoints_2d.json "
@@ -167,7 +170,7 @@ def _stream(args) -> int:
     from stcformer.infer.stream import serve
 
     return serve(args.checkpoint, args.fps, (args.width, args.height), latency=args.latency, joints=args.joints,
-                 device=args.device, amp=None if args.amp == "none" else args.amp)
+                 device=args.device, amp=None if args.amp == "none" else args.amp, runtime=args.runtime)
 
 
 @dataclass
@@ -189,6 +192,22 @@ def _span(kp) -> tuple:
 
 def _in_folder(folder: str, path) -> str:
     return os.path.join(folder, os.path.basename(os.fspath(path)))
+
+
+def _model_flags(args) -> None:
+    """--checkpoint or --onnx (one of them): sets args.runtime, and args.checkpoint to the file to load."""
+    if (args.checkpoint is None) == (args.onnx is None):
+        raise UsageError("give --checkpoint CKPT, or --onnx MODEL.onnx (an exported model)")
+    args.runtime = "onnxruntime" if args.onnx else "torch"
+    if args.onnx:
+        import importlib.util
+
+        if args.backend is not None or args.amp != "none" or args.device not in (None, "cpu"):
+            raise UsageError("--onnx runs in ONNX Runtime on the CPU in the file's dtype: leave out --backend, "
+                             "--amp and --device")
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise UsageError("onnxruntime is not installed (the deploy extra): pip install 'stcformer[deploy]'")
+        args.checkpoint, args.device = args.onnx, "cpu"
 
 
 def _check_numbers(args) -> None:
@@ -485,6 +504,7 @@ def _write_outputs(run: _Run, results: list, background, raw, detector) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     _check_numbers(args)
+    _model_flags(args)
     if args.stream:
         return _stream(args)
     person = _check_files(args)
@@ -495,7 +515,7 @@ def main(argv=None) -> int:
     if args.render:
         from stcformer.export.render import check_output
         check_output(args.render)  # .mp4 without ffmpeg stops here
-    from stcformer.infer.pipeline import lifting_model, lifting_window
+    from stcformer.infer.pipeline import check_window, lifting_model, lifting_window
 
     if run.detecting:
         _probe_video(run)
@@ -506,10 +526,11 @@ def main(argv=None) -> int:
     if args.render and args.video and not run.detecting:
         from stcformer.export.render import open_video
         background = open_video(args.video)  # unreadable video: stops here (probe checked a detected one)
-    model = lifting_model(args.checkpoint, backend=args.backend)
+    model = lifting_model(args.checkpoint, backend=args.backend, runtime=args.runtime)
     if model.config.get("num_joints", 17) != 17:
         raise UsageError(f"{args.checkpoint}: model has {model.config['num_joints']} joints, need 17")
     run.frames, run.tds = lifting_window(model, run.fps, args.frames, args.tds)
+    check_window(model, run.frames)  # an ONNX file exported for another window length
     raw = detector = None
     if run.detecting:
         raw, detector = _detect(run)

@@ -55,16 +55,42 @@ def lifting_window(model, fps: Optional[float], frames: Optional[int] = None, td
     return int(frames or train_frames), int(tds or window_stride(fps, train_tds))
 
 
-def lifting_model(checkpoint, device=None, backend: Optional[str] = None) -> torch.nn.Module:
-    """``checkpoint`` (a path, read once; or a loaded model) as a model, moved to ``device`` if
-    given; ``backend`` is the stc_attention backend of a model loaded here."""
-    from stcformer.model.checkpoint import load_checkpoint
+RUNTIMES = ("torch", "onnxruntime")
 
-    if isinstance(checkpoint, torch.nn.Module):
+
+def lifting_model(checkpoint, device=None, backend: Optional[str] = None, runtime: str = "torch") -> torch.nn.Module:
+    """``checkpoint`` (a path, read once; or a loaded model) as a model, moved to ``device`` if
+    given; ``backend`` is the stc_attention backend of a model loaded here.
+
+    ``runtime="onnxruntime"``: ``checkpoint`` is an ONNX file written by ``python -m
+    stcformer.deploy onnx`` (or an :class:`~stcformer.deploy.runtime.OnnxModel`), run by ONNX
+    Runtime on the CPU behind the same interface (needs the deploy extra)."""
+    from stcformer.errors import UsageError
+
+    if runtime not in RUNTIMES:
+        raise UsageError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "onnxruntime":
+        from stcformer.deploy.runtime import OnnxModel
+
+        if isinstance(checkpoint, torch.nn.Module) and not isinstance(checkpoint, OnnxModel):
+            raise UsageError("runtime='onnxruntime' runs an exported .onnx file (python -m stcformer.deploy onnx), "
+                             "not a PyTorch model")
+        model = checkpoint if isinstance(checkpoint, OnnxModel) else OnnxModel(checkpoint)
+    elif isinstance(checkpoint, torch.nn.Module):
         model = checkpoint
     else:
+        from stcformer.model.checkpoint import load_checkpoint
+
         model = load_checkpoint(checkpoint, **({"backend": backend} if backend else {}))
     return model if device is None else model.to(device)
+
+
+def check_window(model, frames: int) -> None:
+    """UsageError when ``model`` cannot take windows of ``frames`` (an ONNX file exported with a
+    fixed window of another length); PyTorch models take any."""
+    check = getattr(model, "check_window", None)
+    if check is not None:
+        check(2 * ((frames - 1) // 2) + 1)
 
 
 def normalised_frames(xy: np.ndarray, size) -> np.ndarray:
@@ -77,7 +103,7 @@ def normalised_frames(xy: np.ndarray, size) -> np.ndarray:
 def lift(keypoints, checkpoint, fps: Optional[float] = None, size=None, mode: str = "center",
          frames: Optional[int] = None, tds: Optional[int] = None, joints: Optional[str] = None,
          min_score: float = 0.3, batch_size: int = 256, device=None, amp: Optional[str] = None,
-         progress: bool = False, overlap: float = SEQ2SEQ_OVERLAP) -> np.ndarray:
+         progress: bool = False, overlap: float = SEQ2SEQ_OVERLAP, runtime: str = "torch") -> np.ndarray:
     """Lift one person's pixel keypoints to root-relative 3D: (T, 17, 3) numpy, metres, camera axes.
 
     ``keypoints``: an array (T, J, 2) or (T, J, 3) with scores (Human3.6M order for 17 joints
@@ -87,7 +113,9 @@ def lift(keypoints, checkpoint, fps: Optional[float] = None, size=None, mode: st
     ``fps``). Joints under ``min_score`` and missing frames are filled from their neighbours in
     time; ``mode`` is ``center`` or ``seq2seq`` (``overlap``: the share of a seq2seq block that
     the next one shares, see :func:`predict_sequence`). ``frames``/``tds`` default to the
-    checkpoint's training window, tds scaled by fps/50.
+    checkpoint's training window, tds scaled by fps/50. ``runtime="onnxruntime"``: ``checkpoint``
+    is an ONNX file of ``python -m stcformer.deploy onnx``, run by ONNX Runtime (same windows,
+    normalisation and flip averaging; its training window from the file).
     """
     from stcformer.errors import UsageError
     from stcformer.infer.gaps import fill_gaps
@@ -97,8 +125,9 @@ def lift(keypoints, checkpoint, fps: Optional[float] = None, size=None, mode: st
         raise UsageError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     kp = as_keypoints(keypoints, joints=joints, fps=fps, size=size)
     size = lifting_size(kp.fps, kp.size, tds, kp.path)
-    model = lifting_model(checkpoint, device)
+    model = lifting_model(checkpoint, device, runtime=runtime)
     frames, tds = lifting_window(model, kp.fps, frames, tds)
+    check_window(model, frames)
     xy, _ = fill_gaps(kp, min_score)
     return lift_xy(model, xy, size, frames, tds, mode, batch_size, device=device, amp=amp, progress=progress,
                    overlap=overlap)

@@ -41,7 +41,7 @@ from stcformer.infer.gaps import MIN_JOINT_SHARE
 from stcformer.infer.joints import JOINT_SETS, NUM_JOINTS
 from stcformer.infer.readers import as_keypoints
 from stcformer.eval.predict import flip_average
-from stcformer.infer.pipeline import lifting_model, lifting_size, lifting_window, normalised_frames
+from stcformer.infer.pipeline import check_window, lifting_model, lifting_size, lifting_window, normalised_frames
 
 
 class StreamLifter:
@@ -60,6 +60,8 @@ class StreamLifter:
             for 17 joints, halpe26 for 26).
         min_score: joints scoring less count as missing (as offline).
         device, amp: where the model runs and the autocast dtype (default float32).
+        runtime: ``torch`` (default) or ``onnxruntime``: ``checkpoint`` is then an ONNX file of
+            ``python -m stcformer.deploy onnx``, run by ONNX Runtime (see :func:`stcformer.lift`).
 
     Attributes:
         latency: frames between a frame's arrival and its pose coming out.
@@ -70,14 +72,16 @@ class StreamLifter:
 
     def __init__(self, checkpoint, fps: Optional[float] = None, size=None, latency: Optional[int] = None,
                  frames: Optional[int] = None, tds: Optional[int] = None, joints: Optional[str] = None,
-                 min_score: float = 0.3, device=None, amp: Optional[str] = None, flip: bool = True):
+                 min_score: float = 0.3, device=None, amp: Optional[str] = None, flip: bool = True,
+                 runtime: str = "torch"):
         if fps is not None and not fps > 0:
             raise UsageError(f"fps must be positive, got {fps}")
         if joints is not None and joints not in JOINT_SETS:
             raise UsageError(f"joints must be one of {', '.join(JOINT_SETS)}, got {joints!r}")
         self.size = lifting_size(fps, size, tds, "StreamLifter")
-        self.model = lifting_model(checkpoint, device).eval()
+        self.model = lifting_model(checkpoint, device, runtime=runtime).eval()
         self.frames, self.tds = lifting_window(self.model, fps, frames, tds)
+        check_window(self.model, self.frames)
         self.pad = (self.frames - 1) // 2
         full = self.pad * self.tds
         if latency is None:
@@ -219,7 +223,7 @@ def _detection(doc):
 
 
 def serve(checkpoint, fps, size, latency=None, joints=None, device=None, amp=None,
-          inp: Optional[TextIO] = None, out: Optional[TextIO] = None) -> int:
+          inp: Optional[TextIO] = None, out: Optional[TextIO] = None, runtime: str = "torch") -> int:
     """Lift JSON lines: one detection per line in, one pose per line out, flushed after each line.
 
     A line is ``{"keypoints": [[x, y, score], ...]}`` (other keys are ignored), a bare list
@@ -229,14 +233,15 @@ def serve(checkpoint, fps, size, latency=None, joints=None, device=None, amp=Non
     line is ``{"frame": t, "pose_3d": [[x, y, z], ...]}`` (17 joints, root-relative metres, camera
     axes), frame t being the t-th detection line (from 0), written ``latency`` frames after it
     arrived (see :class:`StreamLifter`); the frames still waiting are written at the end of the
-    input. ``inp``/``out`` default to ``sys.stdin``/``sys.stdout``. Returns 0; a line that is not a
+    input. ``runtime="onnxruntime"``: ``checkpoint`` is an exported ONNX file. ``inp``/``out`` default to ``sys.stdin``/``sys.stdout``. Returns 0; a line that is not a
     detection, or bad arguments, print one line on stderr (naming the line) and return 2.
     """
     inp = sys.stdin if inp is None else inp
     out = sys.stdout if out is None else out
     name = getattr(inp, "name", "<input>")
     try:
-        lifter = StreamLifter(checkpoint, fps=fps, size=size, latency=latency, joints=joints, device=device, amp=amp)
+        lifter = StreamLifter(checkpoint, fps=fps, size=size, latency=latency, joints=joints, device=device, amp=amp,
+                              runtime=runtime)
     except STCFormerError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
         return 2

@@ -1,0 +1,7 @@
+"""``python -m stcformer.deploy``: the program in :mod:`stcformer.cli.deploy`."""
+import sys
+
+from stcformer.cli.common import run
+from stcformer.cli.deploy import main
+
+sys.exit(run(main))
