@@ -3,7 +3,7 @@
 ``pip install --no-build-isolation -e .`` builds the extension now, against the installed torch.
 Plain ``pip install -e .`` builds in an isolated environment that cannot import that torch (and
 must never pull a torch of its own): the package is then installed without the extension, and
-stcformer.ops.extension builds the same library on first use. The sources and flags of both
+stcformer.ops.host builds the same library on first use. The sources and flags of both
 builds are in stcformer/ops/build.py.
 C++ CPU kernels are always built; CUDA kernels when torch has CUDA and nvcc is found
 (set STCFORMER_NO_CUDA=1 to skip them, STCFORMER_NO_EXTENSION=1 to skip the extension).
@@ -51,9 +51,10 @@ def extensions():
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
     link_flags = build.openmp_link_flags(torch)
-    skip = build.cuda_skip_reason(torch, CUDA_HOME, ROOT)
+    skip = build.cuda_skip_reason(torch, CUDA_HOME, os.environ.get("STCFORMER_NO_CUDA") == "1", ROOT)
     if skip is None:
-        arch = build.cuda_arch_list(torch)
+        arch = build.cuda_arch_list(torch, os.environ.get("TORCH_CUDA_ARCH_LIST", ""))
+        os.environ["TORCH_CUDA_ARCH_LIST"] = arch  # where torch's builder reads it
         print(f"stcformer: building the CUDA kernels (csrc/cuda) for TORCH_CUDA_ARCH_LIST={arch}")
         ext = CUDAExtension("stcformer._C", build.sources(True, ROOT),
                             extra_compile_args={"cxx": build.CXX_FLAGS, "nvcc": build.NVCC_FLAGS},
@@ -111,7 +112,7 @@ setup(
     python_requires=">=3.9",
     # no torch pin here: install the torch you want first (CPU or CUDA build), then this package;
     # tested with torch 2.11 and 2.13 (torch.library.triton_op and the custom-op APIs used here)
-    # ninja: stcformer.ops.extension builds stcformer._C with it on first use after a plain `pip install -e .`
+    # ninja: stcformer.ops.host builds stcformer._C with it on first use after a plain `pip install -e .`
     install_requires=["torch>=2.11", "numpy", "tqdm", "matplotlib", "ninja"],
     # detect: what MediaPipe BlazePose needs to run (python -m stcformer.infer --video), pinned to the
     # versions tested; mediapipe itself is installed first with --no-deps (see the README): its own

@@ -39,13 +39,13 @@ def kernel_variants(dtypes, shapes=((1, 17, 4), (3, 16, 16), (243, 17, 16), (27,
                     profile: str = "gpu", spe=(False, True), layouts=(True, False), arch: int = 90):
     """Every distinct launch (kernel, signature, constexprs, attributes, num_warps) the launcher
     makes for these dtypes, (T, J, dh) shapes, HAS_SPE values and layouts (head_major True /
-    False), from ``stcformer.ops.backends.triton_variants.launches`` (B = 42, 8 heads). Parameters
+    False), from ``bench.triton_variants.launches`` (B = 42, 8 heads). Parameters
     (w, b, spe) are float32 (the autocast case) except for the first shape, where they share
     the activations' dtype. A T above MAX_ROW_T adds the streaming temporal backward.
     Returns [(launch, compile_spec)] with ``compile_spec`` bound for ``arch``.
     """
     import torch
-    from stcformer.ops.backends.triton_variants import launches
+    from bench.triton_variants import launches
 
     seen, variants = set(), []
     for dt in dtypes:

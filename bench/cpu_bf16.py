@@ -11,7 +11,7 @@ import sys
 import torch
 
 from bench import harness as h
-from stcformer.ops import cpu_features
+from stcformer.ops import host
 
 
 def main(argv=None) -> int:
@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tiny", action="store_true", help="tiny sizes and a 2-layer model (smoke run)")
     ap.add_argument("--json", help="write the rows to this JSON file (bench/render.py)")
     args = ap.parse_args(argv)
-    print("native bf16:", cpu_features.bf16_native_reason() or "yes",
+    print("native bf16:", host.bf16_native_reason() or "yes",
           "| capability", torch.backends.cpu.get_cpu_capability())
     bench = h.Bench("cpu_bf16.py", "cpu", argv=argv)
     layers = 2 if args.tiny else 6

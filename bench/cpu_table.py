@@ -32,7 +32,7 @@ import sys
 import torch
 
 from bench import harness as h
-from stcformer.ops import cpu_features
+from stcformer.ops import host
 from stcformer.ops import dispatch
 
 LAYERS = 6
@@ -80,20 +80,17 @@ def op_table(bench, compile_ref: bool, sizes):
 
 # ---------------------------------------------------------------------------------------------
 class _MklGemms(torch.nn.Module):
-    """Runs the wrapped model with stcformer.ops.linear's GEMMs on F.linear (MKL)."""
+    """Runs the wrapped model with stcformer.ops.mlp.linear's GEMMs on F.linear (MKL)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, x):
-        from stcformer.ops import linear as fm
+        from stcformer import settings
 
-        fm.ONEDNN_GEMM = False
-        try:
+        with settings.override(onednn_gemm=False):
             return self.model(x)
-        finally:
-            fm.ONEDNN_GEMM = True
 
 
 def variants(compile_ref: bool, fused: bool) -> dict:
@@ -114,7 +111,7 @@ def variants(compile_ref: bool, fused: bool) -> dict:
 
 
 def build(spec: dict, dtype=torch.float32):
-    from stcformer.ops.linear import convert_linears
+    from stcformer.ops.mlp.linear import convert_linears
 
     spec = dict(spec)
     model = h.make_model(spec["backend"], "cpu", layers=LAYERS, dtype=dtype)
@@ -140,10 +137,10 @@ def gemm_floor(tokens: int, training: bool, dtype=torch.float32) -> float:
     """Milliseconds the model's GEMMs alone take, each at the faster of torch.mm and oneDNN:
     qkv (C->3C), proj (C->C), fc1 (C->4C), fc2 (4C->C) per layer, forward, and for training
     the grad-input and grad-weight GEMMs too."""
-    from stcformer.ops import linear as fm
+    from stcformer.ops.mlp import linear as fm
 
     C, total = h.C, 0.0
-    dnn_ok = fm._ONEDNN is not None and (dtype != torch.bfloat16 or cpu_features.onednn_bf16_reason() is None)
+    dnn_ok = fm._ONEDNN is not None and (dtype != torch.bfloat16 or host.onednn_bf16_reason() is None)
     for k, n in ((C, 3 * C), (C, C), (C, 4 * C), (4 * C, C)):
         x, w, g = torch.randn(tokens, k, dtype=dtype), torch.randn(n, k, dtype=dtype), torch.randn(tokens, n, dtype=dtype)
         wt = w.t().contiguous()
@@ -160,13 +157,13 @@ def gemm_floor(tokens: int, training: bool, dtype=torch.float32) -> float:
 
 def gemm_rates(dtype=torch.float32) -> dict:
     """FLOP/s of an fc1-sized GEMM through torch.mm (MKL for fp32) and through oneDNN."""
-    from stcformer.ops import linear as fm
+    from stcformer.ops.mlp import linear as fm
 
     C = h.C
     a, w = torch.randn(8192, C, dtype=dtype), torch.randn(4 * C, C, dtype=dtype)
     fns = {"mm": lambda: a @ w.t()}
-    # oneDNN has no bf16 inner product without AVX-512 (cpu_features decides, as fused_mlp does)
-    if fm._ONEDNN is not None and (dtype != torch.bfloat16 or cpu_features.onednn_bf16_reason() is None):
+    # oneDNN has no bf16 inner product without AVX-512 (stcformer.ops.host decides, as the MLP ops do)
+    if fm._ONEDNN is not None and (dtype != torch.bfloat16 or host.onednn_bf16_reason() is None):
         fns["onednn"] = lambda: fm._ONEDNN(a, w, None, "none", [], "")
     t = measure(fns)
     return {k: 2 * 8192 * C * 4 * C / (v * 1e-3) for k, v in t.items() if k != "busy"}
@@ -258,7 +255,7 @@ def main(argv=None):
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile(reference) (and sdpa)")
     ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 inference rows")
     ap.add_argument("--fused", action="store_true",
-                    help="add cpp variants with stcformer.ops.fused_mlp: the fused GELU+dropout MLP "
+                    help="add cpp variants with stcformer.ops.mlp.fused: the fused GELU+dropout MLP "
                          "(its GEMMs on oneDNN), and also every other Linear on oneDNN")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--max-busy", type=float, default=OPTS["max_busy"],

@@ -81,19 +81,19 @@ def section_op(bench, frames, dtypes, B, fp32_baselines=True):
                     bench.row("op", case, v.name, lambda v=v: op_case(bench, v, B, T, dtype))
 
 
-# one knob at a time away from the launcher's choice (stcformer.ops.backends.triton.override_config)
+# one knob at a time away from the launcher's choice (stcformer.settings.override_triton)
 SWEEP = [{}, {"block_m": 64}, {"warps_fwd_t": 4}, {"block_m_bwd": 64}, {"warps_bwd_t": 4},
          {"frames_bwd": 2}, {"frames_bwd": 8}, {"warps_s": 8}, {"frames": 4}, {"frames": 16},
          {"nsplit": 1}, {"nsplit": 8}]
 
 
 def section_sweep(bench, frames, B):
-    from stcformer.ops.backends import triton as tb
+    from stcformer import settings
     v = next(v for v in h.op_variants("cuda", torch.bfloat16, compiled=False, sdpa=False) if v.name == "triton")
     for T in frames:
         for cfg in SWEEP:
             def run(cfg=cfg):
-                with tb.override_config(**cfg):
+                with settings.override_triton(**cfg):
                     return op_case(bench, v, B, T, torch.bfloat16)
             bench.row("sweep", f"fwd+bwd bf16 T={T} B={B}", json.dumps(cfg), run)
 
@@ -279,7 +279,7 @@ def static_rows(report, cases, B, sms, hbm_tbs, compile_missing, log=print, work
     Rows come from the report JSON (``report``) where it holds the launcher's current launches
     for that case (same kernels, grids, constexprs on this card's SM count); the other cases are
     compiled here by the report itself when ``compile_missing`` (into ``workdir``)."""
-    from stcformer.ops.backends.triton_variants import launches
+    from bench.triton_variants import launches
     rows, notes, got = [], {}, {}
     if report and Path(report).is_file():
         try:

@@ -9,7 +9,7 @@
 #    a. the GPU tests with STCFORMER_GPU_TESTS=1: tests/test_triton.py (every kernel against the
 #       reference at the awkward and the large shapes, both qkv layouts, NaN-poisoned outputs,
 #       opcheck, fullgraph compile, the whole model), and tests/test_cuda.py and
-#       tests/test_cuda_build.py where they exist (all through stcformer.ops.testing)
+#       tests/test_cuda_build.py where they exist (all through stcformer.testing)
 #    b. tests/test_train.py -k "cuda or torchrun", then a short `python -m stcformer.train` run
 #       with the CUDA defaults (bf16, compile, fused Adam)
 #    c. the static kernel report (bench/kernel_report.py, CPUs only, niced): every Triton launch

@@ -3,7 +3,7 @@
 Entries (each thin): ``bench_op.py`` / ``bench_model.py`` (pytest-benchmark), ``cpu_table.py``,
 ``cpu_bf16.py``, ``gpu_bench.py`` (tables); ``render.py`` turns their JSON into RESULTS.md.
 
-- inputs: ``op_inputs`` (``stcformer.ops.testing.make_inputs``, the tests' one factory),
+- inputs: ``op_inputs`` (``stcformer.testing.make_inputs``, the tests' one factory),
   ``make_model``, ``train_step`` (the training step of ``python -m stcformer.train``:
   ``make_train_step`` with the official optimizer), ``infer_fn``; for the lifting entries
   (``infer_modes.py``, ``seq2seq_seams.py``) ``lifting_flags``, ``lifting_model``, ``throughput_sequence`` and
@@ -38,7 +38,7 @@ from stcformer.ops import attention as ops
 from stcformer.train.step import compile_model, make_optimizer, make_train_step
 from stcformer.train.step import set_tf32 as _set_tf32
 from stcformer.ops.reference import stc_attention_reference
-from stcformer.ops.testing import make_inputs
+from stcformer.testing import make_inputs
 
 J, C, H = 17, 256, 8  # one STCFormer block of the released H36M model
 
@@ -345,9 +345,9 @@ def machine() -> str:
 
 def cpu_flags_text() -> str:
     """The CPU flags that CPU figures depend on (AVX2 vs AVX-512, native bf16), space-separated."""
-    from stcformer.ops import cpu_features
+    from stcformer.ops import host
 
-    return " ".join(cpu_features.summary()["flags"]) or "none of avx*/amx*/fma/f16c"
+    return " ".join(host.summary()["flags"]) or "none of avx*/amx*/fma/f16c"
 
 
 class Bench:
@@ -369,10 +369,10 @@ class Bench:
             sys.argv[1:] if argv is None else argv)), date=time.strftime("%Y-%m-%d %H:%M"),
             machine=machine(), device=device, torch=torch.__version__, triton=triton_version)
         if device == "cpu":  # CPU figures depend on these (AVX2 vs AVX-512, native bf16)
-            from stcformer.ops import cpu_features
+            from stcformer.ops import host
 
             self.meta["cpu_flags"] = cpu_flags_text()
-            self.meta["aten_capability"] = cpu_features.summary()["aten_capability"]
+            self.meta["aten_capability"] = host.summary()["aten_capability"]
 
     def skip(self, section: str, case: str, variant: str, reason: str) -> dict:
         return self._record(dict(section=section, case=case, variant=variant, status="SKIPPED", reason=reason))

@@ -461,7 +461,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     import torch
 
-    from stcformer.ops.backends.triton_variants import launches
+    from bench.triton_variants import launches
 
     a = dict(ARCH[args.arch])
     hbm = (args.hbm_tbs or a["hbm_bps"] / 1e12) * 1e12

@@ -1,11 +1,11 @@
 // Schemas of the stcformer ops. Kernels live in csrc/cpu (CPU) and csrc/cuda (CUDA);
-// fake kernels and autograd are registered from Python (stcformer/backends/compiled.py).
+// fake kernels and autograd are registered from Python (stcformer/ops/backends/compiled.py).
 // head_major: qkv (and grad_qkv) in the head-major layout (csrc/common/stc_geom.h, QkvLayout).
 #include <Python.h>
 #include <torch/library.h>
 
 // The x86 ISA extensions this library was compiled for, named as in /proc/cpuinfo, so a test
-// can check that stcformer/cpu_features.py (which decides before loading) covers them all.
+// can check that stcformer/ops/host.py (which decides before loading) covers them all.
 static PyObject* compiled_isa() {
   static const char* const names[] = {
 #ifdef __AVX__

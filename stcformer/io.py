@@ -1,5 +1,4 @@
-"""Atomic writers: every file the package writes appears whole or not at all; and the package's
-cache folder.
+"""Atomic writers: every file the package writes appears whole or not at all.
 
 Each writer writes a temporary file beside the target, then renames it over the target, so an
 interrupted run never leaves a half-written checkpoint, npz, json or picture behind.
@@ -10,28 +9,6 @@ import json
 import os
 import tempfile
 from typing import Any, Callable
-
-
-def cache_root() -> str:
-    """The package's cache folder: $STCFORMER_CACHE, else ~/.cache/stcformer (synthetic data sets,
-    the extension built on first use)."""
-    return os.environ.get("STCFORMER_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "stcformer")
-
-
-def use_private_compile_caches(prefix: str) -> str:
-    """Point this process and its children at new, empty Inductor and Triton caches (removed at
-    exit), before torch compiles anything; returns the folder. Test runs and benchmarks use it:
-    torch's default caches are shared by every checkout, venv and process of a user, so an
-    earlier run would decide what this one loads (and torch 2.13 keys its FX graph cache without
-    the CPU ISA, see stcformer.ops.cpu_features.key_compile_cache_by_isa)."""
-    import atexit
-    import shutil
-
-    folder = tempfile.mkdtemp(prefix=prefix)
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(folder, "inductor")
-    os.environ["TRITON_CACHE_DIR"] = os.path.join(folder, "triton")
-    atexit.register(shutil.rmtree, folder, True)
-    return folder
 
 
 def atomic_write(path, write: Callable[[str], None], suffix: str = "") -> None:

@@ -1,17 +1,17 @@
 import os
 
-from stcformer.io import use_private_compile_caches
+# Triton runs on CPU tensors only under its interpreter, which must be chosen before triton is
+# imported. GPU runs (bench/gpu_suite.sh) set STCFORMER_GPU_TESTS=1 to compile real kernels.
+if os.environ.get("STCFORMER_GPU_TESTS") != "1":
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from stcformer.settings import use_private_compile_caches  # noqa: E402  (reads TRITON_INTERPRET, set above)
 
 # Private compile caches for this test run, set before torch is imported: torch's default Inductor
 # cache (<tempdir>/torchinductor_<user>) and Triton's (~/.triton/cache) are shared by every
 # checkout, venv and process of the user, so an earlier run (another checkout, a run capped with
 # ATEN_CPU_CAPABILITY) would decide what this one loads. Subprocesses of the tests inherit them.
 use_private_compile_caches("stcformer-test-caches-")
-
-# Triton runs on CPU tensors only under its interpreter, which must be chosen before triton is
-# imported. GPU runs (bench/gpu_suite.sh) set STCFORMER_GPU_TESTS=1 to compile real kernels.
-if os.environ.get("STCFORMER_GPU_TESTS") != "1":
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -17,7 +17,7 @@ ONEDNN_MAX_CPU_ISA=AVX2`` and one without, run the same small compiled program (
 between other ops, forward and backward, plus a plain elementwise op and a max reduction) one
 after the other with the same ``TMPDIR`` (so the same default Inductor cache) and neither sets
 ``TORCHINDUCTOR_CACHE_DIR``. The second must exit 0 with results equal to eager: it may only pass
-when importing ``stcformer.ops`` (``cpu_features.key_compile_cache_by_isa``) keeps runs with
+when importing ``stcformer.ops`` (``host.key_compile_cache_by_isa``) keeps runs with
 different ISA settings out of each other's cache entries.
 """
 from __future__ import annotations
@@ -32,8 +32,8 @@ import pytest
 import torch
 
 import stcformer
-from stcformer.ops import cpu_features
-from stcformer.ops import extension
+from stcformer.ops import host
+from stcformer.ops import host
 
 # the ISA cap of the "capped" child; the other child runs with none of these set
 CAP_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -53,7 +53,7 @@ import ctypes, gc, os, sys
 import torch
 import stcformer  # noqa: F401  (import-time setup of the library)
 from stcformer.ops.backends import compiled
-from stcformer.ops.testing import make_inputs
+from stcformer.testing import make_inputs
 
 torch.manual_seed(0)
 args = make_inputs(1, 5, 17, 16, 2, seed=4)
@@ -111,7 +111,7 @@ def _has_avx512() -> bool:
     check = getattr(torch.cpu, "_is_avx512_supported", None)  # what inductor's ISA list asks
     if check is not None:
         return bool(check())
-    flags = cpu_features.cpu_flags() or frozenset()
+    flags = host.cpu_flags() or frozenset()
     return {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags
 
 
@@ -142,8 +142,8 @@ def _describe(proc: subprocess.CompletedProcess) -> str:
 @pytest.mark.slow
 @pytest.mark.skipif(not _has_avx512(),
                     reason="no AVX-512 on this CPU: ATEN_CPU_CAPABILITY=avx2 picks the ISA inductor uses anyway")
-@pytest.mark.skipif(extension.load_error is not None,
-                    reason=f"stcformer._C is not loaded: {extension.load_error}")
+@pytest.mark.skipif(host.extension_load_error() is not None,
+                    reason=f"stcformer._C is not loaded: {host.extension_load_error()}")
 @pytest.mark.parametrize("first_capped", [True, False], ids=["capped_then_uncapped", "uncapped_then_capped"])
 def test_inductor_cache_not_shared_across_isa_caps(tmp_path, first_capped):
     script = tmp_path / "child.py"

@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from stcformer.ops.testing import (_junk_fill_flag, check_backend, check_compile_fullgraph, check_inputs,
+from stcformer.testing import (_junk_fill_flag, check_backend, check_compile_fullgraph, check_inputs,
                                gradcheck_backend, make_inputs, poisoned_allocations)
 from stcformer.ops import dispatch
 from stcformer.ops.attention import stc_attention
@@ -138,16 +138,16 @@ def test_one_openmp_runtime():
 
 
 def test_build_isa_is_checked_before_loading():
-    """Every x86 extension _C was compiled for is one that cpu_features checks before loading
+    """Every x86 extension _C was compiled for is one that stcformer.ops.host checks before loading
     it (a -march change in setup.py must come with the run-time check), and this CPU has them."""
     from stcformer import _C
-    from stcformer.ops import cpu_features
+    from stcformer.ops import host
 
-    if not cpu_features.is_x86_64():
+    if not host.is_x86_64():
         pytest.skip("x86-64 only")
     assert "avx2" in _C.compiled_isa and "fma" in _C.compiled_isa
-    assert set(_C.compiled_isa) <= set(cpu_features.X86_64_V3_FLAGS), _C.compiled_isa
-    flags = cpu_features.cpu_flags()
+    assert set(_C.compiled_isa) <= set(host.X86_64_V3_FLAGS), _C.compiled_isa
+    flags = host.cpu_flags()
     if flags is not None:
         assert set(_C.compiled_isa) <= flags
 

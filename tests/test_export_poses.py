@@ -60,7 +60,7 @@ def test_one_person_has_no_span_fields():
 def test_written_files_agree(tmp_path):
     t = _track()
     written = write_pose_files(tmp_path / "p", t, HOW, json_path=tmp_path / "p" / "a.json",
-                               bvh_path=tmp_path / "p" / "a.bvh", bvh_root=True)
+                               bvh_path=tmp_path / "p" / "a.bvh", bvh_root=True, bones="raw")
     assert [w[len(str(tmp_path)) + 1:] for w in written] == ["p/poses_3d.npz", "p/preview.png", "p/a.json",
                                                               "p/a.bvh"]
     z = np.load(tmp_path / "p" / "poses_3d.npz")
@@ -70,7 +70,7 @@ def test_written_files_agree(tmp_path):
     np.testing.assert_allclose(np.array(doc["root_translation"], dtype=float)[3:8], t.root, atol=1e-5)
     # a BVH has every frame: the span's first and last poses held outside it, the root moving
     assert (tmp_path / "p" / "a.bvh").read_text() == bvh_text(t.held(t.poses), 25.0, root=t.held(t.root))
-    write_pose_files(tmp_path / "q", t, HOW, bvh_path=tmp_path / "q" / "a.bvh")
+    write_pose_files(tmp_path / "q", t, HOW, bvh_path=tmp_path / "q" / "a.bvh", bones="raw")
     assert (tmp_path / "q" / "a.bvh").read_text() == bvh_text(t.held(t.poses), 25.0)
     assert sorted(p.name for p in (tmp_path / "q").iterdir()) == ["a.bvh", "poses_3d.npz", "preview.png"]
 

@@ -1,14 +1,15 @@
-"""Fused GELU + dropout (stcformer.ops.fused_mlp, csrc/cpu/fused_mlp.cpp): values, mask statistics,
+"""Fused GELU + dropout (stcformer.ops.mlp.fused, csrc/cpu/fused_mlp.cpp): values, mask statistics,
 the same mask in the backward, the MLP autograd, opcheck and torch.compile; the oneDNN linear
-(stcformer.ops.linear)."""
+(stcformer.ops.mlp.linear)."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from stcformer.ops import dispatch, fused_mlp
-from stcformer.ops import linear as linear_mod
+from stcformer.ops import dispatch
+from stcformer.ops.mlp import fused as fused_mlp
+from stcformer.ops.mlp import linear as linear_mod
 
 _reason = dispatch.fused_mlp_reason("cpu")
 pytestmark = pytest.mark.skipif(_reason is not None, reason=str(_reason))

@@ -21,7 +21,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stcformer.ops.testing import NAMES, check_inputs, make_inputs, rel_err, tolerance
+from stcformer.testing import NAMES, check_inputs, make_inputs, rel_err, tolerance
 from stcformer.ops import dispatch
 from stcformer.ops.attention import stc_attention
 from stcformer.ops.reference import stc_attention_reference
@@ -30,7 +30,7 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("reference", "cpp", "triton")
 ERRORS = (ValueError, TypeError, RuntimeError)  # NotImplementedError is a RuntimeError
 # max error relative to the largest finite reference magnitude, by dtype (tiny reductions here)
-# max error relative to the largest finite reference magnitude: stcformer.ops.testing.tolerance
+# max error relative to the largest finite reference magnitude: stcformer.testing.tolerance
 
 CPP_REASON = dispatch.unavailable_reason("cpp", "cpu", torch.float32)
 B, T, J, C, H = 2, 3, 5, 16, 2  # dh = 4

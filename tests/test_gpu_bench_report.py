@@ -234,7 +234,7 @@ def test_missing_cases_are_compiled_in_process(report_json, tmp_path):
     """No report file: the bench runs the report itself for the profiled case, for the card's SM
     count (114 here: the persistent grids differ from the 132-SM report's)."""
     code = ("import json, torch; from bench import gpu_bench as g, kernel_report\n"
-            "from stcformer.ops.backends.triton_variants import launches\n"
+            "from bench.triton_variants import launches\n"
             f"got, notes = g.static_rows({str(tmp_path / 'absent.json')!r}, [(27, 'bf16')], 42, 114, None, True,"
             f" workdir={str(tmp_path)!r})\n"
             "rows, label = got[(27, 'bf16')]\n"

@@ -1,5 +1,5 @@
 """bench/kernel_report.py (static report of the compiled Triton kernels) and the launch list it
-is built on (stcformer.ops.backends.triton_variants)."""
+is built on (bench.triton_variants)."""
 import json
 import os
 import subprocess
@@ -173,13 +173,21 @@ def _record_launcher(B, T, J, H, dh, dtype, head_major, has_spe):
     return calls
 
 
+@pytest.fixture
+def gpu_profile():
+    """The GPU profile of Config, as a process without TRITON_INTERPRET=1 reads it."""
+    from stcformer import settings
+
+    with settings.override(triton_interpret=False):
+        yield
+
+
 @pytest.mark.parametrize("T,dtype,head_major,has_spe", [(27, torch.bfloat16, True, True),
                                                          (243, torch.float32, False, False),
                                                          (300, torch.bfloat16, True, False)])
-def test_launches_match_the_launcher(T, dtype, head_major, has_spe, monkeypatch):
+def test_launches_match_the_launcher(T, dtype, head_major, has_spe, gpu_profile):
     """triton_variants.launches lists the launcher's kernels, grids, arguments and options."""
-    from stcformer.ops.backends.triton_variants import TensorArg, launches
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # the GPU profile of Config
+    from bench.triton_variants import TensorArg, launches
 
     def norm(a):
         if isinstance(a, (torch.Tensor, TensorArg)):

@@ -159,3 +159,56 @@ def test_torch_compile_fullgraph_forward_backward():
     torch.testing.assert_close(y, model(x), rtol=1e-4, atol=1e-5)
     y.square().sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_forward_makes_no_backend_choice(monkeypatch):
+    """A built model's forward runs the plans its blocks made (at construction, .to(), a settings
+    change): no backend choice, no find_spec, per forward or per block."""
+    import importlib.util
+
+    from stcformer.ops import attention, dispatch
+
+    model = STCFormer(layers=2, d_hid=32, num_heads=2).eval()
+    calls = []
+    for owner, name in ((dispatch, "choose"), (attention, "_resolve"), (importlib.util, "find_spec")):
+        real = getattr(owner, name)
+        monkeypatch.setattr(owner, name, lambda *a, _r=real, _n=name, **k: calls.append(_n) or _r(*a, **k))
+    x = torch.randn(2, 5, 17, 2)
+    with torch.no_grad():
+        model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(x)
+    model.train()(x).sum().backward()
+    assert calls == []
+    # a settings change re-plans, once per block, at the next forward
+    from stcformer import settings
+
+    with settings.override(backend="reference"):
+        with torch.no_grad():
+            model.eval()(x)
+    assert calls.count("_resolve") == 2 * 3  # per block: the parameters' dtype and two autocast dtypes
+
+
+def test_head_major_weights_are_permuted_once_for_inference():
+    """With a head-major plan the qkv rows are gathered once per weight version in inference,
+    every forward in training (the gather is part of the graph there)."""
+    pytest.importorskip("triton")
+    from stcformer.ops import dispatch
+
+    if dispatch.unavailable_reason("triton", "cpu", torch.float32) is not None:
+        pytest.skip(dispatch.unavailable_reason("triton", "cpu", torch.float32))
+    model = STCFormer(layers=1, d_hid=16, num_heads=2, backend="triton").eval()
+    att = model.stcformer.stc_block[0].stc_att
+    assert att._layout == "head_major"
+    reference = STCFormer(layers=1, d_hid=16, num_heads=2, backend="reference").eval()
+    reference.load_state_dict(model.state_dict())
+    x = torch.randn(1, 3, 17, 2)
+    with torch.no_grad():
+        first = model(x)
+        w = att._qkv_params()[0]
+        assert att._qkv_params()[0] is w  # kept
+        torch.testing.assert_close(first, reference(x), rtol=1e-4, atol=1e-5)
+        att.qkv.weight.add_(0.01)  # a new weight version: gathered again
+        assert att._qkv_params()[0] is not w
+        torch.testing.assert_close(att._qkv_params()[0], att.qkv.weight[att.head_major])
+    assert att._qkv_params()[0] is not att._qkv_params()[0]  # grad enabled: a gather per forward

@@ -10,7 +10,7 @@ from stcformer.ops import dispatch
 from stcformer.ops.attention import stc_attention
 from stcformer.ops.reference import stc_attention_reference
 
-from stcformer.ops.testing import make_inputs
+from stcformer.testing import make_inputs
 
 
 def test_auto_on_cpu_matches_reference():
@@ -30,11 +30,19 @@ def test_named_backend_that_cannot_run_raises_with_reason():
 
 
 def test_env_var_selects_backend(monkeypatch):
+    """$STCFORMER_BACKEND is read once (settings.reset reads it again), set_backend changes it."""
+    from stcformer import settings
+
     monkeypatch.setenv("STCFORMER_BACKEND", "cuda")
-    with pytest.raises(RuntimeError, match="cuda: tensors are on cpu"):
+    settings.reset()
+    try:
+        with pytest.raises(RuntimeError, match="cuda: tensors are on cpu"):
+            stc_attention(*make_inputs(1, 2, 17, 16, 2))
+        settings.set_backend("reference")
         stc_attention(*make_inputs(1, 2, 17, 16, 2))
-    monkeypatch.setenv("STCFORMER_BACKEND", "reference")
-    stc_attention(*make_inputs(1, 2, 17, 16, 2))
+    finally:
+        monkeypatch.delenv("STCFORMER_BACKEND")
+        settings.reset()
 
 
 def test_reasons_are_one_sentence_per_backend():
@@ -46,11 +54,13 @@ def test_reasons_are_one_sentence_per_backend():
     assert dispatch.choose("auto", "cpu", torch.float32) in ("cpp", "reference")
 
 
-def test_triton_on_cpu_needs_interpreter(monkeypatch):
+def test_triton_on_cpu_needs_interpreter():
+    from stcformer import settings
+
     pytest.importorskip("triton")
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    assert dispatch.unavailable_reason("triton", "cpu", torch.float32) == \
-        "triton: tensors are on CPU and TRITON_INTERPRET is not set"
+    with settings.override(triton_interpret=False):  # as read from a process without TRITON_INTERPRET=1
+        assert dispatch.unavailable_reason("triton", "cpu", torch.float32) == \
+            "triton: tensors are on CPU and TRITON_INTERPRET is not set"
 
 
 @pytest.mark.parametrize("change,match", [
@@ -64,17 +74,17 @@ def test_argument_checks(change, match):
         stc_attention(*change(tuple(make_inputs(1, 2, 17, 16, 2))))
 
 
-# --- what the CPU can run (stcformer/cpu_features.py, asked by dispatch before loading _C) ---
+# --- what the CPU can run (stcformer/ops/host.py, asked by dispatch before loading _C) ---
 
-from stcformer.ops import cpu_features  # noqa: E402
+from stcformer.ops import host  # noqa: E402
 
-V3 = frozenset(cpu_features.X86_64_V3_FLAGS)
+V3 = frozenset(host.X86_64_V3_FLAGS)
 
 
 def _cpu(monkeypatch, flags, capability="AVX2", x86=True):
-    monkeypatch.setattr(cpu_features, "is_x86_64", lambda: x86)
-    monkeypatch.setattr(cpu_features, "cpu_flags", lambda: flags)
-    monkeypatch.setattr(cpu_features, "aten_capability", lambda: capability)
+    monkeypatch.setattr(host, "is_x86_64", lambda: x86)
+    monkeypatch.setattr(host, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(host, "aten_capability", lambda: capability)
 
 
 def test_cpp_refused_on_a_cpu_without_avx2(monkeypatch):
@@ -101,24 +111,24 @@ def test_cpp_refused_on_a_cpu_without_avx2(monkeypatch):
 ])
 def test_extension_isa_decision(monkeypatch, flags, capability, want):
     _cpu(monkeypatch, flags, capability)
-    reason = cpu_features.extension_isa_reason()
+    reason = host.extension_isa_reason()
     assert (reason is None) if want is None else (want in reason), reason
 
 
 def test_extension_isa_not_asked_off_x86(monkeypatch):
     _cpu(monkeypatch, frozenset(), capability="DEFAULT", x86=False)
-    assert cpu_features.extension_isa_reason() is None
+    assert host.extension_isa_reason() is None
 
 
 def test_aten_capability_cap_refuses_cpp_without_loading_it():
     """For real, in a child: ATEN_CPU_CAPABILITY=default (what a CPU without AVX2 reports) makes
     cpp refuse with its reason, auto fall back, and stcformer._C never load."""
-    if not cpu_features.is_x86_64():
+    if not host.is_x86_64():
         pytest.skip("the extension is built for x86-64-v3 only on x86-64")
     code = (
         "import sys, torch, stcformer\n"
-        "from stcformer import stc_attention\nfrom stcformer.ops import dispatch, fused_mlp\n"
-        "from stcformer.ops.testing import make_inputs\n"
+        "from stcformer import stc_attention\nfrom stcformer.ops import dispatch\nfrom stcformer.ops.mlp import fused\n"
+        "from stcformer.testing import make_inputs\n"
         "args = make_inputs(1, 2, 17, 16, 2)\n"
         "out = stc_attention(*args)\n"
         "try:\n"
@@ -147,23 +157,25 @@ def test_aten_capability_cap_refuses_cpp_without_loading_it():
     (V3 | {"avx512f", "avx512_bf16"}, "AVX512", "avx512_core", False),
 ])
 def test_bf16_native_decision(monkeypatch, flags, capability, onednn_cap, native):
+    from stcformer import settings
+
     _cpu(monkeypatch, flags, capability)
-    if onednn_cap is None:
-        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    else:
-        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", onednn_cap)
-    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
-    reason = cpu_features.bf16_native_reason()
+    caps = {**settings.isa_env(), "ONEDNN_MAX_CPU_ISA": onednn_cap or "", "DNNL_MAX_CPU_ISA": ""}
+    with settings.override(isa_env=tuple(caps.items())):
+        reason = host.bf16_native_reason()
     assert (reason is None) == native, reason
     assert reason is None or reason.startswith("bf16: ")
 
 
 def test_onednn_bf16_respects_the_isa_cap(monkeypatch):
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
-    assert "ONEDNN_MAX_CPU_ISA=AVX2" in cpu_features.onednn_bf16_reason()
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
-    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
-    monkeypatch.setattr(cpu_features, "_onednn_bf16_query", lambda: False)
-    assert "no AVX-512" in cpu_features.onednn_bf16_reason()
-    monkeypatch.setattr(cpu_features, "_onednn_bf16_query", lambda: True)
-    assert cpu_features.onednn_bf16_reason() is None or not torch.backends.mkldnn.is_available()
+    from stcformer import settings
+
+    capped = {**settings.isa_env(), "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    with settings.override(isa_env=tuple(capped.items())):
+        assert "ONEDNN_MAX_CPU_ISA=AVX2" in host.onednn_bf16_reason()
+    uncapped = {**settings.isa_env(), "ONEDNN_MAX_CPU_ISA": "", "DNNL_MAX_CPU_ISA": ""}
+    monkeypatch.setattr(settings, "isa_env", lambda: uncapped)
+    monkeypatch.setattr(host, "_onednn_bf16_query", lambda: False)
+    assert "no AVX-512" in host.onednn_bf16_reason()
+    monkeypatch.setattr(host, "_onednn_bf16_query", lambda: True)
+    assert host.onednn_bf16_reason() is None or not torch.backends.mkldnn.is_available()

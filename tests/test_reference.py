@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from stcformer.ops.testing import check_backend, gradcheck_backend, make_inputs
+from stcformer.testing import check_backend, gradcheck_backend, make_inputs
 from stcformer.ops.attention import stc_attention
 from stcformer.ops.reference import stc_attention_reference
 

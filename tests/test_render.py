@@ -116,3 +116,26 @@ def test_real_mp4_on_a_real_video(tmp_path):
     assert len(frames) == 14
     # the left half shows the video frame: mostly green, brighter in later frames
     assert frames[-1][..., 1].mean() > frames[0][..., 1].mean()
+
+
+def test_frames_without_a_pose_draw_nothing():
+    from stcformer.export.render import Renderer
+
+    kp, poses = (np.array(a, dtype=np.float64) for a in walking(6))
+    poses[2] = np.nan  # absent: neither the 2D nor the 3D of this frame is drawn
+    kp[4] = np.nan
+    r = Renderer(kp, poses, (640, 480))
+    try:
+        for i in range(6):
+            r.frame(i)
+            n2 = sum(len(line.get_xdata()) for line in r.lines2[0])
+            n3 = sum(len(line.get_data_3d()[0]) for line in r.lines3[0])
+            marks = len(r.seen2[0].get_xdata()) + len(r.miss2[0].get_xdata())
+            if i == 2:
+                assert n2 == n3 == marks == 0
+            elif i == 4:
+                assert n2 == marks == 0 and n3 > 0
+            else:
+                assert n2 > 0 and n3 > 0 and marks == 17
+    finally:
+        r.close()

@@ -96,8 +96,16 @@ def test_run_writes_metrics_curves_and_checkpoints(data, tmp_path):
     assert "epoch   1/2" in stdout and "P1 of the mean training pose" in stdout and "Average" in stdout
 
 
-def test_no_arguments_uses_cached_synthetic_data_and_the_quick_config(tmp_path, monkeypatch):
-    monkeypatch.setenv("STCFORMER_CACHE", str(tmp_path / "cache"))
+@pytest.fixture
+def private_cache(tmp_path):
+    """$STCFORMER_CACHE pointed at tmp_path/cache (the settings read the variable once, at import)."""
+    from stcformer import settings
+
+    with settings.override(cache_root=str(tmp_path / "cache")):
+        yield
+
+
+def test_no_arguments_uses_cached_synthetic_data_and_the_quick_config(tmp_path, monkeypatch, private_cache):
     monkeypatch.setattr(training_mod, "SYNTHETIC", dict(frames=8, takes=1))
     monkeypatch.setattr(train_mod, "QUICK", dict(train_mod.QUICK, frames=3, layers=1, d_hid=16, epochs=1))
     monkeypatch.chdir(tmp_path)

@@ -4,7 +4,7 @@ On a CPU-only machine the kernels run under TRITON_INTERPRET=1 (set by conftest)
 here stay tiny; with STCFORMER_GPU_TESTS=1 on a CUDA machine the same tests run on CUDA tensors
 and the ``gpu``-marked tests add bf16 and the model's real sizes.
 
-Every comparison goes through stcformer.ops.testing: the raw forward op (for its row
+Every comparison goes through stcformer.testing: the raw forward op (for its row
 log-sum-exp) and its backward against ``stc_attention_reference`` in float64 on the same
 (already rounded) inputs, every allocation of the launcher poisoned with NaN, error max
 |got - want| / max |want| per tensor. Tolerances: float32 1e-5 (float32 dots run as 3xTF32 on a
@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from stcformer import settings
 from stcformer.ops import dispatch
-from stcformer.ops.testing import NAMES, check_backend, check_compile_fullgraph, make_inputs, rel_err
+from stcformer.testing import NAMES, check_backend, check_compile_fullgraph, make_inputs, rel_err
 
 # the Triton interpreter sweeps and the sm_80/sm_90 compile checks (make test-slow)
 pytestmark = pytest.mark.slow
@@ -114,7 +115,7 @@ def test_small_blocks(dev, dtype):
     """Blocks smaller than the problem: the forward's online softmax over several key blocks
     with a ragged last one (so the streaming temporal backward), frame groups split over
     several persistent spatial programs, GPU block shapes."""
-    with tb.override_config(profile="gpu", block_m=16, block_m_bwd=16, block_n=16, stream_block=16,
+    with settings.override_triton(profile="gpu", block_m=16, block_m_bwd=16, block_n=16, stream_block=16,
                             frames=4, frames_bwd=2, nsplit=3):
         check((1, 37, 6, 16, 2), dtype, dev, memory="transposed",
               layout="head_major" if dtype == torch.float16 else "interleaved")
@@ -125,7 +126,7 @@ def test_gpu_profile_whole_row(dev, dtype, block_n_fwd):
     """The GPU block shapes with the whole-row backward: one joint per temporal program, a
     tail-masked key block in the forward, the key-stationary backward over two query blocks
     (a ragged last one), and the w / b / spe gradients summed over several frame chunks."""
-    with tb.override_config(profile="gpu", block_n_fwd=block_n_fwd, nchunk=3, rows_conv=32):
+    with settings.override_triton(profile="gpu", block_n_fwd=block_n_fwd, nchunk=3, rows_conv=32):
         cfg = tb.Config(1, 37, 5, 2, 16, dtype)
         assert cfg.row_bwd and cfg.NB == 1 and cfg.BLOCK_M_BWD < 37 and cfg.NCHUNK == 3
         check((1, 37, 5, 64, 2), dtype, dev, memory="sliced",
@@ -141,19 +142,19 @@ def test_config_every_shape(profile):
             for dh in (4, 16, 64):
                 for dtype in tb.SUPPORTED_DTYPES:
                     for head_major in (True, False):
-                        with tb.override_config(profile=profile):
+                        with settings.override_triton(profile=profile):
                             c = tb.Config(42, T, J, 8, dh, dtype, head_major=head_major)
                         assert c.JP >= J and c.ROWS_CONV >= J and c.DHP >= dh
                         assert min(c.FRAMES, c.FRAMES_BWD, c.NSPLIT, c.NCHUNK, c.NB) >= 1
                         assert c.BLOCK_N_FWD <= c.BLOCK_N and c.row_bwd == (T <= c.BLOCK_N)
     with pytest.raises(ValueError, match="rows_conv"):
-        with tb.override_config(rows_conv=16):
+        with settings.override_triton(rows_conv=16):
             tb.Config(1, 5, 17, 2, 16, torch.float32)
 
 
 def test_whole_row_several_query_blocks(dev):
     """The whole-row temporal backward with several query blocks and a ragged last one."""
-    with tb.override_config(block_m=16, block_m_bwd=16, frames=2, frames_bwd=2, nsplit=2):
+    with settings.override_triton(block_m=16, block_m_bwd=16, frames=2, frames_bwd=2, nsplit=2):
         check((1, 35, 17, 32, 2), device=dev, memory="sliced")
 
 
@@ -228,11 +229,11 @@ def test_compile_fullgraph(dev):
 
 
 def test_compile_fullgraph_public_op(dev, monkeypatch):
-    """The same through stcformer.stc_attention with STCFORMER_BACKEND=triton."""
+    """The same through stcformer.stc_attention with the backend set to triton (settings)."""
     import stcformer
 
-    monkeypatch.setenv("STCFORMER_BACKEND", "triton")
-    _compile_check(dev, stcformer.stc_attention)
+    with settings.override(backend="triton"):
+        _compile_check(dev, stcformer.stc_attention)
 
 
 def test_gpu_target_compile():
@@ -276,7 +277,7 @@ def test_gpu_autocast_bf16():
 
 
 # ---------------------------------------------------------------------------------------------
-# the whole model (stcformer/model.py) with the triton backend vs the reference backend
+# the whole model (stcformer/model/modules.py) with the triton backend vs the reference backend
 
 def test_model_triton_vs_reference(dev):
     model_mod = pytest.importorskip("stcformer.model.modules")

@@ -198,7 +198,9 @@ def test_flag_choices_copied_from_their_modules():
     from stcformer.ops.precision import AMP_CHOICES
 
     assert (cli.MODES, cli.JOINT_SETS, cli.FORMATS, cli.AMP_CHOICES) == (MODES, JOINT_SETS, FORMATS, AMP_CHOICES)
-    assert set(cli.DETECTOR_PACKAGES) == set(cli.DETECTORS)
+    from stcformer.infer.job import DETECTOR_PACKAGES
+
+    assert set(DETECTOR_PACKAGES) == set(cli.DETECTORS)
 
 
 # ---------------------------------------------------------------- what the first bytes say

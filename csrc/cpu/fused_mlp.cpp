@@ -6,7 +6,7 @@
 //   gelu_dropout_bwd(grad_y, x?, seed, offset, p, gelu, recompute) -> (grad_x, y)
 //       with recompute (and gelu), y is recomputed in the same pass (the MLP autograd saves x
 //       only and needs y for fc2's weight gradient); otherwise y is an empty tensor.
-// seed: int64 scalar tensor (drawn from torch's generator by stcformer/fused_mlp.py).
+// seed: int64 scalar tensor (drawn from torch's generator by stcformer/ops/mlp/fused.py).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

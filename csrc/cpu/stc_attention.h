@@ -1,4 +1,4 @@
-// CPU kernels of stcformer::stc_attention_fwd / _bwd (contract: stcformer/backends/_autograd.py).
+// CPU kernels of stcformer::stc_attention_fwd / _bwd (contract: stcformer/ops/backends/autograd.py).
 #pragma once
 
 #include <ATen/ATen.h>

@@ -1,5 +1,5 @@
 // CUDA kernels of stcformer::stc_attention_fwd / _bwd (schemas in csrc/register.cpp, contract in
-// stcformer/backends/_autograd.py): host checks, allocation and the launch on torch's current
+// stcformer/ops/backends/autograd.py): host checks, allocation and the launch on torch's current
 // stream. Built only with CUDA (setup.py). Uses only device-generic c10 headers (the current
 // stream comes through c10's DeviceGuardImplInterface), so it compiles against any torch.
 #include <ATen/ATen.h>

@@ -17,8 +17,8 @@ import sys
 
 import torch
 
-from stcformer import __version__
-from stcformer.ops import cpu_features, dispatch
+from stcformer import __version__, settings
+from stcformer.ops import dispatch, host
 
 
 def _version(package: str):
@@ -60,8 +60,6 @@ def detectors() -> dict:
 
 def collect() -> dict:
     """The report as a dict (``--json`` prints it as is)."""
-    from stcformer.ops import extension as _extension
-
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     dtypes = (torch.float32, torch.bfloat16)
     backends = {}
@@ -81,13 +79,13 @@ def collect() -> dict:
         "numpy": _version("numpy"),
         "gpus": gpus,
         "cpu_threads": torch.get_num_threads(),
-        "extension": _extension.load_error or "loaded",
+        "extension": host.extension_load_error() or "loaded",
         "backend_env": os.environ.get(dispatch.ENV_VAR),
         "backends": backends,
-        "cpu": cpu_features.summary(),
+        "cpu": host.summary(),
         "video_reader": video_reader(),
         "detectors": detectors(),
-        "cache": os.environ.get("STCFORMER_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "stcformer"),
+        "cache": settings.cache_root(),
     }
 
 

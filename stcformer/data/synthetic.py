@@ -21,7 +21,8 @@ from typing import Dict, Sequence
 import numpy as np
 
 from stcformer.data.cameras import h36m_cameras, project_to_2d, world_to_camera
-from stcformer.io import cache_root, write_npz
+from stcformer.io import write_npz
+from stcformer.settings import cache_root
 from stcformer.data.motion import sequence, subject_bones
 from stcformer.data.skeleton import (H36M_ACTIONS, H36M_KEPT_OF_32, H36M_LEFT, H36M_PARENTS_32, H36M_RIGHT,
                        H36M_TEST_SUBJECTS, H36M_TRAIN_SUBJECTS, MPI3DHP_FROM_H36M, MPI3DHP_TEST_SEQUENCES)

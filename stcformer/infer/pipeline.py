@@ -100,6 +100,17 @@ def normalised_frames(xy: np.ndarray, size) -> np.ndarray:
     return normalize_screen_coordinates(xy, w=size[0], h=size[1]).astype(np.float32)
 
 
+def warn_if_synthetic(model) -> None:
+    """One line on stderr when ``model`` was trained on synthetic motion (see synthetic_note)."""
+    import sys
+
+    from stcformer.model.checkpoint import synthetic_note
+
+    note = synthetic_note(model)
+    if note:
+        print(note, file=sys.stderr)
+
+
 def lift(keypoints, checkpoint, fps: Optional[float] = None, size=None, mode: str = "center",
          frames: Optional[int] = None, tds: Optional[int] = None, joints: Optional[str] = None,
          min_score: float = 0.3, batch_size: int = 256, device=None, amp: Optional[str] = None,
@@ -126,6 +137,8 @@ def lift(keypoints, checkpoint, fps: Optional[float] = None, size=None, mode: st
     kp = as_keypoints(keypoints, joints=joints, fps=fps, size=size)
     size = lifting_size(kp.fps, kp.size, tds, kp.path)
     model = lifting_model(checkpoint, device, runtime=runtime)
+    if runtime == "torch":
+        warn_if_synthetic(model)
     frames, tds = lifting_window(model, kp.fps, frames, tds)
     check_window(model, frames)
     xy, _ = fill_gaps(kp, min_score)

@@ -15,10 +15,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from stcformer.errors import BackendError, UsageError
+from stcformer import settings
+from stcformer.errors import UsageError
 from stcformer.model.official import to_official_key
-from stcformer.ops import dispatch, fused_mlp
-from stcformer.ops.attention import head_major_index, preferred_layout, stc_attention
+from stcformer.ops import dispatch
+from stcformer.ops.mlp import fused as fused_mlp
+from stcformer.ops.attention import head_major_index, resolve
 
 # body part of each joint, indexing the SPE embedding (official-reference A.1 step 7 and A.2)
 H36M_PARTS = (0, 1, 1, 1, 2, 2, 2, 0, 0, 0, 0, 3, 3, 3, 4, 4, 4)
@@ -138,12 +140,20 @@ class Mlp(_Planned):
         return x + self(norm(x))
 
 
+# dtypes a block plans for besides its parameters': what autocast gives its qkv Linear
+_AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
+
+
 class STCAttention(_Planned):
     """Pre-norm criss-cross attention with residual: ``x + proj(stc_attention(qkv(LN(x))))``.
 
-    The qkv layout is the one the backend that runs reads fastest (``preferred_layout``): with
-    ``head_major`` the qkv Linear runs with its output rows permuted (the weights themselves
-    stay official). ``fused`` (float32 on CPU): LayerNorm + qkv in row chunks.
+    ``plan`` resolves, once, the ``stc_attention`` plan (backend, its function) for the
+    parameters' dtype and for the autocast dtypes, keyed by qkv's dtype, so ``forward`` chooses
+    nothing; it plans again when the settings change. The qkv layout is the one the backend of
+    the parameters' dtype reads fastest: with ``head_major`` the qkv Linear runs with its output
+    rows permuted (the weights themselves stay official; the permuted copy is kept between
+    forwards that need no gradient until the weights change). ``fused`` (float32 on CPU):
+    LayerNorm + qkv in row chunks.
     """
 
     def __init__(self, dim: int, num_heads: int, scale: float, parts: Sequence[int], emb_rows: int,
@@ -177,17 +187,34 @@ class STCAttention(_Planned):
 
     def plan(self) -> None:
         w = self.qkv.weight
-        try:
-            self._layout = preferred_layout(self._backend, w.device.type, w.dtype)
-        except BackendError:  # stc_attention raises the same sentence when the block runs
-            self._layout = "interleaved"
+        self._version = settings.version()
+        self._plans = {dt: resolve(self._backend, w.device.type, dt) for dt in (w.dtype,) + _AUTOCAST_DTYPES}
+        # a named backend that cannot run: the plan raises its sentence when the block runs
+        self._layout = self._plans[w.dtype].layout
         self._chunked = self._fused and _chunked_cpu_ok(w)
+        self._permuted = None
+
+    def _attention_plan(self, dtype: torch.dtype):
+        if self._version != settings.version():  # set_backend, override(...) since the last plan
+            self.plan()
+        plan = self._plans.get(dtype)
+        return plan if plan is not None else resolve(self._backend, self.qkv.weight.device.type, dtype)
+
+    def _qkv_params(self):
+        """The qkv Linear's weight and bias in the layout of the plan (rows permuted for head_major)."""
+        w, b = self.qkv.weight, self.qkv.bias
+        if self._layout != "head_major":
+            return w, b
+        if torch.compiler.is_compiling() or (torch.is_grad_enabled() and (w.requires_grad or b.requires_grad)):
+            return w[self.head_major], b[self.head_major]
+        key = (w.data_ptr(), w._version, b.data_ptr(), b._version)  # an optimizer step or a load changes it
+        if self._permuted is None or self._permuted[0] != key:
+            self._permuted = (key, w[self.head_major], b[self.head_major])
+        return self._permuted[1], self._permuted[2]
 
     def forward(self, x: Tensor) -> Tensor:
         head_major = self._layout == "head_major"
-        w, b = self.qkv.weight, self.qkv.bias
-        if head_major:  # the same Linear with its output rows permuted
-            w, b = w[self.head_major], b[self.head_major]
+        w, b = self._qkv_params()
         # autocast is a context around the call, not a setting of the module: read here, per call
         if self._chunked and not torch.is_autocast_enabled("cpu"):
             # LayerNorm + qkv Linear in row chunks, the LayerNorm output recomputed in the backward
@@ -199,10 +226,10 @@ class STCAttention(_Planned):
         e = self.emb(self.part)  # (J, dh), shared by every head and frame
         spe_s = self.spe_coef * self.drop_path(e)
         spe_t = self.spe_t_coef * self.drop_path(e) if self.spe_t_coef else None
-        # the op resolves the backend for qkv's dtype: autocast can change it per call
-        out = stc_attention(qkv, self.sep2_s.weight, self.sep2_s.bias, self.sep2_t.weight,
-                            self.sep2_t.bias, spe_s, spe_t, self.num_heads, self.scale,
-                            backend=self._backend, layout=self._layout)
+        # the plan of qkv's dtype (autocast can change it per call), made in plan()
+        out = self._attention_plan(qkv.dtype)(qkv, self.sep2_s.weight, self.sep2_s.bias, self.sep2_t.weight,
+                                              self.sep2_t.bias, spe_s, spe_t, self.num_heads, self.scale,
+                                              layout=self._layout)
         return self.proj(out) + x
 
 
@@ -339,7 +366,7 @@ class STCFormer(nn.Module):
             fused: float32 on CPU, LayerNorm + qkv and LayerNorm + MLP + residual in row
                 chunks, GELU + dropout fused (False: the plain modules).
             onednn_mlp: the MLPs through ``fused_mlp.mlp`` with GEMMs on oneDNN where the
-                chunked path does not take them (``stcformer.ops.linear.convert_linears``
+                chunked path does not take them (``stcformer.ops.mlp.linear.convert_linears``
                 puts the other Linears on oneDNN).
         """
         for block in self.stcformer.stc_block:

@@ -6,11 +6,15 @@ split-channel spatial attention (over joints) and temporal attention (over frame
 """
 from __future__ import annotations
 
-from typing import Optional
+import functools
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
+from stcformer import settings
+from stcformer.errors import BackendError
 from stcformer.ops import dispatch
 from stcformer.ops.reference import LAYOUTS, head_major_index, stc_attention_reference
 
@@ -18,9 +22,44 @@ from stcformer.ops.reference import LAYOUTS, head_major_index, stc_attention_ref
 def preferred_layout(backend: Optional[str], device_type: str, dtype: torch.dtype) -> str:
     """The qkv layout the backend that would run reads fastest (the model asks before its qkv
     Linear). The GPU kernels (triton, cuda) load a head's q, k, v as contiguous vectors in
-    ``head_major``; the CPU kernels gather into scratch anyway, so they keep the official layout."""
-    name = dispatch.choose(dispatch.requested_backend(backend), device_type, dtype)
-    return "head_major" if name in ("triton", "cuda") else "interleaved"
+    ``head_major``; the CPU kernels gather into scratch anyway, so they keep the official layout.
+    Raises BackendError where a named backend cannot run."""
+    plan = resolve(backend, device_type, dtype)
+    if plan.error is not None:
+        raise BackendError(plan.error)
+    return plan.layout
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What runs ``stc_attention`` for one (backend request, device type, dtype): the backend,
+    the qkv layout it reads fastest and its function; or, for a named backend that cannot run,
+    the error the call raises."""
+
+    backend: str
+    layout: str
+    run: Optional[Callable]
+    error: Optional[str] = None
+
+    def __call__(self, qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads, scale, layout):
+        if self.error is not None:
+            raise BackendError(self.error)
+        return self.run(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads, scale, layout=layout)
+
+
+@functools.lru_cache(maxsize=None)
+def _resolve(requested: str, device_type: str, dtype: torch.dtype, version: int) -> Plan:
+    try:
+        name = dispatch.choose(requested, device_type, dtype)
+    except BackendError as e:
+        return Plan(requested, "interleaved", None, str(e))
+    return Plan(name, "head_major" if name in ("triton", "cuda") else "interleaved", _impl(name))
+
+
+def resolve(backend: Optional[str], device_type: str, dtype: torch.dtype) -> Plan:
+    """The :class:`Plan` of a backend request (None: the settings' backend) on tensors of this
+    device type and dtype, made once per settings version (a model block keeps its plans)."""
+    return _resolve(dispatch.requested_backend(backend), device_type, dtype, settings.version())
 
 
 def _impl(name: str):

@@ -2,9 +2,10 @@
 
 Two builders use it and build the same library from the same sources and flags:
 ``setup.py`` ahead of time (``pip install --no-build-isolation -e .``), and
-:mod:`stcformer.ops.extension` on first use, when pip's isolated build could not import torch and
+:mod:`stcformer.ops.host` on first use, when pip's isolated build could not import torch and
 installed the package without it. setup.py loads this file by its path, so it imports nothing
-from stcformer and no torch at module level.
+from stcformer and no torch at module level; the environment is read by its callers (setup.py,
+stcformer.settings) and passed in.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import sys
 # the checkout (csrc/ beside stcformer/): present in an editable install or a source tree
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-# -march of the C++ kernels on x86-64; stcformer.ops.cpu_features refuses to load the library on
+# -march of the C++ kernels on x86-64; stcformer.ops.host refuses to load the library on
 # a CPU below this level (code built for it may use its instructions anywhere, even while loading)
 BUILD_MARCH = "x86-64-v3"
 
@@ -48,9 +49,10 @@ def openmp_link_flags(torch) -> list:
     return ["-fopenmp"]  # torch uses the system runtime (or none we can find): link that one
 
 
-def cuda_skip_reason(torch, cuda_home, root: str = ROOT):
-    """None when the CUDA kernels can be built, else why not (one line for the build log)."""
-    if os.environ.get("STCFORMER_NO_CUDA") == "1":
+def cuda_skip_reason(torch, cuda_home, no_cuda: bool = False, root: str = ROOT):
+    """None when the CUDA kernels can be built, else why not (one line for the build log);
+    ``no_cuda``: STCFORMER_NO_CUDA=1 was set."""
+    if no_cuda:
         return "STCFORMER_NO_CUDA=1"
     if torch.version.cuda is None:
         return f"torch {torch.__version__} is built without CUDA"
@@ -61,17 +63,15 @@ def cuda_skip_reason(torch, cuda_home, root: str = ROOT):
     return None
 
 
-def cuda_arch_list(torch) -> str:
-    """TORCH_CUDA_ARCH_LIST for the build (set in the environment, where torch's builder reads it):
-    the user's, else the card that is here, else the common data-centre cards."""
-    arch = os.environ.get("TORCH_CUDA_ARCH_LIST")
-    if not arch:
-        arch = ("%d.%d" % torch.cuda.get_device_capability()) if torch.cuda.is_available() else "8.0;9.0"
-        os.environ["TORCH_CUDA_ARCH_LIST"] = arch
-    return arch
+def cuda_arch_list(torch, requested: str = "") -> str:
+    """TORCH_CUDA_ARCH_LIST for the build (the caller puts it in the environment, where torch's
+    builder reads it): the user's, else the card that is here, else the common data-centre cards."""
+    if requested:
+        return requested
+    return ("%d.%d" % torch.cuda.get_device_capability()) if torch.cuda.is_available() else "8.0;9.0"
 
 
-def build_key(torch, cuda: bool, root: str = ROOT) -> str:
+def build_key(torch, cuda: bool, arch: str = "", root: str = ROOT) -> str:
     """A folder name for one build: torch and Python versions, and a hash of every source and
     header, the flags and the link flags, so a change to any of them builds into a new folder."""
     h = hashlib.sha256()
@@ -81,8 +81,7 @@ def build_key(torch, cuda: bool, root: str = ROOT) -> str:
         h.update(rel.encode())
         with open(os.path.join(root, rel), "rb") as f:
             h.update(hashlib.sha256(f.read()).digest())
-    flags = CXX_FLAGS + openmp_link_flags(torch) + (NVCC_FLAGS + [os.environ.get("TORCH_CUDA_ARCH_LIST", "")]
-                                                    if cuda else [])
+    flags = CXX_FLAGS + openmp_link_flags(torch) + (NVCC_FLAGS + [arch] if cuda else [])
     h.update(repr(flags).encode())
     tag = f"cp{sys.version_info[0]}{sys.version_info[1]}"
     return f"torch{torch.__version__.replace('+', '-')}-{tag}-{'cuda' if cuda else 'cpu'}-{h.hexdigest()[:12]}"

@@ -4,21 +4,21 @@
 tensors, or one sentence saying why it cannot. ``choose(requested, device_type, dtype)`` turns a
 request (``auto`` or a name) into the backend that runs, raising when a named backend cannot.
 ``fused_mlp_reason(device_type)`` says the same of the fused CPU MLP ops (:mod:`.fused_mlp`).
-What the CPU itself can do (ISA of the compiled extension, bf16) is asked of ``cpu_features``.
+What the host itself can do (ISA of the compiled extension, bf16, its load state) is asked of ``host``.
 """
 from __future__ import annotations
 
 import functools
 import importlib.util
 import logging
-import os
 import re
 from typing import Optional
 
 import torch
 
-from stcformer.ops import cpu_features
+from stcformer import settings
 from stcformer.errors import BackendError
+from stcformer.ops import host
 
 log = logging.getLogger("stcformer")
 
@@ -43,15 +43,13 @@ AUTO_ORDER = {
 
 
 def _extension_reason(dispatch_key: str, backend: str) -> Optional[str]:
-    # before the import: on a CPU below the extension's build ISA even loading it may crash
-    isa = cpu_features.extension_isa_reason()
+    # before loading: on a CPU below the extension's build ISA even loading it may crash
+    isa = host.extension_isa_reason()
     if isa is not None:
         return f"{backend}: {isa}"
-    from stcformer.ops import extension as _extension
-
-    if _extension.load_error is not None:
-        return f"{backend}: stcformer._C could not be loaded ({_extension.load_error})"
-    if not _extension.has_kernel("stc_attention_fwd", dispatch_key):
+    if host.extension_load_error() is not None:
+        return f"{backend}: stcformer._C could not be loaded ({host.extension_load_error()})"
+    if not host.has_kernel("stc_attention_fwd", dispatch_key):
         what = "CPU" if dispatch_key == "CPU" else "CUDA"
         return f"{backend}: stcformer._C was built without the {what} kernels"
     return None
@@ -75,14 +73,19 @@ def _interpreter_reason() -> Optional[str]:
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
 def _triton_reason(device_type: str) -> Optional[str]:
-    if importlib.util.find_spec("triton") is None:
+    if not _triton_installed():
         return "triton: the triton package is not installed"
-    if device_type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+    if device_type == "cpu" and not settings.triton_interpret():
         return "triton: tensors are on CPU and TRITON_INTERPRET is not set"
     if device_type == "cpu":
         return _interpreter_reason()
-    if device_type == "cuda" and os.environ.get("TRITON_INTERPRET") == "1":
+    if device_type == "cuda" and settings.triton_interpret():
         return "triton: TRITON_INTERPRET=1 runs kernels on the host, so CUDA tensors cannot be used"
     return None
 
@@ -111,9 +114,11 @@ def unavailable_reason(name: str, device_type: str, dtype: torch.dtype) -> Optio
 
 
 def requested_backend(backend: Optional[str] = None) -> str:
-    """The backend asked for: the argument, else $STCFORMER_BACKEND, else ``auto``."""
-    name = backend if backend is not None else os.environ.get(ENV_VAR, "auto")
-    return (name or "auto").strip().lower()
+    """The backend asked for: the argument, else the settings' (``settings.set_backend``, read
+    from $STCFORMER_BACKEND), else ``auto``."""
+    if backend is None:
+        return settings.backend()
+    return (backend or "auto").strip().lower()
 
 
 @torch.compiler.assume_constant_result
@@ -133,19 +138,17 @@ def choose(requested: str, device_type: str, dtype: torch.dtype) -> str:
 
 
 def fused_mlp_reason(device_type: str = "cpu") -> Optional[str]:
-    """None if the fused MLP ops (stcformer.ops.fused_mlp) can run on tensors of this device
+    """None if the fused MLP ops (stcformer.ops.mlp.fused) can run on tensors of this device
     type, else why not."""
     if device_type != "cpu":
         return f"fused_mlp: tensors are on {device_type}; the fused MLP ops run on CPU tensors"
-    isa = cpu_features.extension_isa_reason()  # before the import, as in _extension_reason
+    isa = host.extension_isa_reason()  # before loading, as in _extension_reason
     if isa is not None:
         return f"fused_mlp: {isa}"
-    from stcformer.ops import extension as _extension
-
-    if _extension.load_error is not None:
-        return f"fused_mlp: stcformer._C could not be loaded ({_extension.load_error})"
+    if host.extension_load_error() is not None:
+        return f"fused_mlp: stcformer._C could not be loaded ({host.extension_load_error()})"
     # an extension built before these ops existed has no schema for them
-    if not hasattr(torch.ops.stcformer, "gelu_dropout_fwd") or not _extension.has_kernel("gelu_dropout_fwd", "CPU"):
+    if not hasattr(torch.ops.stcformer, "gelu_dropout_fwd") or not host.has_kernel("gelu_dropout_fwd", "CPU"):
         return "fused_mlp: stcformer._C was built without the CPU kernels"
     return None
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import torch
 
-from stcformer.ops.cpu_features import bf16_native_reason
+from stcformer.ops.host import bf16_native_reason
 from stcformer.errors import UsageError
 
 AMP_CHOICES = ("bf16", "fp16", "none")
@@ -34,7 +34,7 @@ def amp_autocast(device_type: str, amp: Optional[str]):
 def slow_cpu_amp_reason(device_type: str, amp: Optional[str]) -> Optional[str]:
     """Why 16-bit autocast would be slow here (a CPU without native bf16), or None.
 
-    The decision is ``cpu_features.bf16_native_reason()`` (the one place that asks the CPU).
+    The decision is ``host.bf16_native_reason()`` (the one place that asks the CPU).
     """
     if device_type != "cpu" or amp_dtype(amp) is None:
         return None

@@ -79,7 +79,7 @@ class TrainState:
     def to_extra(self, config: TrainConfig, optimizer, scheduler, scaler, group: ProcessGroup) -> dict:
         """The resumable state (collective: every process must call it; its RNG states are gathered)."""
         rngs = group.gather(rng_state())
-        return {"args": config.to_dict(), "epoch": self.epoch, "step": self.step,
+        return {"args": config.to_dict(), "trained_on": config.trained_on(), "epoch": self.epoch, "step": self.step,
                 "lr": optimizer.param_groups[0]["lr"], "history": self.history, "best": self.best,
                 "mean_pose_p1_mm": self.mean_pose_p1_mm, "loss_sum": self.loss.total,
                 "loss_count": self.loss.count, "optimizer": optimizer.state_dict(),

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import torch
 
-from stcformer.ops import extension as _extension
+from stcformer.ops import host
 from stcformer.ops.backends.autograd import fake_outputs, register_autograd
 
 FWD = "stcformer::stc_attention_fwd"
 BWD = "stcformer::stc_attention_bwd"
 
-if _extension.load_error is None:
+if host.extension_load_error() is None:
 
     @torch.library.register_fake(FWD)
     def _fwd_fake(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t, num_heads, scale, head_major=False):

@@ -16,9 +16,7 @@ the tensor cores with 16-bit P / dS (flash-attention style).
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 from typing import Optional, Tuple
 
 import torch
@@ -32,48 +30,18 @@ from stcformer.kernels.spatial import spatial_bwd_kernel, spatial_fwd_kernel
 from stcformer.kernels.temporal import (temporal_bwd_delta_kernel, temporal_bwd_kernel,
                                         temporal_bwd_row_kernel, temporal_fwd_kernel)
 
+from stcformer import settings
 from stcformer.ops.backends.autograd import register_autograd
 
 FWD = "stcformer::stc_attention_triton_fwd"
 BWD = "stcformer::stc_attention_triton_bwd"
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-FP32_DOT_PRECISION = os.environ.get("STCFORMER_TRITON_FP32_DOT", "tf32x3")  # or "ieee", "tf32"
 MAX_J = 64        # the joints of one frame live in one tile
 MAX_ROW_T = 256   # temporal backward keeps the whole key row in one program up to this T
 
-# knobs of ``override_config`` (see there); empty: the launcher's choice
-CONFIG_KNOBS = ("profile", "frames", "frames_bwd", "block_m", "block_m_bwd", "block_n", "block_n_fwd",
-                "nsplit", "nb", "stream_block", "warps_s", "warps_fwd_t", "warps_bwd_t", "stages_bwd_t",
-                "stages_fwd_t", "warps_stream", "rows_conv", "nchunk")
-_overrides: dict = {}
-
-
-@contextlib.contextmanager
-def override_config(**knobs):
-    """Force block shapes / launch parameters of every launch inside (tuning sweeps, tests).
-
-    Knobs (``Config`` attributes): profile ("gpu" or "interpreter"), frames, frames_bwd,
-    block_m, block_m_bwd, block_n, block_n_fwd, nsplit, nb, stream_block (forces the streaming
-    temporal backward with this block), warps_s, warps_fwd_t, warps_bwd_t, stages_fwd_t,
-    stages_bwd_t (num_stages of the temporal forward / whole-row backward), warps_stream,
-    rows_conv (tile rows of the parameter gradients, a power of 2 >= J), nchunk.
-    Not thread-safe; nests.
-    """
-    unknown = set(knobs) - set(CONFIG_KNOBS)
-    if unknown:
-        raise ValueError(f"override_config: unknown knobs {sorted(unknown)}; choose from {CONFIG_KNOBS}")
-    saved = dict(_overrides)
-    _overrides.update(knobs)
-    try:
-        yield
-    finally:
-        _overrides.clear()
-        _overrides.update(saved)
-
-
 def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
+    return settings.triton_interpret()
 
 
 # Under TRITON_INTERPRET=1, wrap_triton hands back the interpreted kernel itself (no
@@ -110,9 +78,13 @@ class Config:
     """
 
     def __init__(self, B: int, T: int, J: int, num_heads: int, dh: int, dtype: torch.dtype,
-                 profile: Optional[str] = None, sm_count: int = 132, head_major: bool = True):
-        o = _overrides
-        profile = o.get("profile", profile or ("interpreter" if _interpreting() else "gpu"))
+                 profile: Optional[str] = None, sm_count: int = 132, head_major: bool = True,
+                 overrides: Optional[dict] = None, fp32_dot: Optional[str] = None,
+                 interpreting: Optional[bool] = None):
+        # the settings' launch overrides, dot precision and interpreter flag unless given
+        o = settings.triton_overrides() if overrides is None else overrides
+        interpreting = _interpreting() if interpreting is None else interpreting
+        profile = o.get("profile", profile or ("interpreter" if interpreting else "gpu"))
         self.H, self.DH = num_heads, dh
         self.DHP = _np2(dh)  # tl.dot needs K, N >= 16 on a GPU
         self.JP = _np2(J)
@@ -128,7 +100,8 @@ class Config:
         self._apply_overrides(o, T, J)
         # float32 dots: 3xTF32 (about float32 accuracy on the tensor cores; "ieee" leaves the
         # tensor cores, plain "tf32" has ~1e-3 relative error)
-        self.DOT_PREC = FP32_DOT_PRECISION if dtype == torch.float32 else "tf32"
+        fp32_dot = settings.triton_fp32_dot() if fp32_dot is None else fp32_dot
+        self.DOT_PREC = fp32_dot if dtype == torch.float32 else "tf32"
 
     def _gpu_tiles(self, B: int, T: int, J: int, num_heads: int, dtype: torch.dtype, sm_count: int,
                    head_major: bool, n_t: int) -> None:
@@ -178,7 +151,7 @@ class Config:
         self.NCHUNK = 1
 
     def _apply_overrides(self, o: dict, T: int, J: int) -> None:
-        """Replace the profile's choices by those ``o`` (``_overrides``) names."""
+        """Replace the profile's choices by those ``o`` (``settings.override_triton``) names."""
         self.FRAMES = o.get("frames", self.FRAMES)
         self.FRAMES_BWD = o.get("frames_bwd", self.FRAMES_BWD)
         self.BLOCK_M = o.get("block_m", self.BLOCK_M)
@@ -202,16 +175,18 @@ class Config:
 
 @functools.lru_cache(maxsize=256)
 def _cached_config(B: int, T: int, J: int, num_heads: int, dh: int, dtype: torch.dtype, sms: int,
-                   head_major: bool, overrides: tuple, interpreting: bool) -> Config:
-    return Config(B, T, J, num_heads, dh, dtype, sm_count=sms, head_major=head_major)
+                   head_major: bool, overrides: tuple, fp32_dot: str, interpreting: bool) -> Config:
+    return Config(B, T, J, num_heads, dh, dtype, sm_count=sms, head_major=head_major, overrides=dict(overrides),
+                  fp32_dot=fp32_dot, interpreting=interpreting)
 
 
 def _config(qkv: Tensor, num_heads: int, dh: int, head_major: bool) -> Config:
     """The Config of this call, built once per shape (host time counts at short windows)."""
     B, T, J, _ = qkv.shape
     sms = _sm_count(qkv.device.index or 0) if qkv.is_cuda else 132
-    return _cached_config(B, T, J, num_heads, dh, qkv.dtype, sms, head_major,
-                          tuple(sorted(_overrides.items())), _interpreting())
+    now = settings.current()
+    return _cached_config(B, T, J, num_heads, dh, qkv.dtype, sms, head_major, now.triton_overrides,
+                          now.triton_fp32_dot, now.triton_interpret)
 
 
 def _stages(n: Optional[int]) -> dict:
@@ -376,7 +351,7 @@ register_autograd(FWD, torch.ops.stcformer.stc_attention_triton_bwd.default)
 # kernels would vanish from the graph, so by default the ops stay opaque custom ops in the
 # graph (still no graph break; Inductor calls them as they are). STCFORMER_TRITON_INLINE=1
 # restores triton_op's inlining on a GPU.
-INLINE_IN_GRAPHS = os.environ.get("STCFORMER_TRITON_INLINE") == "1" and not _interpreting()
+INLINE_IN_GRAPHS = settings.triton_inline() and not _interpreting()
 
 
 def _keep_opaque(mode, op, types, args, kwargs):

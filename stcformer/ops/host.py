@@ -1,24 +1,39 @@
-"""What this CPU can do, for every CPU fast path: the one place that decides.
+"""What this host can run, decided in one place: the CPU's features for every CPU fast path, and
+the compiled extension stcformer._C (its build on first use and its load state).
 
-Each ``*_reason()`` returns None when the path can run here, or one sentence saying why not;
-``dispatch.unavailable_reason`` (backend ``cpp``) and ``fused_mlp`` (oneDNN GEMMs) ask these.
-
+CPU: each ``*_reason()`` returns None when the path can run here, or one sentence saying why not;
+``dispatch.unavailable_reason`` (backend ``cpp``) and the MLP ops (oneDNN GEMMs) ask these.
 Sources: /proc/cpuinfo flags (what the hardware and OS offer), ``ATEN_CPU_CAPABILITY`` through
 ``torch.backends.cpu.get_cpu_capability()`` (what ATen may use; a cap set by the user counts as
 a limit here too, so an AVX-512 machine run with ``ATEN_CPU_CAPABILITY=avx2`` behaves like an
-AVX2 one), ``ONEDNN_MAX_CPU_ISA`` and oneDNN's own bf16 query.
+AVX2 one), ``ONEDNN_MAX_CPU_ISA`` (read once by :mod:`stcformer.settings`) and oneDNN's own bf16
+query. ``BUILD_MARCH`` comes from :mod:`stcformer.ops.build`, so the build and the run-time check
+name one level.
 
-``BUILD_MARCH`` comes from :mod:`stcformer.ops.build`, so the build and the run-time check name one level.
+Extension: ``pip install --no-build-isolation -e .`` builds it at install. A plain ``pip install
+-e .`` (pip's isolated build cannot import the installed torch) installs the package without it:
+the first process that needs the kernels then builds the same library from ``csrc/`` with ninja
+(:func:`torch.utils.cpp_extension.load`, the sources and flags of :mod:`stcformer.ops.build`),
+once, into ``<cache>/extension/<key>``, the key naming the torch and Python versions and hashing
+the sources and flags; later processes load that build. :func:`extension_load_error` is None
+when the kernels are loaded, else one sentence why not (the ``auto`` backend then falls back with
+that reason); the library is loaded on the first call, never on a CPU below its build level.
 """
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import platform
+import sys
+import sysconfig
+import time
 from typing import FrozenSet, Optional
 
 import torch
 
+from stcformer import settings
+from stcformer.ops import build
 from stcformer.ops.build import BUILD_MARCH
 
 # the /proc/cpuinfo flags that BUILD_MARCH (the -march of the C++ kernels on x86-64) implies:
@@ -59,7 +74,8 @@ def aten_capability() -> str:
 
 
 def onednn_isa_cap() -> Optional[str]:
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    env = settings.isa_env()
+    cap = env["ONEDNN_MAX_CPU_ISA"] or env["DNNL_MAX_CPU_ISA"]
     return cap.strip().upper() if cap else None
 
 
@@ -135,9 +151,6 @@ def summary() -> dict:
     }
 
 
-# the settings that change the vector ISA of the code Inductor generates for the CPU
-ISA_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
-
 
 def key_compile_cache_by_isa() -> str:
     """Add this process's ISA settings to torch.compile's cache key tag; returns the tag.
@@ -149,8 +162,115 @@ def key_compile_cache_by_isa() -> str:
     at a later free), AVX-512 source built for AVX2 leaves half its outputs unwritten (NaN).
     torch's default cache is shared by every process of a user, so the tag keeps runs with
     different caps apart (tests/test_compile_cache.py)."""
-    tag = "stcformer-isa:" + ",".join(f"{n}={os.environ.get(n, '')}" for n in ISA_ENV)
+    tag = "stcformer-isa:" + ",".join(f"{n}={v}" for n, v in settings.isa_env().items())
     config = torch.compiler.config
     if tag not in config.cache_key_tag.split("|"):
         config.cache_key_tag = f"{config.cache_key_tag}|{tag}" if config.cache_key_tag else tag
     return tag
+
+
+# ---------------------------------------------------------------- the extension
+
+
+_FAILED = "build-failed.txt"  # one line, why the build in this folder failed: not retried
+
+
+def _log(message: str) -> None:
+    print(f"stcformer: {message}", file=sys.stderr, flush=True)
+
+
+def _import(path: str):
+    """Import the library at ``path`` as stcformer._C (its init function is PyInit__C)."""
+    spec = importlib.util.spec_from_file_location("stcformer._C", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["stcformer._C"] = module
+    setattr(sys.modules["stcformer"], "_C", module)
+    return module
+
+
+def build_dir() -> tuple:
+    """(folder of the first-use build for this torch and these sources, whether it has CUDA)."""
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    cuda = build.cuda_skip_reason(torch, CUDA_HOME, settings.no_cuda()) is None
+    arch = build.cuda_arch_list(torch, settings.cuda_arch_list()) if cuda else ""
+    if cuda:
+        settings.export_env("TORCH_CUDA_ARCH_LIST", arch)  # where torch's builder reads it
+    return os.path.join(settings.cache_root(), "extension", build.build_key(torch, cuda, arch)), cuda
+
+
+def _compile(folder: str, cuda: bool) -> str:
+    """Build the library into ``folder`` with ninja; returns its path (raises on a failed build)."""
+    from torch.utils.cpp_extension import load
+
+    # the ninja of this interpreter's environment, also when it is run without activating the venv
+    settings.prepend_to_path(sysconfig.get_path("scripts"))
+    what = "C++ and CUDA kernels" if cuda else "C++ kernels"
+    _log(f"building stcformer._C ({what}) against torch {torch.__version__} on first use, once, into {folder}")
+    t0 = time.perf_counter()
+    srcs = [os.path.join(build.ROOT, s) for s in build.sources(cuda)]
+    load("_C", srcs, extra_cflags=build.CXX_FLAGS, extra_cuda_cflags=build.NVCC_FLAGS if cuda else None,
+         extra_ldflags=build.openmp_link_flags(torch), build_directory=folder, with_cuda=cuda,
+         is_python_module=False)
+    _log(f"built stcformer._C in {time.perf_counter() - t0:.0f} s")
+    return os.path.join(folder, "_C.so")
+
+
+def build_and_load() -> Optional[str]:
+    """Load the first-use build of stcformer._C, building it first where needed; None when
+    loaded, else why not (a failed build is reported once and not retried for these sources)."""
+    if settings.no_extension():
+        return "stcformer._C is not built (STCFORMER_NO_EXTENSION=1)"
+    if not build.sources(False):
+        return ("stcformer._C is not built and its C++ sources are not here (install from a checkout: "
+                "pip install --no-build-isolation -e .)")
+    folder, cuda = build_dir()
+    failed = os.path.join(folder, _FAILED)
+    if os.path.exists(failed):
+        with open(failed) as f:
+            return f.readline().strip()
+    path = os.path.join(folder, "_C.so")
+    try:
+        if not os.path.exists(path):
+            os.makedirs(folder, exist_ok=True)
+            path = _compile(folder, cuda)
+        _import(path)
+    except Exception as exc:  # noqa: BLE001 - a compiler, ninja or loader error: say it, fall back
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        reason = f"stcformer._C could not be built on first use ({first}); delete {folder} to try again"
+        with open(failed, "w") as f:
+            f.write(reason + "\n\n" + str(exc))
+        _log(reason)
+        return reason
+    return None
+
+
+def _load() -> Optional[str]:
+    try:
+        import stcformer._C  # noqa: F401  (registers torch.ops.stcformer.* kernels)
+    except ModuleNotFoundError as exc:
+        if exc.name != "stcformer._C":
+            return str(exc).splitlines()[0]
+        return build_and_load()  # not built at install (pip's isolated build)
+    except ImportError as exc:  # built against another torch
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def extension_load_error() -> Optional[str]:
+    """None once stcformer._C is loaded (built on first use where needed), else why not. The
+    library is built for one x86-64 level and may run its instructions while it loads: a CPU
+    below that level never imports it."""
+    return extension_isa_reason() or _load()
+
+
+def has_kernel(op: str, dispatch_key: str) -> bool:
+    """Whether torch.ops.stcformer.<op> has a kernel for ``dispatch_key`` ("CPU" or "CUDA")."""
+    if extension_load_error() is not None:
+        return False
+    try:
+        return torch._C._dispatch_has_kernel_for_dispatch_key(f"stcformer::{op}", dispatch_key)
+    except RuntimeError:
+        return False

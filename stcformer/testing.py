@@ -1,7 +1,10 @@
-"""One harness for every ``stc_attention`` backend test (reference, cpp, triton, cuda), shared by
-tests/ and bench/ (the input factory) as a module of the package.
+"""The package's public testing module (as ``torch.testing``): one harness for every
+``stc_attention`` backend (reference, cpp, triton, cuda), used by tests/ and bench/ and by anyone
+adding a backend. It is a test kit, not a runtime path: it replaces ``torch.empty`` and flips c10's
+junk-fill flag through ctypes while a backend runs (``poisoned_allocations``), so nothing of the
+library imports it.
 
-    from stcformer.ops.testing import make_inputs, check_backend
+    from stcformer.testing import make_inputs, check_backend
 
     check_backend("cpp", (B, T, J, C, H), torch.float32)                  # forward + every gradient
     check_backend("triton", (1, 27, 17, 64, 8), torch.float16, layout="head_major",

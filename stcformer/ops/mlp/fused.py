@@ -11,7 +11,7 @@ reproduces the masks and two calls get independent masks.
     mlp(x, fc1_weight, fc2_weight, p, training)
         dropout(fc2(dropout(gelu(fc1(x))))) with an autograd that saves only x and fc1(x) and
         recomputes fc2's input in the backward (the official MLP, biases optional); its GEMMs
-        on oneDNN by default (:mod:`stcformer.ops.linear`)
+        on oneDNN by default (:mod:`stcformer.ops.mlp.linear`)
     residual_mlp(x, layer_norm, ...), layer_norm_linear(x, layer_norm, w, b)
         the two halves of an STCFormer block around the attention, in row chunks
 
@@ -26,19 +26,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stcformer.ops import cpu_features, dispatch
-from stcformer.ops.linear import linear, mm_nt as _mm_nt, mm_nt_into as _mm_nt_into
-
-# the extension is imported only where this CPU can run it (see cpu_features.extension_isa_reason)
-if cpu_features.extension_isa_reason() is None:
-    from stcformer.ops import extension as _extension
+from stcformer.ops import dispatch, host
+from stcformer.ops.mlp.linear import linear, mm_nt as _mm_nt, mm_nt_into as _mm_nt_into
 
 FWD = "stcformer::gelu_dropout_fwd"
 BWD = "stcformer::gelu_dropout_bwd"
 
 
 # an extension built before these ops existed has no schema for them
-_HAS_OPS = cpu_features.extension_isa_reason() is None and _extension.load_error is None and hasattr(torch.ops.stcformer, "gelu_dropout_fwd")
+# (the extension is loaded only where this CPU can run it: extension_load_error checks first)
+_HAS_OPS = host.extension_load_error() is None and hasattr(torch.ops.stcformer, "gelu_dropout_fwd")
 
 if _HAS_OPS:
 

@@ -2,7 +2,7 @@
 
 ``launches(B, T, J, num_heads, dh, dtype, head_major, has_spe)`` lists, in launch order, every
 Triton kernel launch of one forward and one backward of ``stc_attention`` as
-``stcformer/backends/triton.py`` makes them: the kernel, its grid, its positional arguments
+``stcformer/ops/backends/triton.py`` makes them: the kernel, its grid, its positional arguments
 (tensors as ``TensorArg`` placeholders with the launcher's dtypes, shapes and strides), the
 keyword constexprs, num_warps / num_stages, and the trip counts of the kernel's runtime loops.
 The launches are taken from the launcher itself (its code run on meta tensors, no kernel

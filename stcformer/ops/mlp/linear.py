@@ -3,7 +3,7 @@
 On CPUs where MKL's fp32 sgemm takes its AVX2 path (AMD Zen) oneDNN's AVX-512 GEMM is faster
 (bench/RESULTS.md), at the same fp32 precision. Under torch.compile these fall back to F.linear
 (Inductor cannot lower oneDNN's linear outside its inference freezing path). bfloat16 goes
-through oneDNN only where it has a bf16 GEMM (``cpu_features.onednn_bf16_reason``: AVX-512 or
+through oneDNN only where it has a bf16 GEMM (``host.onednn_bf16_reason``: AVX-512 or
 newer); elsewhere through F.linear, logged once at debug level.
 
     linear(x, w, b)                 F.linear with every GEMM (forward and backward) on oneDNN
@@ -20,23 +20,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from stcformer.ops import cpu_features
+from stcformer import settings
+from stcformer.ops import host
 
 log = logging.getLogger("stcformer")
 
 _ONEDNN = (getattr(torch.ops.mkldnn, "_linear_pointwise", None)
            if torch.backends.mkldnn.is_available() else None)
-ONEDNN_GEMM = True  # False: the MLP and linear() GEMMs go through F.linear (MKL) instead
 # oneDNN has no bf16 inner product below AVX-512 ("could not create a primitive descriptor"):
 # there bf16 takes F.linear. Asked once (a constant under torch.compile).
-ONEDNN_BF16_REASON = cpu_features.onednn_bf16_reason()
+ONEDNN_BF16_REASON = host.onednn_bf16_reason()
 _logged: set = set()
 
 
 def use_onednn(*ts: Tensor) -> bool:
     """Whether a GEMM of these tensors runs on oneDNN (CPU float32, bfloat16 where it has a bf16
-    GEMM, outside torch.compile, ``ONEDNN_GEMM`` set)."""
-    if not ONEDNN_GEMM or _ONEDNN is None or torch.compiler.is_compiling():
+    GEMM, outside torch.compile, ``settings.onednn_gemm()`` on)."""
+    if not settings.onednn_gemm() or _ONEDNN is None or torch.compiler.is_compiling():
         return False
     dtype = ts[0].dtype
     if any(t.device.type != "cpu" or t.dtype != dtype for t in ts):
