@@ -203,6 +203,8 @@ def test_video_writes_keypoints_render_and_bvh(detected):
     z = np.load(out / "poses_3d.npz")
     # --bones fixed: the BVH of skeleton_3d (the npz keeps float32, so the last printed digit may differ)
     want = bvh_text(z["skeleton_3d"], 25.0, root=z["root_translation"] * z["skeleton_scale"])
+    from tests.test_infer import assert_same_bvh
+
     assert_same_bvh((out / "p.bvh").read_text(), want)
 
 
@@ -229,13 +231,3 @@ def test_unreadable_video_exits_2(tmp_path, capsys):
         assert rc == 2 and len(err.splitlines()) == 1 and name in err and match in err, err
     assert files_in(tmp_path / "o") == []
 
-
-def assert_same_bvh(got: str, want: str, atol: float = 2e-4) -> None:
-    """The same BVH text up to the last printed digit of its numbers."""
-    g, w = got.split(), want.split()
-    assert len(g) == len(w)
-    for a, b in zip(g, w):
-        try:
-            assert abs(float(a) - float(b)) <= atol, (a, b)
-        except ValueError:
-            assert a == b
