@@ -153,7 +153,7 @@ def lifting_model(args) -> tuple:
     """(model in eval mode, frames, tds) of ``lifting_flags``' arguments: the checkpoint read once,
     its training window unless -f/--tds say otherwise."""
     from stcformer.model.checkpoint import load_checkpoint
-    from stcformer.infer.pipeline import trained_window
+    from stcformer.model.checkpoint import trained_window
 
     if args.threads:
         torch.set_num_threads(args.threads)

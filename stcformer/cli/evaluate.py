@@ -23,7 +23,7 @@ from stcformer.errors import UsageError
 from stcformer.eval.benchmarks import BENCHMARKS, get_benchmark
 from stcformer.eval.runner import run_test
 from stcformer.io import write_json
-from stcformer.model.checkpoint import load_checkpoint
+from stcformer.model.checkpoint import check_joints, load_checkpoint, trained_window
 from stcformer.ops.precision import AMP_CHOICES, warn_slow_cpu_amp
 
 
@@ -76,12 +76,10 @@ def main(argv=None) -> int:
     if args.backend:
         overrides["backend"] = args.backend
     model = load_checkpoint(args.checkpoint, **overrides)
-    # our own checkpoints remember the window they were trained with
-    trained = model.train_config if model.train_config.get("dataset", args.dataset) == args.dataset else {}
-    frames = args.frames or trained.get("frames") or benchmark.eval_frames
-    tds = args.tds or trained.get("tds") or benchmark.eval_tds
-    if model.config["num_joints"] != 17:
-        raise UsageError(f"{args.checkpoint}: model has {model.config['num_joints']} joints, the data 17")
+    # our own checkpoints remember the window they were trained with (on this dataset)
+    frames, tds = trained_window(model, args.dataset, default=(benchmark.eval_frames, benchmark.eval_tds))
+    frames, tds = args.frames or frames, args.tds or tds
+    check_joints(model, args.checkpoint)
     if model.family != benchmark.family:
         print(f"warning: {args.checkpoint} is a {model.family}-family model evaluated on {benchmark.name}",
               file=sys.stderr)

@@ -17,14 +17,7 @@ import numpy as np
 import torch
 
 from stcformer.eval.predict import MODES, SEQ2SEQ_OVERLAP, predict_sequence
-
-
-def trained_window(model) -> tuple:
-    """(frames, tds) ``model`` was trained with, as its checkpoint says (``train_config``, set by
-    :func:`~stcformer.model.checkpoint.load_checkpoint` for checkpoints of ``stcformer.train``), else
-    (27, 3), the official Human3.6M checkpoints' window."""
-    config = getattr(model, "train_config", None) or {}
-    return int(config.get("frames") or 27), int(config.get("tds") or 3)
+from stcformer.model.checkpoint import trained_window  # the window rule's one home
 
 
 def lifting_size(fps: Optional[float], size, tds: Optional[int] = None, source: str = "<array>") -> tuple:

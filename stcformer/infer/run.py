@@ -318,6 +318,7 @@ def run_job(job: LiftJob) -> JobResult:
         from stcformer.export.render import check_output
         check_output(job.render)  # .mp4 without ffmpeg stops here
     from stcformer.infer.pipeline import check_window, lifting_model, lifting_window, warn_if_synthetic
+    from stcformer.model.checkpoint import check_joints
 
     if run.detecting:
         _probe_video(run)
@@ -329,8 +330,7 @@ def run_job(job: LiftJob) -> JobResult:
         from stcformer.export.render import open_video
         background = open_video(job.video)  # unreadable video: stops here (probe checked a detected one)
     model = lifting_model(job.model_file, backend=job.backend, runtime=job.runtime)
-    if model.config.get("num_joints", 17) != 17:
-        raise UsageError(f"{job.model_file}: model has {model.config['num_joints']} joints, need 17")
+    check_joints(model, job.model_file)
     run.frames, run.tds = lifting_window(model, run.fps, job.frames, job.tds)
     check_window(model, run.frames)  # an ONNX file exported for another window length
     if job.runtime == "torch":

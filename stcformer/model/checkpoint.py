@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import torch
 
-from stcformer.errors import CheckpointError
+from stcformer.errors import CheckpointError, UsageError
 from stcformer.io import torch_save
 from stcformer.model.modules import STCFormer
 from stcformer.model.official import from_official_key
@@ -145,3 +145,21 @@ def synthetic_note(model) -> Optional[str]:
     return (f"note: this model was trained on synthetic motion ({info.get('dataset') or 'h36m'} stand-in, "
             f"no real people), so its 3D of real footage is not plausible; for real footage use a model "
             f"trained on real data, e.g. {OFFICIAL}, or train with --data-dir on the real dataset")
+
+
+def trained_window(model, dataset: Optional[str] = None, default: tuple = (27, 3)) -> tuple:
+    """(frames, tds) ``model`` was trained with, as its checkpoint says (``train_config``, set by
+    :func:`load_checkpoint` for checkpoints of ``stcformer.train``), else ``default`` ((27, 3), the
+    official Human3.6M checkpoints' window). With ``dataset``, a window learned on another
+    dataset does not count. The one home of this rule (infer, evaluate, the benchmarks)."""
+    config = getattr(model, "train_config", None) or {}
+    if dataset is not None and config.get("dataset", dataset) != dataset:
+        config = {}
+    return int(config.get("frames") or default[0]), int(config.get("tds") or default[1])
+
+
+def check_joints(model, path, joints: int = 17) -> None:
+    """UsageError (one line naming ``path``) unless ``model`` lifts ``joints`` joints."""
+    n = getattr(model, "config", {}).get("num_joints", joints)
+    if n != joints:
+        raise UsageError(f"{path}: model has {n} joints, need {joints}")

@@ -371,14 +371,16 @@ class STCFormer(nn.Module):
         """
         for block in self.stcformer.stc_block:
             att, mlp = block.stc_att, block.mlp
+            # through the blocks' settings (_Setting): each change makes its module plan again
             if backend is not _KEEP:
-                att._backend = backend
+                att.backend = backend
             if fused is not None:
-                att._fused = mlp._fused = bool(fused)
+                att.fused = mlp.fused = fused
             if onednn_mlp is not None:
-                mlp._onednn = bool(onednn_mlp)
-            att.plan()
-            mlp.plan()
+                mlp.onednn = onednn_mlp
+            if backend is _KEEP and fused is None and onednn_mlp is None:  # nothing given: plan again
+                att.plan()
+                mlp.plan()
         return self
 
     def set_recompute(self, what: Union[bool, str, None] = True) -> "STCFormer":
