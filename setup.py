@@ -104,7 +104,7 @@ setup(
     description="STCFormer (CVPR 2023) 2D-to-3D pose lifting with fused Triton, C++ and CUDA kernels",
     long_description=open(os.path.join(ROOT, "README.md")).read() if os.path.exists(os.path.join(ROOT, "README.md")) else "",
     long_description_content_type="text/markdown",
-    packages=["stcformer", "stcformer.cli", "stcformer.data", "stcformer.data.synthetic", "stcformer.deploy", "stcformer.eval", "stcformer.export", "stcformer.infer",
+    packages=["stcformer", "stcformer.cli", "stcformer.data", "stcformer.data.synthetic", "stcformer.deploy", "stcformer.evaluation", "stcformer.export", "stcformer.infer",
               "stcformer.model", "stcformer.ops", "stcformer.ops.backends", "stcformer.ops.mlp", "stcformer.train", "stcformer.kernels"],
     # the Triton kernels sit at the top of the checkout beside csrc/ and are installed inside the
     # package (stcformer.kernels), the only name they are imported by

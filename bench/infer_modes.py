@@ -6,11 +6,11 @@
 P1 (mm): every test frame scored once, flip-averaged in both modes; ``center`` lifts each frame as
 the centre of its own window (the evaluation protocol), ``seq2seq`` keeps every output frame of
 blocks of windows that overlap by ``--overlap`` of a block and cross-fade there
-(stcformer.eval.predict.predict_seq2seq; default 0.5 as predict's, 0 the non-overlapping blocks of
+(stcformer.evaluation.predict.predict_seq2seq; default 0.5 as predict's, 0 the non-overlapping blocks of
 earlier versions). Reported as the mean over all frames and as the mean of the per-action means
 (the protocol's P1). bench/seq2seq_seams.py compares several overlaps and the seams.
 Throughput: one sequence of --throughput-frames frames (test keypoints, concatenated), lifted with
-stcformer.eval.predict.predict_sequence in each mode; frames per second, the median of --repeats runs
+stcformer.evaluation.predict.predict_sequence in each mode; frames per second, the median of --repeats runs
 after one warm-up. The window (frames, tds) is the checkpoint's training window unless given.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from bench.harness import cpu_flags_text, lifting_flags, lifting_model, machine, p1_mm, throughput_sequence
 from stcformer.data.dataset import test_windows
 from stcformer.data.h36m import load_h36m
-from stcformer.eval.predict import SEQ2SEQ_OVERLAP, predict_centres, predict_seq2seq, predict_sequence, seq2seq_windows
+from stcformer.evaluation.predict import SEQ2SEQ_OVERLAP, predict_centres, predict_seq2seq, predict_sequence, seq2seq_windows
 
 
 def main(argv=None) -> int:

@@ -12,7 +12,7 @@ versions; 0.5: the default). For each:
 - P1 (mm) over frames and action-averaged (the protocol's P1);
 - forward passes of one window per frame over the test set;
 - frames/s lifting one sequence of ``--throughput-frames`` frames (test keypoints, concatenated)
-  with ``stcformer.eval.predict.predict_sequence``: the modes timed round-robin in one process,
+  with ``stcformer.evaluation.predict.predict_sequence``: the modes timed round-robin in one process,
   ``--repeats`` rounds after a warm-up, the median of each;
 - seam jump: mean frame-to-frame change of the 3D (mm, mean over joints) at the frames where a
   seq2seq block of that mode starts or ends, over the mean at every other frame (1.0: no seam).
@@ -42,7 +42,7 @@ import torch
 from bench.harness import cpu_flags_text, lifting_flags, lifting_model, machine, p1_mm, throughput_sequence
 from stcformer.data.dataset import test_windows
 from stcformer.data.h36m import load_h36m
-from stcformer.eval.predict import (predict_centres, predict_seq2seq, predict_sequence, seq2seq_passes_per_frame,
+from stcformer.evaluation.predict import (predict_centres, predict_seq2seq, predict_sequence, seq2seq_passes_per_frame,
                                seq2seq_starts, seq2seq_windows)
 
 
@@ -72,7 +72,7 @@ def seam_jump(poses: np.ndarray, lengths, frames: int, tds: int, overlap: float)
 
 def worst_phase(poses: np.ndarray, lengths, frames: int, tds: int, overlap: float) -> float:
     """Largest mean jump at one position of the block grid (t mod hop) over the mean jump."""
-    from stcformer.eval.predict import _block_geometry
+    from stcformer.evaluation.predict import _block_geometry
 
     _, hop, _ = _block_geometry(frames, tds, overlap)
     sums, counts, alls = np.zeros(hop), np.zeros(hop), []

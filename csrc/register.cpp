@@ -1,5 +1,5 @@
 // Schemas of the stcformer ops. Kernels live in csrc/cpu (CPU) and csrc/cuda (CUDA);
-// fake kernels and autograd are registered from Python (stcformer/ops/backends/compiled.py).
+// fake kernels and autograd are registered from Python (stcformer/ops/backends/extension.py).
 // head_major: qkv (and grad_qkv) in the head-major layout (csrc/common/stc_geom.h, QkvLayout).
 #include <Python.h>
 #include <torch/library.h>

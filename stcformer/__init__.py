@@ -11,7 +11,7 @@ _LAZY = {"STCFormer": "model", "load_checkpoint": "model", "save_checkpoint": "m
          "StreamLifter": "infer.stream"}
 # subpackages reached as attributes (``import stcformer; stcformer.ops.dispatch``), as when
 # this module imported them eagerly
-_SUBPACKAGES = {"data", "eval", "export", "infer", "model", "ops", "train", "errors", "io", "devices"}
+_SUBPACKAGES = {"choices", "data", "evaluation", "export", "infer", "model", "ops", "train", "errors", "io", "devices"}
 
 
 def __getattr__(name):

@@ -210,7 +210,7 @@ def raw_forward(backend: str) -> Callable:
 
         return lambda *a, layout: torch.ops.stcformer.stc_attention_triton_fwd(*a, layout == "head_major")
     if backend in ("cpp", "cuda"):
-        import stcformer.ops.backends.compiled  # noqa: F401
+        import stcformer.ops.backends.extension  # noqa: F401
 
         return lambda *a, layout: torch.ops.stcformer.stc_attention_fwd(*a, layout == "head_major")
     raise ValueError(f"{backend}: no raw forward op (it returns no log-sum-exp)")

@@ -52,7 +52,7 @@ CHILD = r'''
 import ctypes, gc, os, sys
 import torch
 import stcformer  # noqa: F401  (import-time setup of the library)
-from stcformer.ops.backends import compiled
+from stcformer.ops.backends import extension
 from stcformer.testing import make_inputs
 
 torch.manual_seed(0)
@@ -61,7 +61,7 @@ tensors, H, scale = list(args[:7]), args[7], args[8]
 
 
 def block(qkv, w_s, b_s, w_t, b_t, spe_s, spe_t):
-    return compiled.stc_attention(qkv * 1.5, w_s, b_s, w_t, b_t, spe_s, spe_t, H, scale).sin()
+    return extension.stc_attention(qkv * 1.5, w_s, b_s, w_t, b_t, spe_s, spe_t, H, scale).sin()
 
 
 def probe(x, y):

@@ -165,9 +165,9 @@ def test_opcheck(spe):
 
 @pytest.mark.slow  # compile check
 def test_torch_compile_fullgraph_op():
-    from stcformer.ops.backends import compiled
+    from stcformer.ops.backends import extension
 
-    check_compile_fullgraph(compiled.stc_attention, shape=(2, 9, 17, 64, 8))
+    check_compile_fullgraph(extension.stc_attention, shape=(2, 9, 17, 64, 8))
 
 
 @pytest.mark.slow  # compile check

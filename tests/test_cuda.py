@@ -264,7 +264,7 @@ def test_whole_model_against_reference():
     x = torch.randn(2, 27, 17, 2, device=DEV)
     outs, grads = {}, {}
     for backend in ("reference", "cuda"):
-        model.set_backend(backend)
+        model.configure(backend=backend)
         model.zero_grad()
         y = model(x)
         y.square().sum().backward()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from stcformer.eval import metrics
+from stcformer.evaluation import metrics
 from stcformer.model.checkpoint import save_checkpoint
 from stcformer.data.h36m import load_h36m
 from stcformer.data.dataset import test_windows as make_test_windows
@@ -18,7 +18,7 @@ from stcformer.data.skeleton import H36M_ACTIONS, H36M_LEFT, H36M_RIGHT
 from stcformer.data.synthetic import write_3dhp, write_h36m
 from stcformer.cli.common import run
 from stcformer.cli.evaluate import main as evaluate_main
-from stcformer.eval.predict import predict_centres
+from stcformer.evaluation.predict import predict_centres
 from stcformer.model.modules import STCFormer
 
 SWAP = list(range(17))

@@ -14,7 +14,7 @@ from stcformer.data.cameras import normalize_screen_coordinates
 from stcformer.data.skeleton import H36M_LEFT, H36M_RIGHT
 from stcformer.data.windows import flip_pose
 from stcformer.cli.infer import main
-from stcformer.eval.predict import predict_sequence, seq2seq_centres
+from stcformer.evaluation.predict import predict_sequence, seq2seq_centres
 from stcformer.export.render import Z_UP
 
 

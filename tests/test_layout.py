@@ -17,21 +17,22 @@ KERNELS = ROOT / "kernels"  # installed as stcformer.kernels: the ops layer's Tr
 
 # what each layer may import besides itself (cli: anything; the foundation modules: nothing above;
 # settings, the one module that reads the environment, is a foundation every layer may ask)
-_BASE = {"errors", "io", "settings"}
+_BASE = {"errors", "io", "settings", "choices"}
 ALLOWED = {
     "errors": set(),
     "io": set(),
     "settings": set(),
+    "choices": {"errors"},  # the flags' vocabularies, torch-free
     "devices": {"errors"},
     "kernels": set(),  # only each other, by their stcformer.kernels names (and triton)
     "ops": _BASE | {"kernels", "_C"},
     "data": _BASE,
     "model": _BASE | {"ops"},
     "export": _BASE | {"data"},
-    "eval": _BASE | {"model", "data", "export", "ops"},
-    "train": _BASE | {"eval", "model", "data", "export", "ops", "devices"},
+    "evaluation": _BASE | {"model", "data", "export", "ops"},
+    "train": _BASE | {"evaluation", "model", "data", "export", "ops", "devices"},
     "deploy": _BASE | {"model", "ops"},
-    "infer": _BASE | {"eval", "deploy", "model", "data", "export", "ops", "devices"},
+    "infer": _BASE | {"evaluation", "deploy", "model", "data", "export", "ops", "devices"},
     "testing": _BASE | {"ops"},  # the public test kit: tests and benchmarks import it, the library never
 }
 # where os.environ may be read or written: the settings module, the programs, the torchrun glue
@@ -170,4 +171,4 @@ def test_no_function_over_60_lines():
 def test_the_rules_see_real_imports():
     """The checks above would pass on an empty graph: make sure it is not empty."""
     assert "stcformer.ops.dispatch" in set(_imports(MODULES["stcformer.ops.attention"]))
-    assert _layer("stcformer.eval.predict") == "eval" and len(MODULES) > 40
+    assert _layer("stcformer.evaluation.predict") == "evaluation" and len(MODULES) > 40

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from stcformer.eval import metrics
+from stcformer.evaluation import metrics
 from stcformer.data.skeleton import H36M_ACTIONS
 
 

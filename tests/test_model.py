@@ -189,6 +189,15 @@ def test_forward_makes_no_backend_choice(monkeypatch):
     assert calls.count("_resolve") == 2 * 3  # per block: the parameters' dtype and two autocast dtypes
 
 
+def test_configure_is_the_one_way_and_set_backend_is_deprecated():
+    model = STCFormer(layers=1, d_hid=16, num_heads=2)
+    att = model.stcformer.stc_block[0].stc_att
+    assert model.configure(backend="reference") is model and att.backend == "reference"
+    with pytest.warns(DeprecationWarning, match=r"configure\(backend=b\)"):
+        model.set_backend(None)
+    assert att.backend is None
+
+
 def test_head_major_weights_are_permuted_once_for_inference():
     """With a head-major plan the qkv rows are gathered once per weight version in inference,
     every forward in training (the gather is part of the graph there)."""

@@ -8,7 +8,7 @@ from stcformer import STCFormer
 from stcformer.data.skeleton import H36M_LEFT, H36M_RIGHT
 from stcformer.data.windows import flip_pose
 from stcformer.errors import UsageError
-from stcformer.eval.predict import (predict_sequence, seq2seq_block_weights, seq2seq_centres,
+from stcformer.evaluation.predict import (predict_sequence, seq2seq_block_weights, seq2seq_centres,
                                seq2seq_passes_per_frame, seq2seq_starts, seq2seq_windows)
 
 

@@ -23,7 +23,7 @@ from stcformer.cli.common import run
 from stcformer.errors import UsageError
 from stcformer.data.dataset import training_windows
 from stcformer.data.synthetic import write_h36m
-from stcformer.eval.benchmarks import get_benchmark
+from stcformer.evaluation.benchmarks import get_benchmark
 from stcformer.model.modules import STCFormer
 
 TINY = ["-f", "3", "--tds", "2", "-b", "64", "-s", "2", "--layers", "1", "--d-hid", "16",
@@ -385,6 +385,31 @@ def test_recompute_gives_the_same_loss_and_gradients():
     assert all(b.mlp.recompute for b in m.stcformer.stc_block) and not m.stcformer.recompute
     with pytest.raises(ValueError, match="recompute='attention'"):
         m.set_recompute("attention")
+
+
+def test_one_recompute_vocabulary():
+    """True/False/None, names and members all mean a Recompute member; the header prints its name."""
+    from stcformer.choices import Recompute
+
+    assert [Recompute.of(w) for w in (None, False, True, "none", "blocks", "mlp", Recompute.MLP)] == [
+        Recompute.NONE, Recompute.NONE, Recompute.BLOCKS, Recompute.NONE, Recompute.BLOCKS, Recompute.MLP,
+        Recompute.MLP]
+    assert f"recompute {Recompute.of(None)}" == "recompute none"
+    m = STCFormer(layers=1, d_hid=16, recompute=Recompute.BLOCKS)
+    assert m.stcformer.recompute and not m.stcformer.stc_block[0].mlp.recompute
+
+
+def test_slow_amp_warning_is_the_programs(monkeypatch, capsys):
+    """The library only says why 16-bit autocast would be slow; the programs print the one line."""
+    from stcformer.cli.common import warn_slow_cpu_amp
+    from stcformer.ops import precision
+
+    monkeypatch.setattr(precision, "bf16_native_reason", lambda: "bf16: no AVX-512 BF16")
+    assert warn_slow_cpu_amp("cpu", "bf16")
+    assert not warn_slow_cpu_amp("cpu", "none") and not warn_slow_cpu_amp("cuda", "bf16")
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["warning: --amp bf16 on this CPU is usually slower than float32 (bf16: no AVX-512 BF16); "
+                   "--amp none is the fast choice here"]
 
 
 def test_cli_flags_reach_the_step(data, tmp_path, monkeypatch):

@@ -189,15 +189,18 @@ def test_import_stcformer_is_light_and_lazy():
     assert proc.stdout.split() == ["True", "True", "True", "stcformer.ops.dispatch"], proc.stderr
 
 
-def test_flag_choices_copied_from_their_modules():
-    """cli/infer copies the choices of four flags so that it need not import torch: they agree."""
+def test_flag_choices_have_one_home():
+    """The flags' choices and the modules that take them share stcformer.choices (no copies)."""
+    from stcformer import choices
     from stcformer.cli import infer as cli
-    from stcformer.eval.predict import MODES
-    from stcformer.infer.joints import JOINT_SETS
-    from stcformer.infer.readers import FORMATS
-    from stcformer.ops.precision import AMP_CHOICES
+    from stcformer.evaluation import predict
+    from stcformer.infer import joints, pipeline, readers
+    from stcformer.ops import precision
 
-    assert (cli.MODES, cli.JOINT_SETS, cli.FORMATS, cli.AMP_CHOICES) == (MODES, JOINT_SETS, FORMATS, AMP_CHOICES)
+    assert predict.MODES is pipeline.MODES is cli.MODES is choices.MODES
+    assert joints.JOINT_SETS is cli.JOINT_SETS is choices.JOINT_SETS
+    assert readers.FORMATS is cli.KEYPOINT_FORMATS is choices.KEYPOINT_FORMATS
+    assert precision.AMP_CHOICES is cli.AMP_CHOICES is choices.AMP_CHOICES
     from stcformer.infer.job import DETECTOR_PACKAGES
 
     assert set(DETECTOR_PACKAGES) == set(cli.DETECTORS)

@@ -1,5 +1,5 @@
-"""Helpers shared by the command-line programs: one-line errors with exit status 2 and the
-``--backend`` check (the ``--amp`` choices live in ``stcformer.ops.precision``).
+"""Helpers shared by the command-line programs: one-line errors with exit status 2, the
+``--backend`` check and the warning for a slow ``--amp`` (the choices live in ``stcformer.choices``).
 
 Imports no torch at module level: ``python -m stcformer.infer`` checks its paths before torch loads."""
 from __future__ import annotations
@@ -46,3 +46,16 @@ def check_backend(backend: Optional[str], device: torch.device, dtype: Optional[
     if reason is not None:
         raise UsageError(f"--backend {reason}")
     return name
+
+
+def warn_slow_cpu_amp(device_type: str, amp: Optional[str], file=None) -> bool:
+    """Print one warning line when 16-bit autocast is asked for on a CPU without native bf16
+    (there it is usually several times slower than float32). Returns whether it warned."""
+    from stcformer.ops.precision import slow_cpu_amp_reason
+
+    reason = slow_cpu_amp_reason(device_type, amp)
+    if reason is None:
+        return False
+    print(f"warning: --amp {amp} on this CPU is usually slower than float32 ({reason}); "
+          "--amp none is the fast choice here", file=file or sys.stderr, flush=True)
+    return True

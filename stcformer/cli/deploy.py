@@ -18,7 +18,7 @@ provider has no bfloat16 MatMul. Run it with ``python -m stcformer.infer --onnx 
 export: a torch.export program with the fused op of the target device (on a CPU:
 stcformer::stc_attention_fwd from stcformer._C), saved with torch.export.save and loaded back
 to check it. A fresh process runs it with ``import stcformer.deploy`` and
-``stcformer.deploy.load_program(path)`` (or ``import stcformer.ops.backends.compiled`` then
+``stcformer.deploy.load_program(path)`` (or ``import stcformer.ops.backends.extension`` then
 ``torch.export.load(path).module()``). --aoti also compiles it with AOTInductor into a package
 that ``torch._inductor.aoti_load_package`` runs, and a C++ program through
 ``torch::inductor::AOTIModelPackageLoader`` once it has loaded stcformer's _C library (dlopen),

@@ -17,14 +17,14 @@ import os
 import sys
 import time
 
-from stcformer.cli.common import check_backend, run
+from stcformer.cli.common import check_backend, run, warn_slow_cpu_amp
 from stcformer.devices import pick_device
 from stcformer.errors import UsageError
-from stcformer.eval.benchmarks import BENCHMARKS, get_benchmark
-from stcformer.eval.runner import run_test
+from stcformer.evaluation.benchmarks import BENCHMARKS, get_benchmark
+from stcformer.evaluation.runner import run_test
 from stcformer.io import write_json
 from stcformer.model.checkpoint import check_joints, load_checkpoint, trained_window
-from stcformer.ops.precision import AMP_CHOICES, warn_slow_cpu_amp
+from stcformer.choices import AMP_CHOICES
 
 
 def parse_args(argv=None):

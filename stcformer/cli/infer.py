@@ -58,19 +58,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from stcformer.cli.common import run
+from stcformer.choices import AMP_CHOICES, JOINT_SETS, KEYPOINT_FORMATS, MODES
+from stcformer.cli.common import run, warn_slow_cpu_amp
 from stcformer.errors import UsageError
 from stcformer.infer.detect import DETECTORS
 from stcformer.infer.job import LiftJob, check_checkpoint, check_model, check_numbers
 
-# Nothing above imports torch: the files named on the command line are checked (LiftJob.check)
-# before torch, mediapipe or the model load, so a typo is told at once. Hence the flags' choices
-# are copied here from the modules that own them (each imports torch); tests/test_video_input.py
-# checks that the copies agree.
-MODES = ("center", "seq2seq")                         # stcformer.eval.predict.MODES
-JOINT_SETS = ("h36m", "coco", "halpe26", "blazepose")  # stcformer.infer.joints.JOINT_SETS
-FORMATS = ("array", "demo", "videopose3d", "json")     # stcformer.infer.readers.FORMATS
-AMP_CHOICES = ("bf16", "fp16", "none")                 # stcformer.ops.precision.AMP_CHOICES
+# Nothing above imports torch (the flags' choices come from the torch-free stcformer.choices): the
+# files named on the command line are checked (LiftJob.check) before torch, mediapipe or the model
+# load, so a typo is told at once.
 
 
 def parse_args(argv=None):
@@ -92,7 +88,7 @@ def parse_args(argv=None):
     p.add_argument("--detector", choices=tuple(DETECTORS), default="blazepose",
                    help="2D detector for --video without --keypoints (default blazepose: MediaPipe BlazePose, "
                         "full model, which follows the one most prominent person)")
-    p.add_argument("--format", default="auto", choices=("auto",) + FORMATS,
+    p.add_argument("--format", default="auto", choices=("auto",) + KEYPOINT_FORMATS,
                    help="file format (default auto: by extension and .npz keys); the joint set is --joints")
     p.add_argument("--joints", choices=JOINT_SETS, default=None,
                    help="joint set of the file (default: 26 joints Halpe-26, 33 BlazePose; 17 joints COCO in "
@@ -196,6 +192,10 @@ def main(argv=None) -> int:
         raise UsageError("--latency goes with --stream")
     from stcformer.infer.run import run_job  # torch-free at import: the job's checks run first
 
+    if args.amp != "none":
+        from stcformer.devices import pick_device
+
+        warn_slow_cpu_amp("cpu" if args.onnx else pick_device(args.device).type, args.amp)
     run_job(LiftJob(**{f.name: getattr(args, f.name) for f in dataclasses.fields(LiftJob)}))
     return 0
 

@@ -25,12 +25,12 @@ import time
 
 import torch
 
-from stcformer.cli.common import EXIT_BAD_INPUT, check_backend, run
+from stcformer.cli.common import EXIT_BAD_INPUT, check_backend, run, warn_slow_cpu_amp
 from stcformer.devices import pick_device
 from stcformer.errors import STCFormerError, UsageError
-from stcformer.eval.benchmarks import BENCHMARKS, get_benchmark
+from stcformer.evaluation.benchmarks import BENCHMARKS, get_benchmark
 from stcformer.model.modules import check_config
-from stcformer.ops.precision import AMP_CHOICES
+from stcformer.choices import AMP_CHOICES, Recompute
 from stcformer.train.config import TrainConfig
 from stcformer.train.distributed import ProcessGroup, world_info
 from stcformer.train.loop import Trainer
@@ -110,11 +110,11 @@ def _add_step_flags(p: argparse.ArgumentParser) -> None:
                    help="with --compile on CUDA, replay the compiled forward and backward as CUDA graphs "
                         "(torch.compile mode reduce-overhead): less launch overhead for short windows "
                         "(default off)")
-    p.add_argument("--recompute", nargs="?", const="blocks", default=None, choices=("blocks", "mlp"),
+    p.add_argument("--recompute", nargs="?", const="blocks", default=None, choices=[m.value for m in Recompute],
                    help="recompute in the backward instead of keeping: 'blocks' (the value of a bare "
                         "--recompute): activation checkpointing of every block, least memory, about one "
-                        "more forward per step; 'mlp': the CPU MLP's hidden only, one more GEMM per block "
-                        "(default off)")
+                        "more forward per step; 'mlp': the CPU MLP's hidden only, one more GEMM per block; "
+                        "'none': keep everything (the default)")
     p.add_argument("--check-every", type=int, default=None, metavar="STEPS",
                    help="check the loss for NaN/inf every STEPS steps (and before every save and at epoch "
                         "ends); the first bad step is still named exactly (default 50 on CUDA, 1 on CPU)")
@@ -213,6 +213,8 @@ def main(argv=None) -> int:
         config = resolve_device_defaults(config, device)
         check_backend(config.backend, device)
         group = ProcessGroup(device)
+        if group.main:
+            warn_slow_cpu_amp(device.type, config.amp)
         try:
             Trainer(config, group, resume).run()
         finally:

@@ -42,7 +42,7 @@ class PoseSequence:
 class PoseData:
     """A dataset ready for windowing: train and test sequences plus its conventions."""
 
-    name: str                      # the dataset (a key of stcformer.eval.benchmarks.BENCHMARKS)
+    name: str                      # the dataset (a key of stcformer.evaluation.benchmarks.BENCHMARKS)
     train: List[PoseSequence]
     test: List[PoseSequence]
     root: int

@@ -3,7 +3,7 @@
 The program calls the op the target device's ``auto`` backend would run (on a CPU with
 stcformer._C: ``stcformer::stc_attention_fwd``, a torch.library op with a fake kernel, so
 torch.export traces it without running it). Loading needs that op registered: ``import
-stcformer.deploy`` then :func:`load_program` (or ``import stcformer.ops.backends.compiled``
+stcformer.deploy`` then :func:`load_program` (or ``import stcformer.ops.backends.extension``
 before ``torch.export.load``); no environment variable or training flag is involved. Batch is
 dynamic; the window length is fixed unless ``dynamic_frames``.
 """
@@ -30,7 +30,7 @@ def target_backend(device: str = "cpu", dtype: torch.dtype = torch.float32) -> s
 def _register_ops(backend: str) -> None:
     """Make the op a program calls known to this process (schemas, kernels, fake kernels)."""
     if backend in ("cpp", "cuda"):
-        import stcformer.ops.backends.compiled  # noqa: F401
+        import stcformer.ops.backends.extension  # noqa: F401
     elif backend == "triton":
         import stcformer.ops.backends.triton  # noqa: F401
 

@@ -8,6 +8,6 @@ their conversion to Human3.6M-17), :mod:`.tracks` (picking and linking people), 
 :mod:`.stream` (online lifting), :mod:`.detect` and :mod:`.video` (the bundled 2D detector and
 video decoding), :mod:`.sniff` (what a file is, from its first bytes, before anything heavy loads).
 
-May import: :mod:`stcformer.eval` (the prediction engine), :mod:`stcformer.model`,
+May import: :mod:`stcformer.evaluation` (the prediction engine), :mod:`stcformer.model`,
 :mod:`stcformer.data`, :mod:`stcformer.export`, ``stcformer.errors``/``io``; never a program.
 """

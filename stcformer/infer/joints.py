@@ -12,9 +12,9 @@ from typing import Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
+from stcformer.choices import JOINT_SETS
 from stcformer.data.skeleton import H36M_JOINTS
 
-JOINT_SETS = ("h36m", "coco", "halpe26", "blazepose")
 NUM_JOINTS = {"h36m": 17, "coco": 17, "halpe26": 26, "blazepose": 33}
 
 COCO_JOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",

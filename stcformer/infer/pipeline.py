@@ -5,7 +5,7 @@ The steps are: read the keypoints (:mod:`stcformer.infer.readers`), check the im
 frame rate (:func:`lifting_size`), load the checkpoint once (:func:`lifting_model`), take its
 training window (:func:`trained_window`) at the input's frame rate (:func:`window_stride`,
 :func:`lifting_window`), fill gaps (:mod:`stcformer.infer.gaps`), then
-:func:`lift_xy`: normalise and predict with :func:`stcformer.eval.predict.predict_sequence`;
+:func:`lift_xy`: normalise and predict with :func:`stcformer.evaluation.predict.predict_sequence`;
 :func:`fitted_root` places the root-relative result in the camera's space.
 :class:`stcformer.infer.stream.StreamLifter` lifts the same way one frame at a time.
 """
@@ -16,7 +16,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from stcformer.eval.predict import MODES, SEQ2SEQ_OVERLAP, predict_sequence
+from stcformer.choices import MODES
+from stcformer.evaluation.predict import SEQ2SEQ_OVERLAP, predict_sequence
 from stcformer.model.checkpoint import trained_window  # the window rule's one home
 
 

@@ -37,13 +37,14 @@ from typing import List, Optional
 import numpy as np
 
 from stcformer.errors import DataError, UsageError
+from stcformer.choices import KEYPOINT_FORMATS
 from stcformer.infer.arrays import read_array, read_demo, read_videopose3d
 from stcformer.infer.coco_json import json_detections, read_json
 from stcformer.infer.joints import JOINT_SETS
 from stcformer.infer.keypoints import Keypoints, convert_keypoints, split_scores, unreadable
 from stcformer.infer.tracks import person_arrays, tracks_of
 
-FORMATS = ("array", "demo", "videopose3d", "json")
+FORMATS = KEYPOINT_FORMATS
 
 
 def detect_format(path: str) -> str:

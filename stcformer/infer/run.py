@@ -214,12 +214,10 @@ def _lift(run: _Run, model, people: list) -> list:
 
     from stcformer.devices import pick_device
     from stcformer.infer.video import Stage
-    from stcformer.ops.precision import warn_slow_cpu_amp
 
     job = run.job
     device = torch.device("cpu") if job.onnx else pick_device(job.device)  # ONNX Runtime runs on the CPU
     model = model.to(device)
-    warn_slow_cpu_amp(torch.device(device).type, job.amp)
     results = []
     lift = Stage("lift", sum(len(p.xy) for p in people))  # frames/s; predict_sequence's own bar counts batches
     for p in people:

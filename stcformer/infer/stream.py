@@ -2,7 +2,7 @@
 
 :class:`StreamLifter` lifts like ``stcformer.lift(..., mode="center")``: frame t is the centre of
 its own window of ``T = frames`` frames sampled ``tds`` apart, flip-averaged, with the same
-checkpoint loading, normalisation and flip averaging (``stcformer.eval.predict``). The window of frame t
+checkpoint loading, normalisation and flip averaging (``stcformer.evaluation.predict``). The window of frame t
 reaches ``pad*tds`` frames ahead (``pad = (T-1)//2``), so by default frame t comes out when frame
 ``t + pad*tds`` has arrived: a latency of ``pad*tds`` frames (27 frames, tds 3: 39 frames, 0.78 s at
 50 fps). ``latency=L`` (0 <= L <= pad*tds) emits frame t once frame t+L has arrived and puts the
@@ -40,7 +40,7 @@ from stcformer.errors import STCFormerError, UsageError
 from stcformer.infer.gaps import MIN_JOINT_SHARE
 from stcformer.infer.joints import JOINT_SETS, NUM_JOINTS
 from stcformer.infer.readers import as_keypoints
-from stcformer.eval.predict import flip_average
+from stcformer.evaluation.predict import flip_average
 from stcformer.infer.pipeline import check_window, lifting_model, lifting_size, lifting_window, normalised_frames
 
 

@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from stcformer import settings
+from stcformer.choices import Recompute
 from stcformer.errors import UsageError
 from stcformer.model.official import to_official_key
 from stcformer.ops import dispatch
@@ -195,7 +196,7 @@ class STCAttention(_Planned):
         self._permuted = None
 
     def _attention_plan(self, dtype: torch.dtype):
-        if self._version != settings.version():  # set_backend, override(...) since the last plan
+        if self._version != settings.version():  # settings.set_backend, override(...) since the last plan
             self.plan()
         plan = self._plans.get(dtype)
         return plan if plan is not None else resolve(self._backend, self.qkv.weight.device.type, dtype)
@@ -263,9 +264,6 @@ class STCEncoder(nn.Module):
         return x
 
 
-RECOMPUTE_CHOICES = ("none", "blocks", "mlp")
-
-
 
 class _FamilyDefault:
     """Default of an argument whose value comes from the model family (None has a meaning of its own)."""
@@ -324,7 +322,7 @@ class STCFormer(nn.Module):
                  spe_coef: Optional[float] = None, spe_t_coef: Union[float, None, _FamilyDefault] = _FAMILY,
                  scale: Optional[float] = None, dropout: float = 0.1, drop_path: float = 0.5,
                  parts: Optional[Sequence[int]] = None, backend: Optional[str] = None,
-                 recompute: Union[bool, str, None] = False):
+                 recompute: Union[Recompute, bool, str, None] = False):
         super().__init__()
         num_heads = check_config(layers, d_hid, family, num_heads)
         fam = FAMILIES[family]
@@ -353,7 +351,11 @@ class STCFormer(nn.Module):
         return self.config["family"]
 
     def set_backend(self, backend: Optional[str]) -> "STCFormer":
-        """Use ``backend`` for every block's attention (None: $STCFORMER_BACKEND or auto)."""
+        """Deprecated: ``configure(backend=...)`` (the one way to configure a model)."""
+        import warnings
+
+        warnings.warn("STCFormer.set_backend(b) is deprecated; use STCFormer.configure(backend=b)",
+                      DeprecationWarning, stacklevel=2)
         return self.configure(backend=backend)
 
     def configure(self, *, backend=_KEEP, fused: Optional[bool] = None,
@@ -383,15 +385,13 @@ class STCFormer(nn.Module):
                 mlp.plan()
         return self
 
-    def set_recompute(self, what: Union[bool, str, None] = True) -> "STCFormer":
-        """What the backward recomputes: "blocks" (True), "mlp" or "none" (False/None); see ``recompute``."""
-        if not isinstance(what, str):
-            what = "blocks" if what else "none"
-        if what not in RECOMPUTE_CHOICES:
-            raise ValueError(f"recompute={what!r}: choose one of {', '.join(RECOMPUTE_CHOICES)} (or True/False)")
-        self.stcformer.recompute = what == "blocks"
+    def set_recompute(self, what: Union[Recompute, bool, str, None] = True) -> "STCFormer":
+        """What the backward recomputes: a :class:`~stcformer.choices.Recompute` or its name,
+        True (``"blocks"``), False/None (``"none"``); see ``recompute``."""
+        what = Recompute.of(what)
+        self.stcformer.recompute = what is Recompute.BLOCKS
         for block in self.stcformer.stc_block:
-            block.mlp.recompute = what == "mlp"
+            block.mlp.recompute = what is Recompute.MLP
         return self
 
     def official_state_dict(self) -> dict:

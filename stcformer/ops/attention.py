@@ -70,7 +70,7 @@ def _impl(name: str):
     if name == "triton":
         from stcformer.ops.backends import triton as backend_module
     else:  # cpp and cuda: one pair of ops in stcformer._C with CPU and CUDA kernels
-        from stcformer.ops.backends import compiled as backend_module
+        from stcformer.ops.backends import extension as backend_module
     return backend_module.stc_attention
 
 

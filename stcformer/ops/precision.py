@@ -1,16 +1,15 @@
-"""Mixed precision: the ``--amp`` choices, their autocast contexts, and the warning when 16-bit
-autocast would be slow on this CPU."""
+"""Mixed precision: the autocast context of each ``--amp`` choice (``stcformer.choices``), and why
+16-bit autocast would be slow on this CPU (the programs turn that into a warning)."""
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import torch
 
 from stcformer.ops.host import bf16_native_reason
+from stcformer.choices import AMP_CHOICES
 from stcformer.errors import UsageError
 
-AMP_CHOICES = ("bf16", "fp16", "none")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -40,13 +39,3 @@ def slow_cpu_amp_reason(device_type: str, amp: Optional[str]) -> Optional[str]:
         return None
     return bf16_native_reason()
 
-
-def warn_slow_cpu_amp(device_type: str, amp: Optional[str], file=None) -> bool:
-    """Print one warning line when 16-bit autocast is asked for on a CPU without native bf16
-    (there it is usually several times slower than float32). Returns whether it warned."""
-    reason = slow_cpu_amp_reason(device_type, amp)
-    if reason is None:
-        return False
-    print(f"warning: --amp {amp} on this CPU is usually slower than float32 ({reason}); "
-          "--amp none is the fast choice here", file=file or sys.stderr, flush=True)
-    return True

@@ -8,7 +8,7 @@
 - :mod:`.loss_log`: the deferred NaN/inf check of the losses.
 - :mod:`.loop`: :class:`Trainer`, setup, one epoch, the test, saving and the run.
 
-May import: :mod:`stcformer.model`, :mod:`stcformer.data`, :mod:`stcformer.eval`,
+May import: :mod:`stcformer.model`, :mod:`stcformer.data`, :mod:`stcformer.evaluation`,
 :mod:`stcformer.ops`, :mod:`stcformer.export`, ``stcformer.devices``/``errors``/``io``; never a program.
 """
 from stcformer.train.config import TrainConfig

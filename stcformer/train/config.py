@@ -22,7 +22,7 @@ class TrainConfig:
     and eager (the program's CPU defaults); the fields keep the order of the program's flags,
     which is the order of the saved dict.
 
-    Data and windows: ``dataset`` (a :data:`~stcformer.eval.benchmarks.BENCHMARKS` name),
+    Data and windows: ``dataset`` (a :data:`~stcformer.evaluation.benchmarks.BENCHMARKS` name),
     ``data_dir`` (None: the synthetic stand-in), ``keypoints`` (the 2D file's suffix), ``frames``
     (window length T, odd), ``batch_size`` (the global batch, before the benchmark's step rule),
     ``stride`` (one window per ``stride`` frames), ``tds`` (temporal downsampling in a window).
@@ -37,8 +37,8 @@ class TrainConfig:
     saves inside an epoch; 0: at epoch ends only).
 
     The step: ``amp`` (``"bf16"``, ``"fp16"`` or ``"none"``), ``tf32`` (CUDA only), ``compile``
-    (torch.compile), ``cuda_graphs`` (its reduce-overhead mode), ``recompute`` (None,
-    ``"blocks"`` or ``"mlp"``), ``check_every`` (steps between NaN/inf checks).
+    (torch.compile), ``cuda_graphs`` (its reduce-overhead mode), ``recompute`` (a
+    :class:`~stcformer.choices.Recompute` name; None: ``"none"``), ``check_every`` (steps between NaN/inf checks).
 
     Test and placement: ``eval_amp`` (precision of the test after each epoch), ``backend``
     (stc_attention's), ``device``, ``eval_batch_size``, ``threads`` (torch CPU threads; None:

@@ -3,7 +3,7 @@ and runs it epoch by epoch (train, test, save), as ``python -m stcformer.train``
 
 Read top to bottom: the synthetic stand-in data, the per-process torch settings, the model's
 wrappers (DDP, torch.compile), then ``Trainer``: setup, one epoch, the test, saving and the run.
-Nothing here branches on the dataset: a :class:`~stcformer.eval.benchmarks.Benchmark` says what
+Nothing here branches on the dataset: a :class:`~stcformer.evaluation.benchmarks.Benchmark` says what
 differs.
 """
 from __future__ import annotations
@@ -18,14 +18,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from stcformer.choices import Recompute
 from stcformer.data.dataset import WindowSet, training_windows
 from stcformer.data.synthetic import synthetic_cache_dir
-from stcformer.eval.benchmarks import Benchmark, get_benchmark
-from stcformer.eval.runner import mean_pose_report, run_test
+from stcformer.evaluation.benchmarks import Benchmark, get_benchmark
+from stcformer.evaluation.runner import mean_pose_report, run_test
 from stcformer.export.plots import plot_curves
 from stcformer.io import write_json
 from stcformer.model.checkpoint import load_checkpoint, save_checkpoint
-from stcformer.ops.precision import warn_slow_cpu_amp
 from stcformer.train.config import TrainConfig
 from stcformer.train.distributed import ProcessGroup
 from stcformer.train.loss_log import LossLog
@@ -127,7 +127,7 @@ class Trainer:
         config, group = self.config, self.group
         cuda = group.device.type == "cuda"
         n_params = sum(p.numel() for p in self.model.parameters())
-        recompute = "off" if not config.recompute else "blocks" if config.recompute is True else config.recompute
+        recompute = Recompute.of(config.recompute)
         print(f"{config.dataset} from {self.data_dir} ({config.keypoints}): {len(self.data.train)} train / "
               f"{len(self.data.test)} test sequences, {len(self.windows)} training windows per epoch, "
               f"{self.per_step * group.world} per step")
@@ -138,7 +138,6 @@ class Trainer:
               f"Adam{' (fused)' if cuda else ''}, loss checked every {config.check_every} step(s)"
               + (f", TF32 {'on' if config.tf32 else 'off'}" if cuda else ""))
         print(f"P1 of the mean training pose: {self.state.mean_pose_p1_mm:.2f} mm", flush=True)
-        warn_slow_cpu_amp(group.device.type, config.amp)
 
     # ------------------------------------------------------------ one epoch
     def batch(self, order, step: int):

@@ -9,8 +9,8 @@ from typing import Optional
 import torch
 
 from stcformer.errors import CheckpointError, UsageError
-from stcformer.eval.benchmarks import Benchmark, get_benchmark
-from stcformer.eval.metrics import mpjpe
+from stcformer.evaluation.benchmarks import Benchmark, get_benchmark
+from stcformer.evaluation.metrics import mpjpe
 from stcformer.model.checkpoint import load_checkpoint
 from stcformer.model.modules import STCFormer
 from stcformer.ops.precision import amp_dtype

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from stcformer.data.dataset import WindowSet
-from stcformer.eval import metrics
+from stcformer.evaluation import metrics
 
 
 def score_h36m(pred: np.ndarray, windows: WindowSet, unit_to_mm: float = 1000.0,

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from stcformer.choices import MODES
 from stcformer.ops.precision import amp_autocast
 from stcformer.data.dataset import PoseSequence, WindowSet
 from stcformer.data.windows import flip_pose, test_centres
@@ -208,9 +209,6 @@ def predict_seq2seq(model, windows: WindowSet, batch_size: int = 256, flip: bool
 
 
 # ---------------------------------------------------------------- one keypoint sequence -> 3D
-
-MODES = ("center", "seq2seq")
-
 
 def predict_sequence(model, keypoints: np.ndarray, frames: int, tds: int, mode: str = "center",
                      batch_size: int = 256, device=None, amp: Optional[str] = None,

@@ -6,8 +6,8 @@ from typing import Optional, Tuple
 import numpy as np
 
 from stcformer.data.dataset import PoseData, test_windows
-from stcformer.eval.benchmarks import get_benchmark
-from stcformer.eval.predict import predict_centres
+from stcformer.evaluation.benchmarks import get_benchmark
+from stcformer.evaluation.predict import predict_centres
 
 
 def run_test(model, data: PoseData, frames: int, tds: int, batch_size: int = 256, flip: bool = True,

@@ -6,8 +6,8 @@ the model family, how test predictions are scored and printed, what the plots sh
 synthetic stand-in is written. The programs (``train``, ``evaluate``) never branch on the
 dataset's name; adding a dataset means adding one object to :data:`BENCHMARKS`.
 
-Scoring lives in :mod:`stcformer.eval.scoring`; :func:`stcformer.eval.runner.run_test` runs the
-official test (flip-averaged centre frames, see :mod:`stcformer.eval.predict`) and scores it here.
+Scoring lives in :mod:`stcformer.evaluation.scoring`; :func:`stcformer.evaluation.runner.run_test` runs the
+official test (flip-averaged centre frames, see :mod:`stcformer.evaluation.predict`) and scores it here.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import numpy as np
 
 from stcformer.data.dataset import PoseData, WindowSet
 from stcformer.errors import UsageError
-from stcformer.eval import metrics
-from stcformer.eval.scoring import h36m_report, score_3dhp, score_h36m
+from stcformer.evaluation import metrics
+from stcformer.evaluation.scoring import h36m_report, score_3dhp, score_h36m
 
 # the official training recipe shared by both datasets (README commands of the official code)
 _RECIPE = dict(frames=27, batch_size=128, stride=3, tds=3, layers=6, d_hid=256, lr=1e-3,
