@@ -109,6 +109,8 @@ setup(
     # the Triton kernels sit at the top of the checkout beside csrc/ and are installed inside the
     # package (stcformer.kernels), the only name they are imported by
     package_dir={"stcformer.kernels": "kernels"},
+    # the 3D viewer's page template (stcformer.export.viewer fills it in)
+    package_data={"stcformer.export": ["viewer.html"]},
     python_requires=">=3.9",
     # no torch pin here: install the torch you want first (CPU or CUDA build), then this package;
     # tested with torch 2.11 and 2.13 (torch.library.triton_op and the custom-op APIs used here)
@@ -124,7 +126,8 @@ setup(
                                "ml_dtypes==0.7.0", "protobuf==4.25.9"],
                     "detect": ["imageio", "imageio-ffmpeg", "absl-py==2.5.1", "attrs==26.1.0", "flatbuffers==25.12.19",
                                "protobuf==4.25.9", "opencv-python-headless==4.14.0.94"],
-                    "dev": ["pytest", "pytest-benchmark", "hypothesis", "ninja", "triton", "imageio", "imageio-ffmpeg"]},
+                    "dev": ["pytest", "pytest-benchmark", "hypothesis", "ninja", "triton", "imageio", "imageio-ffmpeg",
+                            "selenium"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -38,7 +38,7 @@ ALLOWED = {
 # where os.environ may be read or written: the settings module, the programs, the torchrun glue
 ENVIRONMENT_READERS = {"stcformer.settings", "stcformer.train.distributed", "stcformer.testing"}
 # the programs: ``python -m stcformer[.train|.evaluate|.infer|.deploy]`` start in these and go to cli/
-ENTRY_POINTS = {"stcformer.__main__", "stcformer.evaluate", "stcformer.train.__main__", "stcformer.infer.__main__",
+ENTRY_POINTS = {"stcformer.__main__", "stcformer.evaluate", "stcformer.view", "stcformer.train.__main__", "stcformer.infer.__main__",
                 "stcformer.deploy.__main__", "stcformer.data.synthetic.__main__"}
 MAX_LINES = 60
 

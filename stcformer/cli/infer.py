@@ -3,7 +3,7 @@
     python -m stcformer.infer --video clip.mp4 --checkpoint CKPT --out DIR [--render OUT.mp4] [--bvh OUT.bvh]
     python -m stcformer.infer --checkpoint CKPT --keypoints FILE --fps 30 [--width W --height H]
         --out DIR [--mode center|seq2seq] [--person N|all] [--json OUT.json] [--bvh OUT.bvh [--bvh-root]]
-        [--render OUT.mp4|.gif [--video in.mp4]]
+        [--render OUT.mp4|.gif [--video in.mp4]] [--html OUT.html [--html-video]]
     python -m stcformer.infer --stream --checkpoint CKPT --fps 30 --width W --height H [--latency FRAMES]
 
 Video (--video without --keypoints): the frames are decoded (frame rate and size from the file),
@@ -45,7 +45,8 @@ Writes DIR/poses_3d.npz ('reconstruction': (T, 17, 3) root-relative camera coord
 x right, y down, z forward; 'reconstruction_z_up': the same turned for display, z up;
 'root_translation': (T, 3) the root's camera-space position fitted to the 2D, see --focal; plus
 the filled 2D input) and DIR/preview.png; optionally JSON and BVH (stcformer.export.poses writes a
-person's files) and an animation (stcformer.export.render). Bad input stops with one line naming
+person's files), an animation (stcformer.export.render) and a 3D viewer page (--html,
+stcformer.export.viewer; python -m stcformer.view writes one from DIR later). Bad input stops with one line naming
 the file, exit status 2, before anything is written; a missing file, or a --video that is empty,
 an image or no video at all, before anything heavy loads. A video cut short is lifted as far as
 it goes, with a warning saying how many of the frames its header announces it holds.
@@ -134,6 +135,12 @@ def _lifting_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--render", default=None, metavar="OUT.mp4|OUT.gif",
                    help="also write a side-by-side animation, one frame per input frame (.mp4 needs ffmpeg); "
                         "on the --video's frames when one is given")
+    p.add_argument("--html", default=None, metavar="OUT.html",
+                   help="also write the 3D viewer: one self-contained page (no network) to turn, play and step "
+                        "through every lifted person, with the 2D keypoints and each bone's length over time")
+    p.add_argument("--html-video", action="store_true",
+                   help="with --html and --video: the 2D inset shows the video's frames (small JPEGs in the page, "
+                        "320 px wide, at most 1500 frames; about 10-20 kB each)")
     p.add_argument("--stream", action="store_true",
                    help="read one JSON detection per line on stdin, write one JSON pose per line on stdout "
                         "(needs --fps, --width, --height; no files)")
@@ -166,7 +173,7 @@ def _metres(value: str):
 
 
 def _stream(args) -> int:
-    for flag in ("keypoints", "out", "video", "json", "bvh", "render", "person"):
+    for flag in ("keypoints", "out", "video", "json", "bvh", "render", "person", "html"):
         if getattr(args, flag) is not None:
             raise UsageError(f"--stream reads detections from stdin and writes poses to stdout: leave out "
                              f"--{flag}")

@@ -58,6 +58,8 @@ class LiftJob:
     max_gap: Optional[int] = None            # frames; None: about half a second; negative: fill every gap
     body_height: Union[float, str, None] = 1.70  # metres of skeleton_3d; "raw": the model's scale
     bones: str = "fixed"                     # the BVH's and the render's bones: "fixed" or "raw"
+    html: Optional[str] = None               # the 3D viewer page (stcformer.export.viewer)
+    html_video: bool = False                 # the page shows the video's frames under the 2D keypoints
 
     @property
     def runtime(self) -> str:
@@ -138,6 +140,10 @@ def check_combinations(job) -> None:
         raise UsageError("give --keypoints FILE, or --video FILE to detect the 2D keypoints in it")
     if job.bvh_root and not job.bvh:
         raise UsageError("--bvh-root needs --bvh")
+    if job.html is not None and not str(job.html).lower().endswith((".html", ".htm")):
+        raise UsageError(f"--html {job.html}: the viewer is a .html file")
+    if job.html_video and not (job.html and job.video):
+        raise UsageError("--html-video needs --html and --video (the frames come from the video)")
     if job.detecting:
         if isinstance(job.person, int):
             raise UsageError(f"--person {job.person}: the {job.detector} detector finds one person per frame; "

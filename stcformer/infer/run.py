@@ -275,6 +275,27 @@ def _render(run: _Run, results: list, background) -> None:
     run.written.append(f"{job.render} ({n} frames at {run.fps:g} fps)")
 
 
+def _write_viewer(run: _Run, results: list, how) -> None:
+    """The HTML viewer of every lifted person (with the video's frames for --html-video)."""
+    import time
+
+    from stcformer.export.poses import pose_arrays
+    from stcformer.export.viewer import viewer_scene, write_viewer
+
+    job = run.job
+    t0 = time.perf_counter()
+    frames = None
+    if job.html_video:
+        from stcformer.infer.video import viewer_frames
+
+        frames = viewer_frames(job.video, len(run.kps[0]))
+    scene = viewer_scene([pose_arrays(t, how) for _, t in results], title=os.path.basename(os.fspath(run.source)),
+                         min_score=job.min_score, video_frames=frames, bones=job.bones)
+    size = write_viewer(job.html, scene)
+    run.stages["html"] = (len(run.kps[0]), time.perf_counter() - t0)
+    run.written.append(f"{job.html} ({size / 1e6:.2f} MB)")
+
+
 def _write_outputs(run: _Run, results: list, background, tracks, detector) -> None:
     """Every output file (nothing was written before this point)."""
     from stcformer.export.poses import LiftSettings
@@ -293,6 +314,8 @@ def _write_outputs(run: _Run, results: list, background, tracks, detector) -> No
         _write_person(run, track, how)
     if job.render:
         _render(run, results, background)
+    if job.html:
+        _write_viewer(run, results, how)
     who = f"{len(results)} {'person' if len(results) == 1 else 'people'}, " if run.every else ""
     print(f"{who}{T} frames lifted ({job.mode}, window {run.frames}, tds {run.tds}) -> {', '.join(run.written)}")
     print("frames/s: " + ", ".join(f"{k} {n / s:.1f}" if s > 0 else f"{k} -" for k, (n, s) in run.stages.items()))

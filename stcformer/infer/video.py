@@ -221,4 +221,12 @@ class Stage:
         self._bar.close()
 
 
-__all__ = ["Video", "probe", "check_file", "Stage"]
+def viewer_frames(path, total: int) -> dict:
+    """The first ``total`` frames of the video ``path`` as the HTML viewer embeds them (small JPEGs,
+    :func:`stcformer.export.viewer.encode_video_frames`)."""
+    from stcformer.export.viewer import encode_video_frames
+
+    return encode_video_frames(probe(path).frames(), total)
+
+
+__all__ = ["Video", "probe", "check_file", "Stage", "viewer_frames"]
