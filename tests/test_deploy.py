@@ -164,6 +164,47 @@ def test_pt2_round_trip_in_a_fresh_process(ckpt, tmp_path):
         assert r.stdout.strip() == "cpp"  # the fused op, not the reference
 
 
+@pytest.mark.slow  # AOTInductor compiles the model to C++, and g++ builds the example program
+def test_aoti_package_runs_in_python_and_in_a_cpp_program(ckpt, tmp_path, capsys):
+    """deploy export --aoti: the package matches the model from Python (the flag's own check) and
+    from examples/aoti_cpp/lift.cpp, a C++ program without Python that loads the op library first."""
+    import re
+    import shutil
+
+    from stcformer.ops import host
+
+    if host.extension_path() is None:
+        pytest.skip(f"no stcformer._C to carry the fused op: {host.extension_load_error()}")
+    assert deploy("export", "--checkpoint", ckpt, "--out", tmp_path / "m.pt2", "--aoti", tmp_path / "p.pt2",
+                  "--frames", 9) == 0
+    said = capsys.readouterr().out
+    worst = float(re.search(r"AOTInductor package; largest difference (\S+) ", said).group(1))
+    assert worst <= 1e-5, said
+    if shutil.which("g++") is None:
+        pytest.skip("no g++ to build the C++ example")
+    torch_dir = os.path.dirname(torch.__file__)
+    exe = tmp_path / "lift"
+    build = subprocess.run(
+        ["g++", "-std=c++17", "-O1", os.path.join(ROOT, "examples", "aoti_cpp", "lift.cpp"), "-o", str(exe),
+         "-I", os.path.join(torch_dir, "include"), "-I", os.path.join(torch_dir, "include", "torch", "csrc", "api",
+                                                                         "include"),
+         f"-D_GLIBCXX_USE_CXX11_ABI={int(torch.compiled_with_cxx11_abi())}", "-L", os.path.join(torch_dir, "lib"),
+         "-ltorch", "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{os.path.join(torch_dir, 'lib')}", "-ldl"],
+        capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-2000:]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    r = subprocess.run([str(exe), host.extension_path(), str(tmp_path / "p.pt2"), "2", "9"], capture_output=True,
+                       text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.split("\n")
+    assert lines[0] == "shape 2 9 17 3"
+    y = torch.tensor([float(v) for v in lines[1:] if v]).reshape(2, 9, 17, 3)
+    x = ((torch.arange(2 * 9 * 17 * 2, dtype=torch.float32) * 0.37).sin() * 0.8).reshape(2, 9, 17, 2)
+    with torch.no_grad():
+        ref = stcformer.load_checkpoint(ckpt)(x)
+    assert (y - ref).abs().max() <= 1e-5 * ref.abs().max()
+
+
 def test_missing_extra_is_one_line_and_exit_2(ckpt, tmp_path):
     code = ("import sys; sys.modules['onnxruntime'] = None; sys.modules['onnx'] = None\n"
             "from stcformer.cli.common import run; from stcformer.cli.deploy import main\n"

@@ -266,6 +266,15 @@ def extension_load_error() -> Optional[str]:
     return extension_isa_reason() or _load()
 
 
+def extension_path() -> Optional[str]:
+    """The file of the loaded stcformer._C (the installed build or the first-use build), or None
+    when it is not loaded: the library a C++ program loads before running an AOTInductor package
+    of a model with the fused op (examples/aoti_cpp)."""
+    if extension_load_error() is not None:
+        return None
+    return getattr(sys.modules.get("stcformer._C"), "__file__", None)
+
+
 def has_kernel(op: str, dispatch_key: str) -> bool:
     """Whether torch.ops.stcformer.<op> has a kernel for ``dispatch_key`` ("CPU" or "CUDA")."""
     if extension_load_error() is not None:
