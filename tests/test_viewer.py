@@ -226,6 +226,36 @@ def test_viewer_plays_in_a_real_browser(two_people, tmp_path):
         driver.quit()
 
 
+def test_touch_orbits_and_pinch_zooms(two_people):
+    """One finger turns the view, two fingers spread apart zoom in (touch events, as a phone sends)."""
+    driver = _browser()
+    try:
+        driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 2})
+        open_page(driver, two_people / "view.html")
+        dist = "return window.viewer.camera().dist"
+
+        def touch(kind, *points):
+            driver.execute_cdp_cmd("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [
+                {"x": x, "y": y, "id": i} for i, (x, y) in enumerate(points)]})
+
+        before, d0 = _canvas_pixels(driver), driver.execute_script(dist)
+        touch("touchStart", (300, 300))
+        for k in range(1, 6):
+            touch("touchMove", (300 + 20 * k, 300))
+        touch("touchEnd")
+        turned = _canvas_pixels(driver)
+        assert np.abs(turned - before).max(-1).astype(bool).sum() > 100
+        assert driver.execute_script(dist) == d0
+        touch("touchStart", (400, 300), (440, 300))
+        for k in range(1, 6):
+            touch("touchMove", (400 - 15 * k, 300), (440 + 15 * k, 300))
+        touch("touchEnd")
+        assert driver.execute_script(dist) < 0.7 * d0  # fingers spread: closer
+        assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        driver.quit()
+
+
 def test_viewer_with_video_frames_in_a_real_browser(tmp_path):
     """--html-video's frames draw under the 2D keypoints (the inset is not blank)."""
     from stcformer.export.viewer import encode_video_frames, write_viewer
