@@ -212,6 +212,13 @@ def test_viewer_plays_in_a_real_browser(two_people, tmp_path):
         ActionChains(driver).move_to_element(canvas).click_and_hold().move_by_offset(160, 40).release().perform()
         orbited = _canvas_pixels(driver)
         assert np.abs(orbited - moved).max(-1).astype(bool).sum() > 100  # the orbit drag turned the view
+        names = driver.find_elements(By.CSS_SELECTOR, "#legend .who")
+        assert [n.text for n in names] == ["person 7", "person 8"]
+        for n in names:
+            n.click()  # hide both
+        assert _bone_pixels(_canvas_pixels(driver)) < 20
+        names[1].click()  # person 8 back
+        assert _bone_pixels(_canvas_pixels(driver)) > 100
         driver.find_element(By.ID, "play").click()
         WebDriverWait(driver, 20).until(lambda d: d.execute_script("return window.viewer.frame()") > 150)
         shot = tmp_path / "viewer.png"
