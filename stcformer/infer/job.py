@@ -165,7 +165,7 @@ def check_paths(job) -> None:
     if job.video is not None:
         package = DETECTOR_PACKAGES.get(job.detector)
         if job.detecting and package and importlib.util.find_spec(package) is None:
-            from stcformer.infer.detect import check_detector
+            from stcformer.infer.detectors import check_detector
 
             check_detector(job.detector)  # raises, naming what to install
         check_file(job.video)

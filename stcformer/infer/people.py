@@ -34,7 +34,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import numpy as np
 
 from stcformer.errors import UsageError
-from stcformer.infer.detect import BlazePose, Detector, _quiet_native_stderr
+from stcformer.infer.detect import BlazePose, Detector, quiet_native_stderr
 
 VELOCITY_SPAN = 5        # a track's velocity: over its last five detections
 LOOK_WEIGHT = 1.0        # weight of the appearance distance (0..1) in the matching cost
@@ -270,7 +270,7 @@ class MultiPose(Detector):
         return None
 
     def session(self):
-        return _quiet_native_stderr()
+        return quiet_native_stderr()
 
     def start(self) -> None:
         import cv2

@@ -63,7 +63,7 @@ class _Run:
 
 def _probe_video(run: _Run) -> None:
     """--video alone: the detector and the video are checked (nothing decoded yet)."""
-    from stcformer.infer.detect import check_detector
+    from stcformer.infer.detectors import check_detector
     from stcformer.infer.video import probe
 
     job = run.job
@@ -108,7 +108,7 @@ def _read_file(run: _Run) -> None:
 def _detect(run: _Run):
     """Run the detector over the video; returns ({track: raw (T, J, 3) detections}, detector).
     ``person="all"`` finds every person (the ``multipose`` detector), else the one BlazePose follows."""
-    from stcformer.infer.detect import get_detector
+    from stcformer.infer.detectors import get_detector
 
     job, info = run.job, run.video_info
     name = "multipose" if run.every and job.detector == "blazepose" else job.detector
