@@ -147,6 +147,15 @@ def test_no_import_circle():
             visit(m)
 
 
+def test_no_two_modules_import_each_other():
+    """Not even through an import inside a function: a lazy import hides a circle from the loader,
+    not from a reader."""
+    graph = {m: {t for t in _imports(p) if t in MODULES and t != m and not m.startswith(t + ".")}
+             for m, p in MODULES.items()}
+    pairs = sorted({tuple(sorted((m, t))) for m, ts in graph.items() for t in ts if m in graph.get(t, ())})
+    assert not pairs, pairs
+
+
 @pytest.mark.parametrize("package", sorted(m for m, p in MODULES.items() if p.name == "__init__.py"))
 def test_every_subpackage_says_what_it_holds(package):
     doc = ast.get_docstring(ast.parse(MODULES[package].read_text()))
