@@ -29,3 +29,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A small checkpoint of seeded random weights (1 layer, width 32, 2 heads), one per test module."""
+    from stcformer import STCFormer, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(STCFormer(layers=1, d_hid=32, num_heads=2), path)
+    return str(path)

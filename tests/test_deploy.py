@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import stcformer
-from stcformer import STCFormer, StreamLifter, save_checkpoint
+from stcformer import STCFormer, StreamLifter
 from stcformer.cli.common import run
 from stcformer.cli.deploy import main
 from stcformer.errors import UsageError
@@ -20,14 +20,6 @@ SIZE = (1000, 1000)
 
 def deploy(*args):
     return run(lambda: main([str(a) for a in args]))
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("deploy") / "model.pt"
-    save_checkpoint(STCFormer(layers=1, d_hid=32, num_heads=2), path)
-    return str(path)
 
 
 @pytest.fixture(scope="module")

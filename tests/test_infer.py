@@ -18,14 +18,6 @@ from stcformer.evaluation.predict import predict_sequence, seq2seq_centres
 from stcformer.export.render import Z_UP
 
 
-@pytest.fixture
-def ckpt(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "model.pt"
-    save_checkpoint(STCFormer(layers=1, d_hid=32, num_heads=2), path)
-    return str(path)
-
-
 def infer(*args):
     return run(lambda: main([str(a) for a in args]))
 
@@ -392,10 +384,11 @@ def test_stream_calls_serve_with_the_flags(tmp_path, ckpt, monkeypatch):
     fake = types.ModuleType("stcformer.infer.stream")
     fake.serve = lambda *a, **k: calls.append((a, k)) or 0
     monkeypatch.setitem(sys.modules, "stcformer.infer.stream", fake)
+    monkeypatch.chdir(tmp_path)
     assert infer("--stream", "--checkpoint", ckpt, "--fps", 30, "--width", 640, "--height", 480,
                  "--latency", 4, "--joints", "coco", "--device", "cpu") == 0
     assert calls == [((ckpt, 30.0, (640, 480)), {"latency": 4, "joints": "coco", "device": "cpu", "amp": None, "runtime": "torch"})]
-    assert files_in(tmp_path) == ["model.pt"]
+    assert files_in(tmp_path) == [] and files_in(os.path.dirname(ckpt)) == ["model.pt"]  # nothing written
 
 
 @pytest.mark.parametrize("extra,match", [

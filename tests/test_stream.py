@@ -7,20 +7,12 @@ import pytest
 import torch
 
 import stcformer
-from stcformer import STCFormer, StreamLifter, save_checkpoint
+from stcformer import StreamLifter
 from stcformer.errors import UsageError
 from stcformer.infer.joints import coco_to_h36m
 from stcformer.infer.stream import serve
 
 SIZE = (1000, 800)
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("stream") / "model.pt"
-    save_checkpoint(STCFormer(layers=1, d_hid=32, num_heads=2), path)
-    return str(path)
 
 
 def recording(T, seed=0, score=0.9):
