@@ -66,14 +66,14 @@ def _person(arrays: dict, index: int) -> dict:
     scale = float(arrays.get("skeleton_scale", 1.0))
     root = np.asarray(arrays["root_translation"], np.float64)
     rooted = bool(np.isfinite(root).all(1).any())
-    root = np.nan_to_num(root) if rooted else np.zeros_like(root)
+    root = np.nan_to_num(root)[:, None] * scale if rooted else 0.0
     raw = np.asarray(arrays["reconstruction"], np.float64) * scale
     fixed = np.asarray(arrays.get("skeleton_3d", arrays["reconstruction"]), np.float64)
     track = int(arrays["track"]) if "track" in arrays else None
-    return dict(track=index if track is None else track, label="person" if track is None else f"person {track}", rooted=rooted, fixed=(fixed + root[:, None] * scale) @ Z_UP.T,
-                raw=(raw + root[:, None] * scale) @ Z_UP.T, lengths=_bone_lengths(raw),
-                fixed_lengths=_bone_lengths(fixed), kp=np.asarray(arrays["keypoints_2d"], np.float32),
-                scores=np.asarray(arrays["scores"], np.float32), filled=np.asarray(arrays["filled"], bool))
+    return dict(track=index if track is None else track, label="person" if track is None else f"person {track}",
+                rooted=rooted, fixed=(fixed + root) @ Z_UP.T, raw=(raw + root) @ Z_UP.T, lengths=_bone_lengths(raw),
+                kp=np.asarray(arrays["keypoints_2d"], np.float32), scores=np.asarray(arrays["scores"], np.float32),
+                filled=np.asarray(arrays["filled"], bool))
 
 
 def viewer_scene(people: Sequence[dict], *, title: str = "", min_score: float = 0.3,
@@ -84,38 +84,34 @@ def viewer_scene(people: Sequence[dict], *, title: str = "", min_score: float = 
     if not people:
         raise DataError(title or "viewer", "no lifted person to show")
     persons = [_person(a, i) for i, a in enumerate(people)]
-    T = len(persons[0]["fixed"])
     rot = _levelling([p["fixed"] for p in persons])
-    feet = np.concatenate([(p["fixed"] @ rot.T)[:, _FEET, 2].ravel() for p in persons])
+    for p in persons:
+        p["fixed"], p["raw"] = p["fixed"] @ rot.T, p["raw"] @ rot.T
+    feet = np.concatenate([p["fixed"][:, _FEET, 2].ravel() for p in persons])
     feet = feet[np.isfinite(feet)]
-    ground = float(np.percentile(feet, 2)) if len(feet) else 0.0
-    first = people[0]
-    fps = float(first["fps"]) if "fps" in first else None
+    ground = np.array([0.0, 0.0, np.percentile(feet, 2) if len(feet) else 0.0])
     out = []
     for i, p in enumerate(persons):
-        seen = p["scores"] >= min_score
-        flags = seen.astype(np.uint8) | (p["filled"].astype(np.uint8) << 1)
-        fixed_len = np.nanmedian(np.where(np.isfinite(p["fixed_lengths"]), p["fixed_lengths"], np.nan), axis=0)
-        out.append(dict(
-            track=p["track"], label=p["label"], colour=PALETTE[i % len(PALETTE)], rooted=p["rooted"],
-            fixed=_b64((p["fixed"] @ rot.T - [0, 0, ground]).reshape(-1), "f4"),
-            raw=_b64((p["raw"] @ rot.T - [0, 0, ground]).reshape(-1), "f4"),
-            kp=_b64(p["kp"].reshape(-1), "f4"), flags=_b64(flags.reshape(-1), "u1"),
-            lengths=_b64(p["lengths"].reshape(-1), "f4"),
-            fixed_lengths=[None if not np.isfinite(v) else round(float(v), 4) for v in fixed_len]))
+        flags = (p["scores"] >= min_score).astype(np.uint8) | (p["filled"].astype(np.uint8) << 1)
+        out.append(dict(track=p["track"], label=p["label"], colour=PALETTE[i % len(PALETTE)], rooted=p["rooted"],
+                        fixed=_b64((p["fixed"] - ground).reshape(-1), "f4"),
+                        raw=_b64((p["raw"] - ground).reshape(-1), "f4"), kp=_b64(p["kp"].reshape(-1), "f4"),
+                        flags=_b64(flags.reshape(-1), "u1"), lengths=_b64(p["lengths"].reshape(-1), "f4")))
     # what the first view frames: where the people's roots are most of the time (a few far-off
     # root fits would otherwise shrink everyone to a dot)
-    roots = np.concatenate([(p["fixed"] @ rot.T)[:, 0] for p in persons])
-    roots = roots[np.isfinite(roots).all(1)] - [0, 0, ground]
-    lo, hi = (np.percentile(roots, [5, 95], axis=0) if len(roots) else np.zeros((2, 3)))
+    roots = np.concatenate([p["fixed"][:, 0] for p in persons]) - ground
+    roots = roots[np.isfinite(roots).all(1)]
+    lo, hi = np.percentile(roots, [5, 95], axis=0) if len(roots) else np.zeros((2, 3))
     extent = [[round(float(v), 3) for v in lo[:2]] + [0.0], [round(float(v), 3) for v in hi[:2]] + [1.8]]
-    # the camera (the origin of camera space) in the levelled world, for the "camera" view
-    camera = (np.zeros(3) @ rot.T - [0, 0, ground]).tolist()
-    forward = (np.array([0.0, 1.0, 0.0]) @ rot.T).tolist()  # camera z (forward) is world y before levelling
-    return dict(version=1, title=title, frames=T, fps=fps, size=[int(v) for v in first["size"]],
+    first = people[0]
+    return dict(version=1, title=title, frames=len(persons[0]["fixed"]),
+                fps=float(first["fps"]) if "fps" in first else None, size=[int(v) for v in first["size"]],
                 joints=list(H36M_JOINTS), bones=[list(b) for b in BONES], left=list(H36M_LEFT),
-                right=list(H36M_RIGHT), parents=list(H36M_PARENTS), min_score=min_score, shown=bones, extent=extent, camera=camera,
-                forward=forward, people=out, video=video_frames)
+                right=list(H36M_RIGHT), parents=list(H36M_PARENTS), min_score=min_score, shown=bones, extent=extent,
+                # the camera (camera space's origin) in the levelled world, and where it looks (camera z
+                # is world y before levelling): the "front" view and the camera marker
+                camera=(-ground).tolist(), forward=(np.array([0.0, 1.0, 0.0]) @ rot.T).tolist(),
+                people=out, video=video_frames)
 
 
 def encode_video_frames(frames: Iterable[np.ndarray], total: int, width: int = VIDEO_WIDTH,
